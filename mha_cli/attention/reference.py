@@ -1,0 +1,70 @@
+"""The oracle: multi-head attention written as the formulas, for reading, not speed.
+
+Every index is spelled out with einsum, every intermediate is kept (the
+explain walk-through and the tests read them). Run in float64 on the CPU from
+the master copies it is the reference; run in the test dtype it tells how much
+error that dtype alone causes (the adaptive tolerance).
+
+Rule for query rows with no allowed key: softmax over nothing is undefined, so
+the reference returns NaN there. Implementations may return NaN or any finite
+value in those rows; the checker compares them apart from the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..inputs import Weights
+
+
+@dataclass(frozen=True)
+class ReferenceSteps:
+    q: torch.Tensor  # (N, H, L, d)
+    k: torch.Tensor  # (N, H, S, d)
+    v: torch.Tensor  # (N, H, S, d)
+    scores: torch.Tensor  # (N, H, L, S), q.k / sqrt(d)
+    masked_scores: torch.Tensor  # (N, H, L, S), -inf where not allowed
+    weights: torch.Tensor  # (N, H, L, S), softmax over S
+    heads: torch.Tensor  # (N, H, L, d), weights @ v
+    concat: torch.Tensor  # (N, L, E), heads side by side
+    output: torch.Tensor  # (N, L, E), after the output projection
+
+    def returned_weights(self, average: bool) -> torch.Tensor:
+        """What nn.MultiheadAttention returns: (N, L, S) averaged over heads, or (N, H, L, S)."""
+        return self.weights.mean(dim=1) if average else self.weights
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    y = torch.einsum("nlf,ef->nle", x, weight)  # x W^T
+    return y if bias is None else y + bias
+
+
+def reference_attention(
+    query: torch.Tensor,  # (N, L, E)
+    key: torch.Tensor,  # (N, S, kdim)
+    value: torch.Tensor,  # (N, S, vdim)
+    weights: Weights,
+    allowed: torch.Tensor,  # (N, L, S) bool, True = may attend
+    num_heads: int,
+) -> ReferenceSteps:
+    n, length, e = query.shape
+    source = key.shape[1]
+    d = e // num_heads
+
+    def split_heads(x: torch.Tensor, steps: int) -> torch.Tensor:
+        return x.reshape(n, steps, num_heads, d).permute(0, 2, 1, 3)
+
+    q = split_heads(_linear(query, weights.q_weight, weights.q_bias), length)
+    k = split_heads(_linear(key, weights.k_weight, weights.k_bias), source)
+    v = split_heads(_linear(value, weights.v_weight, weights.v_bias), source)
+
+    scores = torch.einsum("nhld,nhsd->nhls", q, k) / math.sqrt(d)
+    masked_scores = scores.masked_fill(~allowed[:, None, :, :], float("-inf"))
+    attn = torch.softmax(masked_scores, dim=-1)  # NaN on rows with no allowed key
+    heads = torch.einsum("nhls,nhsd->nhld", attn, v)
+    concat = heads.permute(0, 2, 1, 3).reshape(n, length, e)
+    output = _linear(concat, weights.out_weight, weights.out_bias)
+    return ReferenceSteps(q, k, v, scores, masked_scores, attn, heads, concat, output)

@@ -1,0 +1,110 @@
+"""Agreement with the float64 reference.
+
+Tolerance (see README "How results are checked"): the reference math is also
+run in the test dtype; the error that costs, times 5, is the absolute
+tolerance (never below the fixed per-dtype floor), plus a relative term:
+    |out - ref64| <= max(atol_dtype, 5 * max|ref64 - ref_dtype|) + rtol_dtype * |ref64|
+Query rows with no allowed key are undefined: NaN there is expected, any value
+is accepted, and they are counted apart. NaN anywhere else fails.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# (atol, rtol) floors per dtype; torch.testing's defaults are too tight for bf16/fp16.
+FIXED_TOLERANCES: dict[str, tuple[float, float]] = {
+    "float64": (1e-7, 1e-7),
+    "float32": (1e-5, 5e-6),
+    "bfloat16": (5e-2, 5e-2),
+    "float16": (1e-2, 1e-2),
+}
+ADAPTIVE_FACTOR = 5.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    dtype_error: float | None  # max|ref64 - ref in the test dtype|, None if unknown
+
+    @classmethod
+    def for_dtype(cls, dtype: str, dtype_error: float | None) -> Tolerance:
+        atol, rtol = FIXED_TOLERANCES[dtype]
+        if dtype_error is not None and math.isfinite(dtype_error):
+            atol = max(atol, ADAPTIVE_FACTOR * dtype_error)
+        return cls(atol=atol, rtol=rtol, dtype_error=dtype_error)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    max_abs_err: float | None  # over defined rows; None when nothing was comparable
+    undefined_rows: int  # query rows with no allowed key
+    nan_undefined_rows: int  # of those, how many this implementation filled with NaN
+    problems: tuple[str, ...]  # why it failed, empty when ok
+
+    def describe(self) -> str:
+        parts = list(self.problems)
+        if self.undefined_rows:
+            parts.append(
+                f"{self.undefined_rows} query rows have no allowed key: NaN in "
+                f"{self.nan_undefined_rows}, finite values in {self.undefined_rows - self.nan_undefined_rows}"
+            )
+        return "; ".join(parts)
+
+
+def rows_first(tensor: torch.Tensor, per_head: bool) -> torch.Tensor:
+    """(N, H, L, S) -> (N, L, H, S), so that dims 0 and 1 are always (batch, query row)."""
+    return tensor.transpose(1, 2) if per_head else tensor
+
+
+def compare(
+    what: str,
+    got: torch.Tensor,  # (N, L, ...) any dtype/device
+    expected: torch.Tensor,  # (N, L, ...) float64 CPU, NaN on undefined rows
+    undefined: torch.Tensor,  # (N, L) bool: rows with no allowed key
+    tolerance: Tolerance,
+) -> CheckResult:
+    if tuple(got.shape) != tuple(expected.shape):
+        return CheckResult(False, None, 0, 0, (f"{what} shape {tuple(got.shape)} != reference {tuple(expected.shape)}",))
+    got = got.detach().to(device="cpu", dtype=torch.float64)
+    defined = ~undefined
+    bad_rows = (~torch.isfinite(got)).flatten(2).any(dim=-1)  # (N, L)
+    problems = []
+    unexpected = int((bad_rows & defined).sum())
+    if unexpected:
+        problems.append(f"{what}: NaN/inf in {unexpected} query rows that do have allowed keys")
+    got_defined, expected_defined = got[defined], expected[defined]
+    max_abs_err = None
+    if got_defined.numel():
+        error = (got_defined - expected_defined).abs()
+        max_abs_err = float(error.nan_to_num(nan=math.inf).max())
+        within = error <= tolerance.atol + tolerance.rtol * expected_defined.abs()
+        if not bool(within.all()):
+            problems.append(
+                f"{what}: max error {max_abs_err:.3g} exceeds the tolerance "
+                f"(atol {tolerance.atol:.3g} + rtol {tolerance.rtol:.3g}*|ref|) in {int((~within).sum())} elements"
+            )
+    return CheckResult(
+        ok=not problems,
+        max_abs_err=max_abs_err,
+        undefined_rows=int(undefined.sum()),
+        nan_undefined_rows=int((got[undefined].isnan().flatten(1).any(dim=-1)).sum()) if undefined.any() else 0,
+        problems=tuple(problems),
+    )
+
+
+def merge(first: CheckResult, *others: CheckResult) -> CheckResult:
+    """One verdict for several compared tensors (output, then weights)."""
+    errors = [c.max_abs_err for c in (first, *others) if c.max_abs_err is not None]
+    return CheckResult(
+        ok=all(c.ok for c in (first, *others)),
+        max_abs_err=max(errors) if errors else None,
+        undefined_rows=first.undefined_rows,
+        nan_undefined_rows=first.nan_undefined_rows,
+        problems=tuple(p for c in (first, *others) for p in c.problems),
+    )

@@ -1,0 +1,321 @@
+"""The experiment config: pydantic models, YAML + override loading, semantic checks.
+
+`load_config(path, overrides)` is the one entry point. Every problem is
+collected and raised together as a ConfigError, each naming the file (or the
+override), the field path, the YAML line and what is allowed.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
+
+from .errors import ConfigError, Problem
+from .yaml_source import PathKey, YamlDocument, format_path, load_yaml_file, parse_path, load_yaml_text, parse_value
+
+ImplName = Literal["torch", "manual", "sdpa"]
+DType = Literal["float32", "float64", "bfloat16", "float16"]
+Device = Literal["cpu", "cuda", "mps", "auto"]
+SdpaBackend = Literal["auto", "math", "flash", "efficient", "cudnn"]
+
+DEFAULT_CONFIG_NAME = "quickstart.yaml"
+DEFAULT_SOURCE = "built-in default (configs/quickstart.yaml)"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyPadding(_Section):
+    # Valid (unpadded) key count per batch item: keys at positions >= length are padding.
+    lengths: list[PositiveInt]
+
+
+class MaskConfig(_Section):
+    causal: bool = False
+    key_padding: KeyPadding | None = None
+
+
+class TimingConfig(_Section):
+    min_run_time: PositiveFloat = 0.2
+    threads: PositiveInt | None = None
+
+
+class Config(_Section):
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
+    embed_dim: PositiveInt = 64
+    num_heads: PositiveInt = 2
+    batch_size: PositiveInt = 5
+    seq_len: PositiveInt = 10
+    source_len: PositiveInt | None = None
+    attention: Literal["self", "cross"] = "self"
+    kdim: PositiveInt | None = None
+    vdim: PositiveInt | None = None
+    batch_first: bool = False
+    bias: bool = True
+    dtype: DType = "float32"
+    device: Device = "cpu"
+    seed: NonNegativeInt = 0
+    need_weights: bool = True
+    average_attn_weights: bool = True
+    mask: MaskConfig = MaskConfig()
+    variant: Literal["full"] = "full"
+    impls: list[ImplName] = Field(default_factory=lambda: ["torch", "manual", "sdpa"], min_length=1)
+    sdpa_backend: SdpaBackend = "auto"
+    timing: TimingConfig = TimingConfig()
+
+    # Derived sizes, named as in nn.MultiheadAttention and the README.
+    @property
+    def source_length(self) -> int:
+        """S: the key/value length (equal to L for self attention)."""
+        return self.source_len if self.source_len is not None else self.seq_len
+
+    @property
+    def key_dim(self) -> int:
+        return self.kdim if self.kdim is not None else self.embed_dim
+
+    @property
+    def value_dim(self) -> int:
+        return self.vdim if self.vdim is not None else self.embed_dim
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- semantic rules
+# Each rule names the top-level fields it reads; it is skipped when one of them
+# already failed validation, so it never reports a consequence of another error.
+
+Rule = Callable[[Config], list[tuple[str, str]]]
+_RULES: list[tuple[tuple[str, ...], Rule]] = []
+
+
+def _rule(*fields: str) -> Callable[[Rule], Rule]:
+    def register(function: Rule) -> Rule:
+        _RULES.append((fields, function))
+        return function
+
+    return register
+
+
+@_rule("embed_dim", "num_heads")
+def _heads_divide_width(c: Config) -> list[tuple[str, str]]:
+    if c.embed_dim % c.num_heads:
+        divisors = [h for h in range(1, min(c.embed_dim, 64) + 1) if c.embed_dim % h == 0]
+        return [
+            (
+                "num_heads",
+                f"embed_dim {c.embed_dim} is not divisible by num_heads {c.num_heads}; "
+                f"num_heads must divide embed_dim (e.g. {', '.join(map(str, divisors[-6:]))})",
+            )
+        ]
+    return []
+
+
+@_rule("attention", "source_len", "kdim", "vdim")
+def _cross_only_fields(c: Config) -> list[tuple[str, str]]:
+    if c.attention == "cross":
+        return []
+    return [
+        (name, f"{name} is only used with `attention: cross` (self attention takes key and value from the query)")
+        for name in ("source_len", "kdim", "vdim")
+        if getattr(c, name) is not None
+    ]
+
+
+@_rule("mask", "batch_size", "seq_len", "source_len", "attention")
+def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
+    padding = c.mask.key_padding
+    if padding is None:
+        return []
+    problems = []
+    if len(padding.lengths) != c.batch_size:
+        problems.append(
+            (
+                "mask.key_padding.lengths",
+                f"needs one length per batch item: batch_size is {c.batch_size}, got {len(padding.lengths)} lengths",
+            )
+        )
+    s = c.source_length
+    for index, length in enumerate(padding.lengths):
+        if length > s:
+            problems.append(
+                (f"mask.key_padding.lengths[{index}]", f"{length} is longer than the key length S={s}; allowed 1..{s}")
+            )
+    return problems
+
+
+@_rule("impls")
+def _impls_unique(c: Config) -> list[tuple[str, str]]:
+    repeated = sorted({name for name in c.impls if c.impls.count(name) > 1})
+    return [("impls", f"lists {', '.join(repeated)} more than once; list each implementation once")] if repeated else []
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _default_document() -> YamlDocument:
+    text = resources.files("mha_cli").joinpath("defaults", DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")
+    return load_yaml_text(text, DEFAULT_SOURCE)
+
+
+def _apply_override(
+    data: dict[str, Any], origins: dict[PathKey, tuple[str, int | None]], arg: str
+) -> Problem | None:
+    source = f"override `{arg}`"
+    if "=" not in arg:
+        return Problem(source, "", "expected KEY=VALUE (e.g. num_heads=4 or mask.causal=true)")
+    key, _, raw_value = arg.partition("=")
+    parts = key.strip().split(".")
+    if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
+        return Problem(source, key, "the key must be a dotted field path such as mask.causal")
+    try:
+        value = parse_value(raw_value, source)
+    except ConfigError as error:
+        return error.problems[0]
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            return Problem(source, ".".join(parts[: depth + 1]), "is not a section, so it has no sub-keys")
+        node = child
+    node[parts[-1]] = value
+    path = tuple(parts)
+    for stale in [p for p in origins if p[: len(path)] == path]:
+        del origins[stale]
+    origins[path] = (source, None)
+    return None
+
+
+def _origin(loc: PathKey, origins: dict[PathKey, tuple[str, int | None]], default_source: str) -> tuple[str, int | None]:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in origins:
+            return origins[loc[:end]]
+    # An unknown section set by an override (`foo.bar=1`) is recorded below the failing path.
+    for path, origin in origins.items():
+        if path[: len(loc)] == loc:
+            return origin
+    return default_source, None
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    return get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+
+
+def _model_at(parent: PathKey) -> type[BaseModel] | None:
+    """The pydantic model whose fields live at `parent` (for key suggestions)."""
+    model: type[BaseModel] = Config
+    for part in parent:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        nested = [a for a in _union_members(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_at(loc[:-1])
+        valid = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
+        return f"unknown key '{key}'; {hint}"
+    if kind == "literal_error":
+        allowed = re.findall(r"'([^']*)'", error.get("ctx", {}).get("expected", ""))
+        close = difflib.get_close_matches(str(error["input"]), allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"{error['input']!r} is not allowed; choose one of: {', '.join(allowed)}{hint}"
+    if kind == "missing":
+        return "is required"
+    if kind == "string_pattern_mismatch":
+        return f"{error['input']!r} may only hold letters, digits, '.', '_' and '-' (it names the output folder)"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    if kind == "model_type" or kind == "dict_type":
+        return f"{message} (a section of keys, e.g. `causal: true`), got {type(error['input']).__name__}"
+    return f"{message} (got {error['input']!r})"
+
+
+def validate_data(data: Any, origins: dict[PathKey, tuple[str, int | None]], source: str) -> Config:
+    """Validate already-merged raw data into a Config, or raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        got = "a list" if isinstance(data, list) else type(data).__name__
+        raise ConfigError(
+            [Problem(source, "", f"the top level must be a mapping of config keys (e.g. `embed_dim: 64`), got {got}")]
+        )
+    problems: list[Problem] = []
+    failed_fields: set[str] = set()
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as error:
+        for item in error.errors():
+            loc = tuple(item["loc"])
+            origin_source, line = _origin(loc, origins, source)
+            problems.append(Problem(origin_source, format_path(loc), _describe(item), line))
+            failed_fields.add(str(loc[0]) if loc else "")
+        # Re-validate without the broken fields so the semantic rules can still
+        # report on everything that is fine.
+        try:
+            config = Config.model_validate({k: v for k, v in data.items() if k not in failed_fields})
+        except ValidationError:
+            raise ConfigError(problems) from None
+    for fields, rule in _RULES:
+        if failed_fields.intersection(fields):
+            continue
+        for field_path, message in rule(config):
+            origin_source, line = _origin(parse_path(field_path), origins, source)
+            problems.append(Problem(origin_source, field_path, message, line))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _origins_from(document: YamlDocument) -> dict[PathKey, tuple[str, int | None]]:
+    return {path: (document.source, line) for path, line in document.lines.items()}
+
+
+def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a config file (or the built-in default), apply dotted overrides, validate."""
+    document = _default_document() if path is None else load_yaml_file(path)
+    data = document.data
+    origins = _origins_from(document)
+    problems: list[Problem] = []
+    if isinstance(data, dict):
+        for arg in overrides:
+            problem = _apply_override(data, origins, arg)
+            if problem is not None:
+                problems.append(problem)
+    try:
+        config = validate_data(data, origins, document.source)
+    except ConfigError as error:
+        problems += error.problems
+    if problems:
+        # File problems first, in line order; then the overrides as given.
+        problems.sort(key=lambda p: (p.source != document.source, p.line or 0))
+        raise ConfigError(problems)
+    return config
+
+
+def config_to_yaml(config: Config) -> str:
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,101 @@
+"""Timing, peak memory and FLOP counts.
+
+Timing is torch.utils.benchmark's: it warms up, synchronises CUDA and picks
+the number of calls per measurement. Its thread count defaults to 1, so it is
+always passed explicitly. Peak memory is measured on one call: on CUDA with
+max_memory_allocated, on the CPU from the profiler's allocation events
+(bytes the PyTorch CPU allocator handed out minus bytes freed, at their peak).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils import benchmark
+
+from .config import Config
+
+NOISY_IQR_RATIO = 0.10  # IQR/median above this is flagged: the machine was busy
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_s: float
+    iqr_s: float
+    runs: int  # number of measurements (each the mean of a block of calls)
+
+    @property
+    def noisy(self) -> bool:
+        return self.iqr_s > NOISY_IQR_RATIO * self.median_s
+
+
+def time_call(fn: Callable[[], object], *, threads: int, min_run_time: float, label: str = "") -> Timing:
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, label=label)
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    return Timing(median_s=measurement.median, iqr_s=measurement.iqr, runs=len(measurement.times))
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The profiler's native code prints start/stop lines to fd 2; keep the user's stderr clean."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes allocated during one call, above what was allocated before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch.profiler import ProfilerActivity, profile
+
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+        key=lambda e: e.start_ns(),
+    )
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    projections: int
+    attention: int  # QK^T and PV over allowed pairs only
+
+    @property
+    def total(self) -> int:
+        return self.projections + self.attention
+
+
+def count_flops(config: Config, allowed_pairs: int) -> FlopCount:
+    """Multiply-adds counted as 2 FLOPs; masked-out pairs are not work we asked for."""
+    n, length, source, e = config.batch_size, config.seq_len, config.source_length, config.embed_dim
+    projections = 2 * n * length * e * e * 2 + 2 * n * source * e * (config.key_dim + config.value_dim)
+    attention = 4 * config.num_heads * allowed_pairs * config.head_dim
+    return FlopCount(projections=projections, attention=attention)

@@ -1,0 +1,112 @@
+"""Memory guard: estimate peak bytes before anything is allocated.
+
+Estimates are deliberately simple and conservative (they count every live
+L x S tensor an implementation makes) so that a run that cannot fit is refused
+in milliseconds instead of swapping the machine to a halt. No torch import:
+`seq_len: 1000000` must be refused before torch has even loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from .config import Config
+from .errors import UsageError
+
+DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """'2GiB' -> 2147483648, '500MB' -> 500000000, '1024' -> 1024."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise UsageError(f"--max-memory: cannot read {text!r} as a size; write e.g. 2GiB, 500MB or 1073741824")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(count) < 1024 or unit == "PiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def available_host_bytes() -> int:
+    """Memory the OS can give us now (MemAvailable), falling back to free pages."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    shared: int  # inputs in the run dtype and their float64 master copies
+    reference: int  # the float64 oracle plus its same-dtype twin
+    per_impl: dict[str, int]
+    largest_term: str  # what dominates, named for the error message
+
+    def peak(self, impl: str) -> int:
+        return self.shared + self.per_impl[impl]
+
+    @property
+    def reference_peak(self) -> int:
+        return self.shared + self.reference
+
+
+def estimate(config: Config) -> MemoryEstimate:
+    n, h, e = config.batch_size, config.num_heads, config.embed_dim
+    length, source = config.seq_len, config.source_length
+    b = DTYPE_BYTES[config.dtype]
+    scores = n * h * length * source  # one (N, H, L, S) tensor, in elements
+    inputs = n * (length * e + source * config.key_dim + source * config.value_dim)
+    projected = n * (length + 2 * source) * e
+    output = n * length * e
+    mask = n * length * source  # bool, one byte each
+    weights = 2 * e * e + e * (config.key_dim + config.value_dim) + 4 * e
+
+    shared = (b + 8) * (inputs + weights)
+    # Scores, masked scores and softmax are alive together in a textbook forward.
+    dense_forward = projected + 3 * scores + output
+    per_impl = {
+        # nn.MultiheadAttention also merges the two masks into an (N, H, L, S) float mask.
+        "torch": b * (dense_forward + scores) + mask,
+        "manual": b * dense_forward + mask,
+        # A fused kernel needs no L x S buffer, but `auto` may fall back to math.
+        "sdpa": b * dense_forward + mask,
+    }
+    reference = 8 * dense_forward + b * dense_forward + mask
+    return MemoryEstimate(
+        shared=shared,
+        reference=reference,
+        per_impl={name: per_impl[name] for name in config.impls},
+        largest_term=(
+            f"attention scores N*H*L*S = {n}*{h}*{length}*{source}"
+            if scores >= inputs
+            else f"inputs N*(L*E + S*kdim + S*vdim) = {inputs:,} elements"
+        ),
+    )
+
+
+def check_fits(config: Config, limit_bytes: int, limit_source: str) -> MemoryEstimate:
+    """Refuse a run whose float64 reference alone cannot fit; return the estimate for per-impl decisions."""
+    found = estimate(config)
+    if found.reference_peak > limit_bytes:
+        raise UsageError(
+            f"this run would need about {format_bytes(found.reference_peak)} "
+            f"(dominated by the {found.largest_term}, kept in float64 for the reference check), "
+            f"but only {format_bytes(limit_bytes)} is {limit_source}. "
+            "Lower seq_len (and source_len), batch_size or num_heads, "
+            "or set a different limit with --max-memory."
+        )
+    return found

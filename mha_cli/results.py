@@ -1,0 +1,93 @@
+"""Result records: what a run found, in a form that survives JSON round trips.
+
+No torch here: `mha compare` and the report writers read results without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+
+Status = Literal["ok", "fail", "skipped", "error"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One implementation measured on one config."""
+
+    impl: str
+    variant: str
+    dtype: str
+    device: str
+    status: Status  # ok: agreed and timed; fail: disagreed; skipped: could not run here; error: crashed
+    reason: str = ""  # why it failed/was skipped, and notes such as undefined rows
+    median_s: float | None = None
+    iqr_s: float | None = None
+    runs: int | None = None  # measurements behind the median
+    noisy: bool | None = None  # IQR/median > 10%
+    flops: int | None = None
+    gflops: float | None = None
+    peak_mem_bytes: int | None = None
+    max_abs_err: float | None = None
+    atol: float | None = None  # the absolute tolerance this row was held to
+    speedup_vs_torch: float | None = None
+    ok: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class ShapeRow:
+    tensor: str
+    shape: list[int] | None
+    axes: str  # e.g. "(L=10, N=5, E=64)"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RunReport:
+    mha_version: str
+    created: str  # UTC, ISO 8601
+    config: dict[str, Any]
+    env: dict[str, Any]
+    shapes: dict[str, list[int] | None]
+    results: list[Result]
+    shape_table: list[ShapeRow] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in ("ok", "skipped") for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "mha_version": self.mha_version,
+            "created": self.created,
+            "config": self.config,
+            "env": self.env,
+            "shapes": self.shapes,
+            "shape_table": [asdict(row) for row in self.shape_table],
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        return cls(
+            schema_version=data["schema_version"],
+            mha_version=data["mha_version"],
+            created=data["created"],
+            config=data["config"],
+            env=data["env"],
+            shapes=data["shapes"],
+            shape_table=[ShapeRow(**row) for row in data.get("shape_table", [])],
+            results=[Result.from_dict(r) for r in data["results"]],
+        )

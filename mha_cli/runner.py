@@ -1,0 +1,179 @@
+"""`run_experiment`: one config in, one RunReport out. The CLI's `run` is a thin wrapper.
+
+Order of work: memory guard (before anything is allocated), inputs and shared
+weights, the float64 reference, the shape table, then each implementation:
+build, one checked call, one memory-profiled call, then timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import torch
+
+from . import __version__
+from .attention import Unavailable, batch_first, get_impl
+from .attention.reference import ReferenceSteps, reference_attention
+from .check import CheckResult, Tolerance, compare, merge, rows_first
+from .config import Config
+from .envinfo import run_env
+from .errors import UsageError
+from .inputs import TORCH_DTYPES, Inputs, make_inputs
+from .masks import fully_masked_rows
+from .measure import FlopCount, count_flops, peak_memory_bytes, time_call
+from .memory import MemoryEstimate, available_host_bytes, check_fits, format_bytes
+from .results import Result, RunReport
+from .shapes import shape_table
+
+Progress = Callable[[str], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise UsageError(
+            f"device: cuda was asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU; "
+            "use device: cpu, or device: auto to take a GPU only when there is one"
+        )
+    if name == "mps" and not mps:
+        raise UsageError("device: mps was asked for, but this machine has no MPS (Apple GPU) device; use cpu or auto")
+    return torch.device(name)
+
+
+def _run_reference(config: Config, inputs: Inputs) -> tuple[ReferenceSteps, Tolerance]:
+    """The float64 oracle, and the same math in the test dtype to size the tolerance."""
+
+    def in_dtype(dtype: torch.dtype) -> ReferenceSteps:
+        return reference_attention(
+            inputs.master_query.to(dtype),
+            inputs.master_key.to(dtype),
+            inputs.master_value.to(dtype),
+            inputs.master_weights.to(dtype),
+            inputs.master_allowed,
+            config.num_heads,
+        )
+
+    reference = in_dtype(torch.float64)
+    dtype_error = None
+    if config.dtype != "float64":
+        twin = in_dtype(TORCH_DTYPES[config.dtype]).output.double()
+        defined = ~fully_masked_rows(inputs.master_allowed)
+        gap = (twin - reference.output)[defined].abs()
+        dtype_error = float(gap.max()) if gap.numel() else None
+    return reference, Tolerance.for_dtype(config.dtype, dtype_error)
+
+
+def _check(config: Config, got_output: torch.Tensor, got_weights: torch.Tensor | None,
+           reference: ReferenceSteps, undefined: torch.Tensor, tolerance: Tolerance) -> CheckResult:
+    result = compare("output", batch_first(got_output, config.batch_first), reference.output, undefined, tolerance)
+    if got_weights is None:
+        return result
+    per_head = not config.average_attn_weights
+    expected = rows_first(reference.returned_weights(config.average_attn_weights), per_head)
+    return merge(result, compare("weights", rows_first(got_weights, per_head), expected, undefined, tolerance))
+
+
+def _run_one(
+    name: str,
+    config: Config,
+    inputs: Inputs,
+    reference: ReferenceSteps,
+    tolerance: Tolerance,
+    flops: FlopCount,
+    threads: int,
+    device: torch.device,
+    memory_ok: tuple[bool, str],
+) -> Result:
+    base = {"impl": name, "variant": config.variant, "dtype": config.dtype, "device": str(device), "atol": tolerance.atol}
+    fits, why_not = memory_ok
+    if not fits:
+        return Result(status="skipped", reason=why_not, **base)
+    try:
+        forward = get_impl(name)(inputs, config)
+    except Unavailable as unavailable:
+        return Result(status="skipped", reason=unavailable.reason, **base)
+    try:
+        with torch.inference_mode():
+            got = forward()
+            checked = _check(config, got.output, got.weights, reference, fully_masked_rows(inputs.master_allowed), tolerance)
+            del got
+            peak = peak_memory_bytes(forward, device)
+            timing = time_call(forward, threads=threads, min_run_time=config.timing.min_run_time, label=name)
+    except (RuntimeError, torch.OutOfMemoryError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return Result(status="error", reason=f"{type(error).__name__}: {message}", **base)
+    return Result(
+        status="ok" if checked.ok else "fail",
+        reason=checked.describe(),
+        median_s=timing.median_s,
+        iqr_s=timing.iqr_s,
+        runs=timing.runs,
+        noisy=timing.noisy,
+        flops=flops.total,
+        gflops=flops.total / timing.median_s / 1e9,
+        peak_mem_bytes=peak,
+        max_abs_err=checked.max_abs_err,
+        ok=checked.ok,
+        **base,
+    )
+
+
+def _memory_verdicts(config: Config, found: MemoryEstimate, device: torch.device, limit: int, limit_source: str) -> dict[str, tuple[bool, str]]:
+    if device.type == "cuda":
+        limit, limit_source = torch.cuda.mem_get_info(device)[0], f"free on {torch.cuda.get_device_name(device)}"
+    verdicts = {}
+    for name in config.impls:
+        need = found.peak(name)
+        verdicts[name] = (
+            need <= limit,
+            f"needs about {format_bytes(need)} but {format_bytes(limit)} is {limit_source}",
+        )
+    return verdicts
+
+
+def _with_speedups(results: list[Result]) -> list[Result]:
+    baseline = next((r.median_s for r in results if r.impl == "torch" and r.median_s), None)
+    if baseline is None:
+        return results
+    return [replace(r, speedup_vs_torch=baseline / r.median_s) if r.median_s else r for r in results]
+
+
+def run_experiment(config: Config, *, memory_limit: int | None = None, progress: Progress = lambda _: None) -> RunReport:
+    if memory_limit is not None:
+        limit, limit_source = memory_limit, "allowed by --max-memory"
+    else:
+        limit, limit_source = available_host_bytes(), "available on this machine"
+    found = check_fits(config, limit, limit_source)
+    device = resolve_device(config.device)
+    if config.timing.threads is not None:
+        torch.set_num_threads(config.timing.threads)
+    threads = torch.get_num_threads()
+    torch.set_flush_denormal(True)  # denormals make CPU math up to 100x slower
+
+    progress("building inputs and weights")
+    inputs = make_inputs(config, device)
+    progress("float64 reference")
+    reference, tolerance = _run_reference(config, inputs)
+    rows, shapes = shape_table(config, inputs, reference)
+    flops = count_flops(config, int(inputs.master_allowed.sum()))
+    verdicts = _memory_verdicts(config, found, device, limit, limit_source)
+
+    results = []
+    for index, name in enumerate(config.impls, start=1):
+        progress(f"[{index}/{len(config.impls)}] {name}: checking and timing ({config.timing.min_run_time:g} s)")
+        results.append(_run_one(name, config, inputs, reference, tolerance, flops, threads, device, verdicts[name]))
+    return RunReport(
+        mha_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=config.to_dict(),
+        env=run_env(str(device), threads),
+        shapes=shapes,
+        shape_table=rows,
+        results=_with_speedups(results),
+    )
+
