@@ -44,24 +44,24 @@ def shape_table(config: Config, inputs: Inputs, steps: ReferenceSteps) -> tuple[
         return ShapeRow(tensor, list(value.shape), named_axes(value.shape, axes), note)
 
     weights_note = (
-        "returned with need_weights=false: nn.MultiheadAttention computes no weights"
+        "need_weights=false: none are returned"
         if not config.need_weights
-        else ("averaged over the heads (average_attn_weights=true)" if config.average_attn_weights else "one map per head")
+        else ("averaged over heads (average_attn_weights=true)" if config.average_attn_weights else "one map per head (average_attn_weights=false)")
     )
     rows = [
-        row("query", inputs.query, query_axes, "batch_first=true" if config.batch_first else "sequence first (batch_first=false)"),
-        row("key", inputs.key, key_axes, "the query itself (self attention)" if config.attention == "self" else "cross attention source"),
-        row("value", inputs.value, value_axes, "the query itself (self attention)" if config.attention == "self" else "cross attention source"),
-        row("Q per head", steps.q, "N H L d", "query projection split into heads, d = E / H"),
-        row("K per head", steps.k, "N H S d", "key projection split into heads"),
-        row("V per head", steps.v, "N H S d", "value projection split into heads"),
-        row("scores", steps.scores, "N H L S", "Q K^T / sqrt(d), one L x S map per head"),
+        row("query", inputs.query, query_axes, "batch_first=true" if config.batch_first else "batch_first=false: sequence first"),
+        row("key", inputs.key, key_axes, "self attention: the query tensor" if config.attention == "self" else "cross attention source"),
+        row("value", inputs.value, value_axes, "self attention: the query tensor" if config.attention == "self" else "cross attention source"),
+        row("Q per head", steps.q, "N H L d", "projected, split into heads; d = E/H"),
+        row("K per head", steps.k, "N H S d", "projected, split into heads"),
+        row("V per head", steps.v, "N H S d", "projected, split into heads"),
+        row("scores", steps.scores, "N H L S", "Q K^T / sqrt(d): one L x S map per head"),
         row("attn weights (returned)", returned.weights, _weights_axes(config.average_attn_weights), weights_note),
         row(
             f"attn weights if average_attn_weights={str(other_average).lower()}",
             other.weights,
             _weights_axes(other_average),
-            "averaged over the heads" if other_average else "one map per head, not averaged",
+            "averaged over heads" if other_average else "one map per head",
         ),
         row("output", returned.output, query_axes, "same layout as the query"),
     ]

@@ -1,0 +1,53 @@
+"""The `mha` command. Each subcommand lives in its own module and calls one library function.
+
+Nothing imported at this level imports torch: `mha --help`, `mha validate`
+and shell completion stay fast. Commands import torch inside their bodies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from .env import env
+from .run import run
+from .validate import validate
+
+app = typer.Typer(
+    name="mha",
+    help=(
+        "Experiment with multi-head attention in PyTorch: see the shapes nn.MultiheadAttention returns, "
+        "check several implementations against a float64 reference, and time them.\n\n"
+        "Start with:  mha run            (the built-in quickstart config)"
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mha {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
+app.command()(run)
+app.command()(validate)
+app.command()(env)
+
+
+def main() -> None:
+    app()

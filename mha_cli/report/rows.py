@@ -1,0 +1,88 @@
+"""What the shape and timing tables hold, as plain strings (shared by every renderer)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..memory import format_bytes
+from ..results import Result, RunReport
+
+RESULT_HEADERS = ["impl", "status", "median", "IQR", "runs", "GFLOP/s", "vs torch", "peak mem", "max err", "atol"]
+SHAPE_HEADERS = ["tensor", "shape", "axes", "note"]
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _iqr(result: Result) -> str:
+    if result.iqr_s is None or not result.median_s:
+        return "-"
+    share = 100 * result.iqr_s / result.median_s
+    return f"±{share:.1f}%" + (" noisy" if result.noisy else "")
+
+
+def result_row(result: Result) -> list[str]:
+    return [
+        result.impl,
+        result.status.upper() if result.status == "fail" else result.status,
+        format_seconds(result.median_s),
+        _iqr(result),
+        str(result.runs) if result.runs is not None else "-",
+        f"{result.gflops:.2f}" if result.gflops is not None else "-",
+        f"{result.speedup_vs_torch:.2f}x" if result.speedup_vs_torch is not None else "-",
+        format_bytes(result.peak_mem_bytes) if result.peak_mem_bytes is not None else "-",
+        f"{result.max_abs_err:.2e}" if result.max_abs_err is not None else "-",
+        f"{result.atol:.0e}" if result.atol is not None else "-",
+    ]
+
+
+def shape_rows(report: RunReport) -> list[list[str]]:
+    return [
+        [row.tensor, "None" if row.shape is None else "(" + ", ".join(map(str, row.shape)) + ")", row.axes, row.note]
+        for row in report.shape_table
+    ]
+
+
+def notes(results: Sequence[Result]) -> list[str]:
+    """One line per result that has something to say (failures, skips, undefined rows, noise)."""
+    lines = [f"{r.impl} ({r.status}): {r.reason}" for r in results if r.reason]
+    noisy = [r.impl for r in results if r.noisy]
+    if noisy:
+        lines.append(
+            f"noisy timings (IQR above 10% of the median) for {', '.join(noisy)}: "
+            "the machine was busy; rerun or raise timing.min_run_time"
+        )
+    return lines
+
+
+def summary_line(config: dict[str, Any], env: dict[str, Any]) -> str:
+    heads = config["num_heads"]
+    source = config["source_len"] or config["seq_len"]
+    mask = []
+    if config["mask"]["causal"]:
+        mask.append("causal")
+    if config["mask"]["key_padding"]:
+        mask.append("key padding")
+    return (
+        f"{config['name']}: {config['attention']} attention, variant {config['variant']}, "
+        f"E={config['embed_dim']}, H={heads} (d={config['embed_dim'] // heads}), N={config['batch_size']}, "
+        f"L={config['seq_len']}, S={source}, mask: {', '.join(mask) or 'none'}; "
+        f"{config['dtype']} on {env['device']}, {env['num_threads']} threads, torch {env['torch']}"
+    )
+
+
+def verdict(report: RunReport) -> str:
+    failed = [r.impl for r in report.results if r.status in ("fail", "error")]
+    checked = [r.impl for r in report.results if r.status == "ok"]
+    if failed:
+        return f"FAIL: {', '.join(failed)} did not agree with the float64 reference or did not run"
+    if not checked:
+        return "nothing ran: every implementation was skipped"
+    return f"OK: {', '.join(checked)} agree with the float64 reference"
