@@ -1,11 +1,8 @@
 """mha: experiments with multi-head attention in PyTorch.
 
-The library comes first and the CLI sits on top: `load_config` reads a YAML
-config, `run_experiment` (in `mha_cli.runner`, which imports torch) runs it.
+The library comes first and the CLI sits on top: `mha_cli.config.load_config`
+reads a YAML config, `mha_cli.runner.run_experiment` (which imports torch)
+runs it. Nothing is imported here, so `mha --help` starts fast.
 """
 
 __version__ = "0.1.0"
-
-from .config import Config, load_config  # noqa: E402  (no torch: safe for --help)
-
-__all__ = ["Config", "load_config", "__version__"]

@@ -8,11 +8,9 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 from collections.abc import Callable, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -167,7 +165,7 @@ def _impls_unique(c: Config) -> list[tuple[str, str]]:
 
 
 def _default_document() -> YamlDocument:
-    text = resources.files("mha_cli").joinpath("defaults", DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")
+    text = (Path(__file__).parent / "defaults" / DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")
     return load_yaml_text(text, DEFAULT_SOURCE)
 
 
@@ -231,6 +229,8 @@ def _model_at(parent: PathKey) -> type[BaseModel] | None:
 
 
 def _describe(error: dict[str, Any]) -> str:
+    import difflib  # only on the error path
+
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import torch
 
 from . import __version__
-from .attention import Unavailable, batch_first, get_impl
+from .attention import AttentionOutput, Unavailable, batch_first, get_impl
 from .attention.reference import ReferenceSteps, reference_attention
 from .check import CheckResult, Tolerance, compare, merge, rows_first
 from .config import Config
@@ -45,7 +45,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _run_reference(config: Config, inputs: Inputs) -> tuple[ReferenceSteps, Tolerance]:
+def run_reference(config: Config, inputs: Inputs) -> tuple[ReferenceSteps, Tolerance]:
     """The float64 oracle, and the same math in the test dtype to size the tolerance."""
 
     def in_dtype(dtype: torch.dtype) -> ReferenceSteps:
@@ -68,8 +68,12 @@ def _run_reference(config: Config, inputs: Inputs) -> tuple[ReferenceSteps, Tole
     return reference, Tolerance.for_dtype(config.dtype, dtype_error)
 
 
-def _check(config: Config, got_output: torch.Tensor, got_weights: torch.Tensor | None,
-           reference: ReferenceSteps, undefined: torch.Tensor, tolerance: Tolerance) -> CheckResult:
+def check_against_reference(
+    config: Config, got: AttentionOutput, reference: ReferenceSteps, allowed: torch.Tensor, tolerance: Tolerance
+) -> CheckResult:
+    """Compare an implementation's output (and weights, when it returns them) with the reference."""
+    undefined = fully_masked_rows(allowed)
+    got_output, got_weights = got
     result = compare("output", batch_first(got_output, config.batch_first), reference.output, undefined, tolerance)
     if got_weights is None:
         return result
@@ -99,9 +103,7 @@ def _run_one(
         return Result(status="skipped", reason=unavailable.reason, **base)
     try:
         with torch.inference_mode():
-            got = forward()
-            checked = _check(config, got.output, got.weights, reference, fully_masked_rows(inputs.master_allowed), tolerance)
-            del got
+            checked = check_against_reference(config, forward(), reference, inputs.master_allowed, tolerance)
             peak = peak_memory_bytes(forward, device)
             timing = time_call(forward, threads=threads, min_run_time=config.timing.min_run_time, label=name)
     except (RuntimeError, torch.OutOfMemoryError) as error:
@@ -158,7 +160,7 @@ def run_experiment(config: Config, *, memory_limit: int | None = None, progress:
     progress("building inputs and weights")
     inputs = make_inputs(config, device)
     progress("float64 reference")
-    reference, tolerance = _run_reference(config, inputs)
+    reference, tolerance = run_reference(config, inputs)
     rows, shapes = shape_table(config, inputs, reference)
     flops = count_flops(config, int(inputs.master_allowed.sum()))
     verdicts = _memory_verdicts(config, found, device, limit, limit_source)

@@ -7,13 +7,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from ..errors import ExitCode, MhaError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Rich is imported inside the functions below: `mha validate` never needs it
+# when all goes well, and every import counts against start-up time.
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +44,8 @@ PIPE_WIDTH = 160  # logs and pipes have no terminal width; 80 columns would fold
 
 
 def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
     # Created per call, not at import: the test runner swaps sys.stdout per invocation.
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH
@@ -70,6 +76,8 @@ def handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except MhaError as error:
+            from rich.markup import escape
+
             stderr_console().print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
             raise typer.Exit(int(error.exit_code)) from None
         except KeyboardInterrupt:

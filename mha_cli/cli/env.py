@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-from rich.markup import escape
-from rich.table import Table
-
 from .common import JsonOption, handle_errors, stdout_console
 
 
@@ -18,6 +15,9 @@ def env(as_json: JsonOption = False) -> None:
 
       mha env --json
     """
+    from rich.markup import escape
+    from rich.table import Table
+
     from ..envinfo import machine_report
 
     report = machine_report()

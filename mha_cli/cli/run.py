@@ -8,11 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from ..config import config_to_yaml, load_config
 from ..errors import ExitCode, UsageError
-from ..memory import parse_bytes
 from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, split_config_args, stderr_console, stdout_console
 
 DEFAULT_OUTPUT_ROOT = Path("outputs")
@@ -46,11 +43,16 @@ def run(
 
       mha run configs/cross_attention.yaml impls=\\[sdpa,manual] --json --no-save
     """
+    from ..config import config_to_yaml, load_config  # pydantic: only once a command runs
+    from ..memory import parse_bytes
+
     if no_save and output_dir is not None:
         raise UsageError("--no-save and --output-dir contradict each other; give one of them")
     limit = parse_bytes(max_memory) if max_memory is not None else None
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
+
+    from rich.markup import escape
 
     err = stderr_console()
     from ..report.files import new_run_folder, save_run, to_json
@@ -73,6 +75,8 @@ def run(
 
 
 def _progress(console, status, message: str) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
+
     if console.is_terminal:
         status.update(escape(message))
     else:

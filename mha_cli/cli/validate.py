@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from ..config import config_to_yaml, load_config
-from ..memory import available_host_bytes, estimate, format_bytes
-from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, split_config_args, stderr_console, stdout_console
+import typer
+
+from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, split_config_args
 
 
 @handle_errors
@@ -22,15 +22,19 @@ def validate(config: ConfigArg = None, overrides: OverridesArg = None, as_json: 
 
       mha validate configs/cross_attention.yaml num_heads=8 --json
     """
+    from ..config import config_to_yaml, load_config  # pydantic: only once a command runs
+    from ..memory import available_host_bytes, estimate, format_bytes
+
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
     if as_json:
-        stdout_console().file.write(json.dumps(resolved.to_dict(), indent=2) + "\n")
+        typer.echo(json.dumps(resolved.to_dict(), indent=2))
         return
-    stdout_console().file.write(config_to_yaml(resolved))
+    typer.echo(config_to_yaml(resolved), nl=False)
     found = estimate(resolved)
     worst = max([found.reference_peak, *(found.peak(name) for name in resolved.impls)])
-    stderr_console().print(
+    typer.echo(
         f"config is valid; estimated peak memory {format_bytes(worst)} "
-        f"(available now: {format_bytes(available_host_bytes())})"
+        f"(available now: {format_bytes(available_host_bytes())})",
+        err=True,
     )

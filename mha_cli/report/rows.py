@@ -85,4 +85,5 @@ def verdict(report: RunReport) -> str:
         return f"FAIL: {', '.join(failed)} did not agree with the float64 reference or did not run"
     if not checked:
         return "nothing ran: every implementation was skipped"
-    return f"OK: {', '.join(checked)} agree with the float64 reference"
+    verb = "agrees" if len(checked) == 1 else "agree"
+    return f"OK: {', '.join(checked)} {verb} with the float64 reference"

@@ -1,0 +1,89 @@
+"""The checker must catch real mistakes, above all an inverted mask."""
+
+import torch
+import torch.nn.functional as F
+
+from mha_cli.attention.reference import reference_attention
+from mha_cli.check import FIXED_TOLERANCES, Tolerance, compare
+from mha_cli.inputs import make_inputs
+from mha_cli.masks import causal_allowed, fully_masked_rows
+
+from .helpers import small_config
+
+
+def _reference(config, inputs):
+    return reference_attention(
+        inputs.master_query, inputs.master_key, inputs.master_value,
+        inputs.master_weights, inputs.master_allowed, config.num_heads,
+    )
+
+
+def test_inverted_mask_fails_the_check() -> None:
+    config = small_config(seq_len=6, mask={"causal": True})
+    inputs = make_inputs(config, torch.device("cpu"))
+    reference = _reference(config, inputs)
+    undefined = fully_masked_rows(inputs.master_allowed)
+    tolerance = Tolerance.for_dtype("float32", None)
+    allowed = causal_allowed(6, 6)
+    with torch.inference_mode():
+        right, _ = inputs.module(inputs.query, inputs.key, inputs.value, attn_mask=~allowed)
+        # The classic bug: SDPA's polarity (True = allowed) handed to nn.MultiheadAttention.
+        wrong, _ = inputs.module(inputs.query, inputs.key, inputs.value, attn_mask=allowed)
+    assert compare("output", right.transpose(0, 1), reference.output, undefined, tolerance).ok
+    verdict = compare("output", wrong.transpose(0, 1), reference.output, undefined, tolerance)
+    assert not verdict.ok and verdict.problems
+
+
+def test_inverted_sdpa_mask_fails_the_check() -> None:
+    config = small_config(seq_len=6, mask={"key_padding": {"lengths": [3, 6]}})
+    inputs = make_inputs(config, torch.device("cpu"))
+    reference = _reference(config, inputs)
+    q = torch.randn(2, 2, 6, 8, dtype=torch.float64)
+    mask = inputs.master_allowed[:, None]
+    expected = F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+    wrong = F.scaled_dot_product_attention(q, q, q, attn_mask=~mask)
+    undefined = torch.zeros(2, 6, dtype=torch.bool)
+    tolerance = Tolerance.for_dtype("float64", None)
+    assert compare("core", expected.transpose(1, 2), expected.transpose(1, 2), undefined, tolerance).ok
+    assert not compare("core", wrong.transpose(1, 2), expected.transpose(1, 2), undefined, tolerance).ok
+    assert reference.output.shape == (2, 6, 16)
+
+
+def test_undefined_rows_are_compared_apart() -> None:
+    expected = torch.tensor([[[1.0, 2.0], [float("nan"), float("nan")]]], dtype=torch.float64)
+    undefined = torch.tensor([[False, True]])
+    tolerance = Tolerance.for_dtype("float32", None)
+    # NaN or zeros in the undefined row are both accepted, and counted.
+    nan_there = compare("output", expected.clone(), expected, undefined, tolerance)
+    zeros_there = compare("output", torch.tensor([[[1.0, 2.0], [0.0, 0.0]]]), expected, undefined, tolerance)
+    assert nan_there.ok and nan_there.nan_undefined_rows == 1 and nan_there.undefined_rows == 1
+    assert zeros_there.ok and zeros_there.nan_undefined_rows == 0
+    assert "no allowed key" in zeros_there.describe()
+
+
+def test_nan_in_a_defined_row_fails() -> None:
+    expected = torch.zeros(1, 2, 2, dtype=torch.float64)
+    got = expected.clone()
+    got[0, 0, 1] = float("nan")
+    verdict = compare("output", got, expected, torch.zeros(1, 2, dtype=torch.bool), Tolerance.for_dtype("float32", None))
+    assert not verdict.ok and "NaN" in verdict.problems[0]
+
+
+def test_shape_mismatch_fails() -> None:
+    verdict = compare("weights", torch.zeros(1, 2, 3), torch.zeros(1, 2, 4, dtype=torch.float64),
+                      torch.zeros(1, 2, dtype=torch.bool), Tolerance.for_dtype("float32", None))
+    assert not verdict.ok and "shape" in verdict.problems[0]
+
+
+def test_adaptive_tolerance_grows_with_the_dtype_error_but_not_below_the_floor() -> None:
+    assert Tolerance.for_dtype("float32", 1e-9).atol == FIXED_TOLERANCES["float32"][0]
+    assert Tolerance.for_dtype("bfloat16", 0.02).atol == 0.1
+    assert Tolerance.for_dtype("float16", None).atol == FIXED_TOLERANCES["float16"][0]
+
+
+def test_small_error_passes_and_large_error_fails() -> None:
+    expected = torch.ones(1, 1, 4, dtype=torch.float64)
+    tolerance = Tolerance.for_dtype("float32", None)
+    undefined = torch.zeros(1, 1, dtype=torch.bool)
+    assert compare("o", expected + 1e-6, expected, undefined, tolerance).ok
+    assert not compare("o", expected + 1e-3, expected, undefined, tolerance).ok

@@ -1,0 +1,206 @@
+"""The `mha` command as a user and a CI script see it: exit codes, stdout, files."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mha_cli import __version__
+from mha_cli.attention import AttentionOutput
+from mha_cli.cli import app
+
+from .helpers import FAST_OVERRIDES
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_quickstart_shows_the_real_shapes(tmp_path: Path) -> None:
+    result = invoke("run", QUICKSTART, *FAST_OVERRIDES, "--output-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "(10, 5, 64)" in result.stdout  # output (L, N, E)
+    assert "(5, 10, 10)" in result.stdout  # weights averaged over heads (N, L, S)
+    assert "(5, 2, 10, 10)" in result.stdout  # what average_attn_weights=false would give
+    for impl in ("torch", "manual", "sdpa"):
+        assert impl in result.stdout
+    assert "OK: torch, manual, sdpa agree" in result.stdout
+    assert "saved to" in result.stderr
+
+
+def test_json_output_is_one_document_and_nothing_else() -> None:
+    result = invoke("run", *FAST_OVERRIDES, "--json", "--no-save")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert set(document) >= {"schema_version", "mha_version", "created", "config", "env", "shapes", "results"}
+    assert set(document["env"]) >= {"torch", "python", "platform", "cpu", "device", "num_threads", "commit"}
+    assert document["shapes"]["output"] == [10, 5, 64] and document["shapes"]["attn_weights"] == [5, 10, 10]
+    assert document["created"].endswith("+00:00")
+    keys = {"impl", "variant", "dtype", "device", "status", "reason", "median_s", "iqr_s", "runs", "gflops",
+            "peak_mem_bytes", "max_abs_err", "ok"}
+    for row in document["results"]:
+        assert keys <= set(row) and row["status"] == "ok" and row["ok"] is True
+
+
+def test_run_writes_the_four_files_atomically_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", *FAST_OVERRIDES, "--json")
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "outputs").iterdir()
+    assert re.fullmatch(r"\d{8}T\d{6}Z-quickstart", folder.name)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "report.md", "results.csv", "results.json"]
+    assert json.loads((folder / "results.json").read_text()) == json.loads(result.stdout)
+    assert "| torch |" in (folder / "report.md").read_text()
+    assert (folder / "results.csv").read_text().count("\n") == 4  # header + 3 implementations
+    # The saved config reproduces the run.
+    again = invoke("validate", str(folder / "config.yaml"), "--json")
+    assert json.loads(again.stdout) == json.loads(result.stdout)["config"]
+
+
+def test_no_save_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("run", *FAST_OVERRIDES, "--no-save").exit_code == 0
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_overrides_without_a_file_use_the_default() -> None:
+    result = invoke("run", "num_heads=4", "impls=[sdpa]", *FAST_OVERRIDES, "--json", "--no-save")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["config"]["num_heads"] == 4 and [r["impl"] for r in document["results"]] == ["sdpa"]
+
+
+def test_a_failed_check_exits_1_and_says_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mha_cli.attention import manual
+
+    real_build = manual.build
+
+    def off_by_a_little(inputs, config):
+        forward = real_build(inputs, config)
+        return lambda: AttentionOutput(forward().output + 1e-2, None)
+
+    monkeypatch.setattr(manual, "build", off_by_a_little)
+    result = invoke("run", *FAST_OVERRIDES, "--no-save")
+    assert result.exit_code == 1
+    assert "FAIL" in result.stdout and "manual" in result.stdout and "exceeds the tolerance" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["num_head=2"], "did you mean 'num_heads'"),
+        (["num_heads=3"], "not divisible"),
+        (["seq_len=0"], "greater than 0"),
+        (["mask.key_padding.lengths=[1,2]"], "one length per batch item"),
+        (["kdim=8"], "attention: cross"),
+        (["--max-memory", "plenty"], "--max-memory"),
+        (["--no-save", "--output-dir", "x"], "contradict"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_and_no_traceback(args: list[str], expected: str) -> None:
+    result = invoke("run", *args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_bad_file_reports_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("embed_dim: 64\nnum_heads: 2\nnum_heads: 4\n")
+    result = invoke("run", str(path))
+    assert result.exit_code == 2
+    assert f"{path}:3" in result.stderr and "duplicate key" in result.stderr
+
+
+def test_missing_file_exits_2() -> None:
+    result = invoke("validate", "no/such/config.yaml")
+    assert result.exit_code == 2 and "no such file" in result.stderr
+
+
+def test_a_million_tokens_is_refused_within_seconds() -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "mha_cli", "run", "seq_len=1000000", "--no-save"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+    assert process.returncode == 2
+    assert "would need about" in process.stderr and "seq_len" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_validate_prints_the_resolved_config() -> None:
+    result = invoke("validate", QUICKSTART, "num_heads=4")
+    assert result.exit_code == 0
+    assert "num_heads: 4" in result.stdout and "source_len: null" in result.stdout
+    assert "config is valid" in result.stderr
+
+
+def test_validate_json() -> None:
+    result = invoke("validate", "--json")
+    assert json.loads(result.stdout)["name"] == "quickstart"
+
+
+def test_env_json() -> None:
+    result = invoke("env", "--json")
+    assert result.exit_code == 0
+    assert set(json.loads(result.stdout)) >= {"torch", "cuda_available", "num_threads", "cpu", "blas"}
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"mha {__version__}"
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_runs(config: Path) -> None:
+    result = invoke("run", str(config), *FAST_OVERRIDES, "--no-save")
+    assert result.exit_code == 0, result.output
+
+
+def test_help_and_validate_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from mha_cli.cli import app\n"
+        "for args in (['--help'], ['run', '--help'], ['validate', 'configs/quickstart.yaml']):\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert process.returncode == 0, process.stderr
+
+
+def test_module_entry_point() -> None:
+    process = subprocess.run([sys.executable, "-m", "mha_cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert process.returncode == 0 and process.stdout.strip() == f"mha {__version__}"
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return sorted(group.commands)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_has_help_with_an_example_and_is_in_the_readme(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0 and "Example" in result.stdout
+    assert f"mha {command}" in (REPO / "README.md").read_text()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    command = next(line for line in ci.splitlines() if "pytest" in line).strip()
+    assert command in readme

@@ -1,0 +1,42 @@
+import torch
+
+from mha_cli.measure import Timing, count_flops, peak_memory_bytes, time_call
+
+from .helpers import small_config
+
+
+def test_peak_memory_sees_tensors_alive_together() -> None:
+    def two_buffers() -> torch.Tensor:
+        a = torch.ones(1024, 1024)  # 4 MiB
+        b = torch.ones(1024, 1024)  # 4 MiB more while a is alive
+        return (a + b).sum()
+
+    peak = peak_memory_bytes(two_buffers, torch.device("cpu"))
+    assert 12 * 2**20 <= peak < 16 * 2**20  # a, b and a + b
+
+
+def test_peak_memory_of_sequential_buffers_is_one_buffer() -> None:
+    def one_at_a_time() -> None:
+        for _ in range(3):
+            torch.ones(1024, 1024).sum()
+
+    assert 4 * 2**20 <= peak_memory_bytes(one_at_a_time, torch.device("cpu")) < 5 * 2**20
+
+
+def test_time_call_uses_torch_benchmark_and_reports_runs() -> None:
+    x = torch.randn(64, 64)
+    timing = time_call(lambda: x @ x, threads=1, min_run_time=0.02)
+    assert timing.runs >= 1 and 0 < timing.median_s < 0.1 and timing.iqr_s >= 0
+
+
+def test_noisy_flag() -> None:
+    assert Timing(1.0, 0.2, 10).noisy and not Timing(1.0, 0.05, 10).noisy
+
+
+def test_flops_count_allowed_pairs_and_projections() -> None:
+    config = small_config(embed_dim=16, num_heads=2, batch_size=2, seq_len=5)
+    flops = count_flops(config, allowed_pairs=2 * 5 * 5)
+    # q and output projections 2*N*L*E*E each; k and v 2*N*S*E*E each (kdim = vdim = E).
+    assert flops.projections == 4 * (2 * 2 * 5 * 16 * 16)
+    # QK^T and PV: 2 * 2 * H * pairs * d.
+    assert flops.attention == 4 * 2 * 50 * 8
