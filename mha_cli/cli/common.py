@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -58,6 +59,18 @@ def stdout_console() -> Console:
 
 def stderr_console() -> Console:
     return _console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_messages(console: Console) -> Iterator[Callable[[str], None]]:
+    """Progress on stderr: one updating spinner line on a terminal, one plain line per step otherwise."""
+    from rich.markup import escape
+
+    if not console.is_terminal:
+        yield lambda message: console.print(escape(message), highlight=False)
+        return
+    with console.status("starting", spinner="dots") as status:
+        yield lambda message: status.update(escape(message))
 
 
 def split_config_args(config: str | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:

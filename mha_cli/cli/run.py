@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ExitCode, UsageError
-from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, split_config_args, stderr_console, stdout_console
+from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, progress_messages, split_config_args, stderr_console, stdout_console
 
 DEFAULT_OUTPUT_ROOT = Path("outputs")
 
@@ -54,13 +54,13 @@ def run(
 
     from rich.markup import escape
 
-    err = stderr_console()
     from ..report.files import new_run_folder, save_run, to_json
     from ..report.terminal import print_run
     from ..runner import run_experiment  # imports torch: only once the config is known to be good
 
-    with err.status("starting", spinner="dots") as status:
-        report = run_experiment(resolved, memory_limit=limit, progress=lambda message: _progress(err, status, message))
+    err = stderr_console()
+    with progress_messages(err) as progress:
+        report = run_experiment(resolved, memory_limit=limit, progress=progress)
 
     if as_json:
         sys.stdout.write(to_json(report.to_dict()))
@@ -73,11 +73,3 @@ def run(
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED))
 
-
-def _progress(console, status, message: str) -> None:  # type: ignore[no-untyped-def]
-    from rich.markup import escape
-
-    if console.is_terminal:
-        status.update(escape(message))
-    else:
-        console.print(escape(message), highlight=False)
