@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from .errors import ConfigError, Problem
 from .yaml_source import PathKey, YamlDocument, format_path, load_yaml_file, parse_path, load_yaml_text, parse_value
 
-ImplName = Literal["torch", "manual", "sdpa"]
+ImplName = Literal["torch", "manual", "sdpa", "blocked", "flex"]
+Variant = Literal["full", "local", "sparse"]
 DType = Literal["float32", "float64", "bfloat16", "float16"]
 Device = Literal["cpu", "cuda", "mps", "auto"]
 SdpaBackend = Literal["auto", "math", "flash", "efficient", "cudnn"]
@@ -45,6 +46,35 @@ class MaskConfig(_Section):
 class TimingConfig(_Section):
     min_run_time: PositiveFloat = 0.2
     threads: PositiveInt | None = None
+    # layer: projections + attention; core: attention on already-projected q, k, v
+    scope: Literal["layer", "core"] = "layer"
+
+
+class LocalConfig(_Section):
+    # Query i may attend key j when |i - j| <= window (with mask.causal: i - window <= j <= i).
+    window: NonNegativeInt = 128
+
+
+# Defaults of the sparse fields, per pattern. A field left out takes its
+# pattern's default; a field of the other pattern is an error.
+SPARSE_DEFAULTS: dict[str, dict[str, int]] = {
+    "bigbird": {"block": 64, "window_blocks": 3, "global_blocks": 1, "random_blocks": 2},
+    "strided": {"stride": 64},
+}
+
+
+class SparseConfig(_Section):
+    pattern: Literal["bigbird", "strided"] = "bigbird"
+    block: PositiveInt | None = None  # bigbird: block size
+    window_blocks: PositiveInt | None = None  # bigbird: sliding blocks centred on the diagonal block (odd)
+    global_blocks: NonNegativeInt | None = None  # bigbird: first and last blocks that see and are seen by all
+    random_blocks: NonNegativeInt | None = None  # bigbird: random key blocks per query block, drawn from `seed`
+    stride: PositiveInt | None = None  # strided: j allowed when |i - j| < stride or (i - j) % stride == 0
+
+    def value(self, field: str) -> int:
+        """The field's value, or its pattern's default when left out."""
+        given = getattr(self, field)
+        return given if given is not None else SPARSE_DEFAULTS[self.pattern][field]
 
 
 class Config(_Section):
@@ -65,7 +95,9 @@ class Config(_Section):
     need_weights: bool = True
     average_attn_weights: bool = True
     mask: MaskConfig = MaskConfig()
-    variant: Literal["full"] = "full"
+    variant: Variant = "full"
+    local: LocalConfig | None = None  # only with variant: local (defaults apply when left out)
+    sparse: SparseConfig | None = None  # only with variant: sparse
     impls: list[ImplName] = Field(default_factory=lambda: ["torch", "manual", "sdpa"], min_length=1)
     sdpa_backend: SdpaBackend = "auto"
     timing: TimingConfig = TimingConfig()
@@ -87,6 +119,14 @@ class Config(_Section):
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
+
+    @property
+    def local_settings(self) -> LocalConfig:
+        return self.local if self.local is not None else LocalConfig()
+
+    @property
+    def sparse_settings(self) -> SparseConfig:
+        return self.sparse if self.sparse is not None else SparseConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -152,6 +192,58 @@ def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
             problems.append(
                 (f"mask.key_padding.lengths[{index}]", f"{length} is longer than the key length S={s}; allowed 1..{s}")
             )
+    return problems
+
+
+@_rule("variant", "local", "sparse")
+def _sections_match_variant(c: Config) -> list[tuple[str, str]]:
+    problems = []
+    for section in ("local", "sparse"):
+        if getattr(c, section) is not None and c.variant != section:
+            problems.append(
+                (section, f"the `{section}:` section only applies to `variant: {section}` (this config has variant: {c.variant})")
+            )
+    return problems
+
+
+@_rule("variant", "sparse")
+def _sparse_fields_match_pattern(c: Config) -> list[tuple[str, str]]:
+    if c.sparse is None:
+        return []
+    pattern = c.sparse.pattern
+    other = "strided" if pattern == "bigbird" else "bigbird"
+    return [
+        (f"sparse.{field}", f"{field} belongs to pattern: {other}, not pattern: {pattern}; remove it or change the pattern")
+        for field in SPARSE_DEFAULTS[other]
+        if getattr(c.sparse, field) is not None
+    ]
+
+
+@_rule("variant", "sparse", "seq_len", "source_len", "attention")
+def _bigbird_blocks_fit(c: Config) -> list[tuple[str, str]]:
+    if c.variant != "sparse" or c.sparse_settings.pattern != "bigbird":
+        return []
+    sparse = c.sparse_settings
+    block, window = sparse.value("block"), sparse.value("window_blocks")
+    global_blocks, random_blocks = sparse.value("global_blocks"), sparse.value("random_blocks")
+    shortest = min(c.seq_len, c.source_length)
+    if block > shortest:
+        return [("sparse.block", f"block {block} is longer than the sequence ({shortest}); use a block of at most {shortest}")]
+    problems = []
+    if window % 2 == 0:
+        problems.append(("sparse.window_blocks", f"{window} cannot be centred on the diagonal block; use an odd number such as {window + 1}"))
+    query_blocks, key_blocks = -(-c.seq_len // block), -(-c.source_length // block)
+    if 2 * global_blocks > min(query_blocks, key_blocks):
+        problems.append(
+            ("sparse.global_blocks", f"{global_blocks} first and {global_blocks} last blocks overlap: there are only "
+             f"{min(query_blocks, key_blocks)} blocks of {block}; use at most {min(query_blocks, key_blocks) // 2}")
+        )
+    available = max(0, key_blocks - window - 2 * global_blocks)
+    if random_blocks > available:
+        problems.append(
+            ("sparse.random_blocks", f"{random_blocks} random blocks per query block, but only {available} key blocks are "
+             f"neither sliding nor global ({key_blocks} blocks of {block}); use at most {available}")
+        )
     return problems
 
 

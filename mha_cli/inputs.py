@@ -2,12 +2,15 @@
 
 Everything starts from a float64 CPU master copy drawn from `config.seed`;
 the run-dtype tensors are casts of it, so the float64 reference and the
-implementations see the same numbers (up to the cast).
+implementations see the same numbers (up to the cast). Tensors that only some
+implementations need (the dense L x S mask, the projected heads) are made on
+first use: at long lengths the dense mask alone would not fit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,22 +64,69 @@ class Weights:
         return replace(self, **moved)
 
 
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(N, T, E) -> (N, H, T, d), a view."""
+    n, steps, e = x.shape
+    return x.view(n, steps, num_heads, e // num_heads).transpose(1, 2)
+
+
 @dataclass(frozen=True)
 class Inputs:
     """Everything an implementation needs, in the user's layout and dtype."""
 
+    config: Config
     query: torch.Tensor  # (L, N, E), or (N, L, E) with batch_first
     key: torch.Tensor  # (S, N, kdim) / (N, S, kdim)
     value: torch.Tensor  # (S, N, vdim) / (N, S, vdim)
     module: nn.MultiheadAttention  # eval mode, run dtype and device
     weights: Weights  # run dtype and device (views of the module's parameters)
-    allowed: torch.Tensor  # (N, L, S) bool, True = may attend, on the run device
     # float64 CPU masters, batch first: the reference reads only these.
     master_query: torch.Tensor  # (N, L, E)
     master_key: torch.Tensor  # (N, S, kdim)
     master_value: torch.Tensor  # (N, S, vdim)
     master_weights: Weights
-    master_allowed: torch.Tensor  # (N, L, S) bool, CPU
+    _made: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.query.device
+
+    def batch_first(self, x: torch.Tensor) -> torch.Tensor:
+        """The user's layout -> (N, T, features), a view."""
+        return x if self.config.batch_first else x.transpose(0, 1)
+
+    def dense_allowed(self) -> torch.Tensor:
+        """(N, L, S) bool on the run device, True = may attend. Built on first use."""
+        if "allowed" not in self._made:
+            self._made["allowed"] = allowed_mask(self.config).to(self.device)
+        return self._made["allowed"]
+
+    def with_mask(self, allowed: torch.Tensor) -> Inputs:
+        """A copy whose dense mask is `allowed` (N, L, S) instead of the config's: arbitrary masks for experiments."""
+        copy = replace(self, _made={})
+        copy._made["allowed"] = allowed.to(self.device)
+        copy._made["mask_override"] = True
+        return copy
+
+    @property
+    def mask_override(self) -> bool:
+        """True when with_mask replaced the config's mask: shortcuts such as is_causal no longer apply."""
+        return bool(self._made.get("mask_override"))
+
+    def projected(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (N, H, L, d), k and v (N, H, S, d), contiguous: the input of `timing.scope: core`."""
+        if "projected" not in self._made:
+            w, h = self.weights, self.config.num_heads
+            with torch.inference_mode():
+                self._made["projected"] = tuple(
+                    split_heads(torch.nn.functional.linear(self.batch_first(x), weight, bias), h).contiguous()
+                    for x, weight, bias in (
+                        (self.query, w.q_weight, w.q_bias),
+                        (self.key, w.k_weight, w.k_bias),
+                        (self.value, w.v_weight, w.v_bias),
+                    )
+                )
+        return self._made["projected"]
 
 
 def build_module(config: Config) -> nn.MultiheadAttention:
@@ -121,17 +171,15 @@ def make_inputs(config: Config, device: torch.device) -> Inputs:
     key = value = query
     if config.attention == "cross":
         key, value = to_run(master_key), to_run(master_value)
-    master_allowed = allowed_mask(config)
     return Inputs(
+        config=config,
         query=query,
         key=key,
         value=value,
         module=module,
         weights=Weights.of(module),
-        allowed=master_allowed.to(device),
         master_query=master_query,
         master_key=master_key,
         master_value=master_value,
         master_weights=master_weights,
-        master_allowed=master_allowed,
     )

@@ -4,15 +4,23 @@ Each implementation converts at its own boundary, because the libraries disagree
 nn.MultiheadAttention reads a bool mask as True = NOT allowed, while
 F.scaled_dot_product_attention reads True = allowed. Getting this backwards is
 silent, so the checker is tested against a deliberately inverted mask.
+
+`pair_rule` is the single definition of which (batch item, query, key)
+triples are allowed: the variant's pattern, then causal, then key padding.
+Everything else (dense masks, the blocked implementation's pieces,
+FlexAttention's mask_mod) is derived from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from .config import Config
+from .patterns import pattern_rule
+
+PairRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def causal_allowed(length: int, source: int) -> torch.Tensor:
@@ -25,22 +33,40 @@ def key_padding_allowed(lengths: Sequence[int], source: int) -> torch.Tensor:
     return torch.arange(source)[None, :] < torch.tensor(list(lengths))[:, None]
 
 
+def pair_rule(config: Config, device: torch.device | str = "cpu") -> PairRule:
+    """(n, i, j) -> allowed, on broadcasting integer tensors."""
+    pattern = pattern_rule(config)
+    causal = config.mask.causal
+    lengths = (
+        torch.tensor(config.mask.key_padding.lengths, device=device, dtype=torch.int32)
+        if config.mask.key_padding is not None
+        else None
+    )
+
+    def rule(n: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        allowed = torch.ones_like(n + i + j, dtype=torch.bool) if pattern is None else pattern(i, j) & (n >= 0)
+        if causal:
+            allowed = allowed & (j <= i)
+        if lengths is not None:
+            # torch.where, not &: Inductor mis-compiles `& (j < lengths[n])` in a compiled block mask.
+            allowed = torch.where(j < lengths[n], allowed, False)
+        return allowed
+
+    return rule
+
+
+def allowed_rows(config: Config, rows: torch.Tensor) -> torch.Tensor:
+    """(N, R, S) bool on the CPU for the given query rows."""
+    n = torch.arange(config.batch_size)[:, None, None]
+    j = torch.arange(config.source_length)[None, None, :]
+    return pair_rule(config)(n, rows[None, :, None], j)
+
+
 def allowed_mask(config: Config) -> torch.Tensor:
-    """(N, L, S) bool on the CPU: every (query, key) pair the config allows."""
-    length, source = config.seq_len, config.source_length
-    allowed = torch.ones(config.batch_size, length, source, dtype=torch.bool)
-    if config.mask.causal:
-        allowed &= causal_allowed(length, source)
-    if config.mask.key_padding is not None:
-        allowed &= key_padding_allowed(config.mask.key_padding.lengths, source)[:, None, :]
-    return allowed
+    """(N, L, S) bool on the CPU: every (query, key) pair the config allows. Dense: small L only."""
+    return allowed_rows(config, torch.arange(config.seq_len))
 
 
 def fully_masked_rows(allowed: torch.Tensor) -> torch.Tensor:
-    """(N, L) bool: query rows with no allowed key at all (their output is undefined)."""
+    """(N, R) bool: query rows with no allowed key at all (their output is undefined)."""
     return ~allowed.any(dim=-1)
-
-
-def allowed_pairs(config: Config) -> int:
-    """Number of allowed (query, key) pairs summed over the batch (what FLOPs count)."""
-    return int(allowed_mask(config).sum())

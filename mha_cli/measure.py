@@ -88,9 +88,9 @@ class FlopCount:
     projections: int
     attention: int  # QK^T and PV over allowed pairs only
 
-    @property
-    def total(self) -> int:
-        return self.projections + self.attention
+    def total(self, scope: str) -> int:
+        """FLOPs of what is timed: the attention core alone, or the whole layer."""
+        return self.attention if scope == "core" else self.projections + self.attention
 
 
 def count_flops(config: Config, allowed_pairs: int) -> FlopCount:

@@ -49,6 +49,30 @@ def available_host_bytes() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+# The float64 reference is checked on every query row while one (N, H, rows, S)
+# tensor stays under this many elements (128 MiB); beyond, on evenly spread rows.
+REFERENCE_ELEMENTS = 2**24
+
+
+def reference_row_count(config: Config) -> int:
+    """How many query rows the float64 reference checks (all of them for small runs)."""
+    per_row = config.batch_size * config.num_heads * config.source_length
+    return max(1, min(config.seq_len, REFERENCE_ELEMENTS // per_row))
+
+
+def blocked_keys_per_query(config: Config) -> int:
+    """Keys each query reads in the blocked implementation (an upper bound: blocks of up to 128)."""
+    if config.variant == "local":
+        return 128 + 2 * config.local_settings.window
+    sparse = config.sparse_settings
+    if sparse.pattern == "strided":
+        stride = sparse.value("stride")
+        return 128 + 2 * stride + -(-config.source_length // stride)
+    return sparse.value("block") * (
+        sparse.value("window_blocks") + 2 * sparse.value("global_blocks") + sparse.value("random_blocks")
+    )
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     shared: int  # inputs in the run dtype and their float64 master copies
@@ -69,7 +93,7 @@ def estimate(config: Config) -> MemoryEstimate:
     length, source = config.seq_len, config.source_length
     b = DTYPE_BYTES[config.dtype]
     scores = n * h * length * source  # one (N, H, L, S) tensor, in elements
-    inputs = n * (length * e + source * config.key_dim + source * config.value_dim)
+    inputs = n * length * e if config.attention == "self" else n * (length * e + source * (config.key_dim + config.value_dim))
     projected = n * (length + 2 * source) * e
     output = n * length * e
     mask = n * length * source  # bool, one byte each
@@ -78,14 +102,34 @@ def estimate(config: Config) -> MemoryEstimate:
     shared = (b + 8) * (inputs + weights)
     # Scores, masked scores and softmax are alive together in a textbook forward.
     dense_forward = projected + 3 * scores + output
+    # The pattern as a dense mask: (N, 1, L, S) bool, and per head for nn.MultiheadAttention.
+    pattern_mask = mask if (config.variant != "full" or config.mask.key_padding is not None) else 0
     per_impl = {
-        # nn.MultiheadAttention also merges the two masks into an (N, H, L, S) float mask.
-        "torch": b * (dense_forward + scores) + mask,
+        # nn.MultiheadAttention also merges its masks into an (N, H, L, S) float mask.
+        "torch": b * (dense_forward + scores) + mask + (h * mask if config.variant != "full" else 0),
         "manual": b * dense_forward + mask,
         # A fused kernel needs no L x S buffer, but `auto` may fall back to math.
         "sdpa": b * dense_forward + mask,
     }
-    reference = 8 * dense_forward + b * dense_forward + mask
+    if config.variant == "full":
+        per_impl["blocked"] = b * (projected + 2 * output) + pattern_mask
+        per_impl["flex"] = b * (projected + 2 * output) + mask
+    else:
+        keys = blocked_keys_per_query(config)
+        mask_batch = n if config.mask.key_padding is not None else 1
+        # Masks (bool + additive, and the int64 positions they are built from), the
+        # projected tensors, padded and gathered keys, and one output per piece.
+        per_impl["blocked"] = mask_batch * length * keys * (1 + b) + 24 * length * keys + b * (6 * projected + 4 * output)
+        if config.variant == "sparse" and config.sparse_settings.pattern == "bigbird":
+            sparse = config.sparse_settings
+            gathered = 2 * n * length * e * sparse.value("random_blocks") * sparse.value("block")
+            per_impl["blocked"] += b * gathered
+        # FlexAttention: its block mask plus compiled kernels' buffers of O(L * d).
+        per_impl["flex"] = b * (projected + 4 * output) + 4 * mask_batch * (length // 128 + 1) * (source // 128 + 1) * 4
+    rows = reference_row_count(config)
+    row_scores = n * h * rows * source
+    reference_forward = n * (rows + 2 * source) * e + 3 * row_scores + n * rows * e
+    reference = 8 * reference_forward + b * reference_forward + n * rows * source
     return MemoryEstimate(
         shared=shared,
         reference=reference,
@@ -99,14 +143,16 @@ def estimate(config: Config) -> MemoryEstimate:
 
 
 def check_fits(config: Config, limit_bytes: int, limit_source: str) -> MemoryEstimate:
-    """Refuse a run whose float64 reference alone cannot fit; return the estimate for per-impl decisions."""
+    """Refuse a run when the reference or every implementation would not fit; the rest is decided per row."""
     found = estimate(config)
-    if found.reference_peak > limit_bytes:
+    smallest = min(found.peak(name) for name in config.impls)
+    need = max(found.reference_peak, smallest)
+    if need > limit_bytes:
         raise UsageError(
-            f"this run would need about {format_bytes(found.reference_peak)} "
-            f"(dominated by the {found.largest_term}, kept in float64 for the reference check), "
+            f"this run would need about {format_bytes(need)} even for its smallest implementation "
+            f"(dominated by the {found.largest_term}), "
             f"but only {format_bytes(limit_bytes)} is {limit_source}. "
-            "Lower seq_len (and source_len), batch_size or num_heads, "
-            "or set a different limit with --max-memory."
+            "Lower seq_len (and source_len), batch_size or num_heads, use a local or sparse variant "
+            "with the blocked implementation, or set a different limit with --max-memory."
         )
     return found

@@ -23,6 +23,7 @@ class Result:
     device: str
     status: Status  # ok: agreed and timed; fail: disagreed; skipped: could not run here; error: crashed
     reason: str = ""  # why it failed/was skipped, and notes such as undefined rows
+    scope: str = "layer"  # what was timed: the whole layer, or the attention core alone
     median_s: float | None = None
     iqr_s: float | None = None
     runs: int | None = None  # measurements behind the median
@@ -33,6 +34,9 @@ class Result:
     max_abs_err: float | None = None
     atol: float | None = None  # the absolute tolerance this row was held to
     speedup_vs_torch: float | None = None
+    density: float | None = None  # allowed (query, key) pairs / (N * L * S)
+    compile_s: float | None = None  # FlexAttention: compilation before the first call, not in the median
+    checked_rows: int | None = None  # query rows compared with the reference (all, or evenly spread)
     ok: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,28 +2,30 @@
 
 Order of work: memory guard (before anything is allocated), inputs and shared
 weights, the float64 reference, the shape table, then each implementation:
-build, one checked call, one memory-profiled call, then timing.
+its own memory verdict, build, one checked call, one memory-profiled call,
+then timing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import torch
 
 from . import __version__
-from .attention import AttentionOutput, Unavailable, batch_first, get_impl
+from .attention import AttentionOutput, Unavailable, get_impl
 from .attention.reference import ReferenceSteps, reference_attention
+from .block_plan import allowed_pair_count
 from .check import CheckResult, Tolerance, compare, merge, rows_first
 from .config import Config
 from .envinfo import run_env
 from .errors import UsageError
 from .inputs import TORCH_DTYPES, Inputs, make_inputs
-from .masks import fully_masked_rows
+from .masks import allowed_rows, fully_masked_rows
 from .measure import FlopCount, count_flops, peak_memory_bytes, time_call
-from .memory import MemoryEstimate, available_host_bytes, check_fits, format_bytes
+from .memory import MemoryEstimate, available_host_bytes, check_fits, format_bytes, reference_row_count
 from .results import Result, RunReport
 from .shapes import shape_table
 
@@ -45,55 +47,83 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_reference(config: Config, inputs: Inputs) -> tuple[ReferenceSteps, Tolerance]:
+@dataclass(frozen=True)
+class Reference:
+    """The float64 answer on the query rows that are checked."""
+
+    steps: ReferenceSteps
+    rows: torch.Tensor  # (R,) query rows
+    allowed: torch.Tensor  # (N, R, S) the mask on those rows
+    tolerance: Tolerance
+
+    @property
+    def undefined(self) -> torch.Tensor:
+        return fully_masked_rows(self.allowed)
+
+
+def checked_rows(config: Config) -> torch.Tensor:
+    """Every query row, or evenly spread rows (first and last included) when L x S is too big for float64."""
+    count = reference_row_count(config)
+    if count >= config.seq_len:
+        return torch.arange(config.seq_len)
+    return torch.linspace(0, config.seq_len - 1, count).round().long().unique()
+
+
+def run_reference(config: Config, inputs: Inputs, rows: torch.Tensor | None = None) -> Reference:
     """The float64 oracle, and the same math in the test dtype to size the tolerance."""
+    rows = checked_rows(config) if rows is None else rows
+    allowed = allowed_rows(config, rows)
 
     def in_dtype(dtype: torch.dtype) -> ReferenceSteps:
         return reference_attention(
-            inputs.master_query.to(dtype),
+            inputs.master_query[:, rows].to(dtype),
             inputs.master_key.to(dtype),
             inputs.master_value.to(dtype),
             inputs.master_weights.to(dtype),
-            inputs.master_allowed,
+            allowed,
             config.num_heads,
         )
 
     reference = in_dtype(torch.float64)
     dtype_error = None
     if config.dtype != "float64":
-        twin = in_dtype(TORCH_DTYPES[config.dtype]).output.double()
-        defined = ~fully_masked_rows(inputs.master_allowed)
-        gap = (twin - reference.output)[defined].abs()
+        twin = in_dtype(TORCH_DTYPES[config.dtype])
+        mine, theirs = (twin.heads, reference.heads) if config.timing.scope == "core" else (twin.output, reference.output)
+        defined = ~fully_masked_rows(allowed)
+        gap = (rows_first(mine.double(), config.timing.scope == "core") - rows_first(theirs, config.timing.scope == "core"))[defined].abs()
         dtype_error = float(gap.max()) if gap.numel() else None
-    return reference, Tolerance.for_dtype(config.dtype, dtype_error)
+    return Reference(reference, rows, allowed, Tolerance.for_dtype(config.dtype, dtype_error))
 
 
-def check_against_reference(
-    config: Config, got: AttentionOutput, reference: ReferenceSteps, allowed: torch.Tensor, tolerance: Tolerance
-) -> CheckResult:
-    """Compare an implementation's output (and weights, when it returns them) with the reference."""
-    undefined = fully_masked_rows(allowed)
-    got_output, got_weights = got
-    result = compare("output", batch_first(got_output, config.batch_first), reference.output, undefined, tolerance)
-    if got_weights is None:
+def check_against_reference(config: Config, got: AttentionOutput, reference: Reference) -> CheckResult:
+    """Compare an implementation's output (and weights, when it returns them) with the reference rows."""
+    rows, undefined, tolerance = reference.rows.to(got.output.device), reference.undefined, reference.tolerance
+    if config.timing.scope == "core":  # (N, H, L, d) against the reference's heads
+        return compare("core output", rows_first(got.output[:, :, rows], True), rows_first(reference.steps.heads, True), undefined, tolerance)
+    output = got.output if config.batch_first else got.output.transpose(0, 1)
+    result = compare("output", output[:, rows], reference.steps.output, undefined, tolerance)
+    if got.weights is None:
         return result
     per_head = not config.average_attn_weights
-    expected = rows_first(reference.returned_weights(config.average_attn_weights), per_head)
-    return merge(result, compare("weights", rows_first(got_weights, per_head), expected, undefined, tolerance))
+    weights = got.weights[:, :, rows] if per_head else got.weights[:, rows]
+    expected = rows_first(reference.steps.returned_weights(config.average_attn_weights), per_head)
+    return merge(result, compare("weights", rows_first(weights, per_head), expected, undefined, tolerance))
 
 
 def _run_one(
     name: str,
     config: Config,
     inputs: Inputs,
-    reference: ReferenceSteps,
-    tolerance: Tolerance,
+    reference: Reference,
     flops: FlopCount,
+    density: float,
     threads: int,
-    device: torch.device,
     memory_ok: tuple[bool, str],
 ) -> Result:
-    base = {"impl": name, "variant": config.variant, "dtype": config.dtype, "device": str(device), "atol": tolerance.atol}
+    base = {
+        "impl": name, "variant": config.variant, "dtype": config.dtype, "device": str(inputs.device),
+        "scope": config.timing.scope, "atol": reference.tolerance.atol, "density": density,
+    }
     fits, why_not = memory_ok
     if not fits:
         return Result(status="skipped", reason=why_not, **base)
@@ -103,23 +133,29 @@ def _run_one(
         return Result(status="skipped", reason=unavailable.reason, **base)
     try:
         with torch.inference_mode():
-            checked = check_against_reference(config, forward(), reference, inputs.master_allowed, tolerance)
-            peak = peak_memory_bytes(forward, device)
+            checked = check_against_reference(config, forward(), reference)
+            peak = peak_memory_bytes(forward, inputs.device)
             timing = time_call(forward, threads=threads, min_run_time=config.timing.min_run_time, label=name)
     except (RuntimeError, torch.OutOfMemoryError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return Result(status="error", reason=f"{type(error).__name__}: {message}", **base)
+    notes = [checked.describe()] if checked.describe() else []
+    if len(reference.rows) < config.seq_len:
+        notes.append(f"checked on {len(reference.rows)} of {config.seq_len} query rows, evenly spread")
+    total = flops.total(config.timing.scope)
     return Result(
         status="ok" if checked.ok else "fail",
-        reason=checked.describe(),
+        reason="; ".join(notes),
         median_s=timing.median_s,
         iqr_s=timing.iqr_s,
         runs=timing.runs,
         noisy=timing.noisy,
-        flops=flops.total,
-        gflops=flops.total / timing.median_s / 1e9,
+        flops=total,
+        gflops=total / timing.median_s / 1e9,
         peak_mem_bytes=peak,
         max_abs_err=checked.max_abs_err,
+        compile_s=getattr(forward, "compile_s", None),
+        checked_rows=len(reference.rows),
         ok=checked.ok,
         **base,
     )
@@ -133,7 +169,7 @@ def _memory_verdicts(config: Config, found: MemoryEstimate, device: torch.device
         need = found.peak(name)
         verdicts[name] = (
             need <= limit,
-            f"needs about {format_bytes(need)} but {format_bytes(limit)} is {limit_source}",
+            f"estimated to need {format_bytes(need)}, but {format_bytes(limit)} is {limit_source}",
         )
     return verdicts
 
@@ -160,15 +196,17 @@ def run_experiment(config: Config, *, memory_limit: int | None = None, progress:
     progress("building inputs and weights")
     inputs = make_inputs(config, device)
     progress("float64 reference")
-    reference, tolerance = run_reference(config, inputs)
-    rows, shapes = shape_table(config, inputs, reference)
-    flops = count_flops(config, int(inputs.master_allowed.sum()))
+    reference = run_reference(config, inputs)
+    rows, shapes = shape_table(config)
+    pairs = allowed_pair_count(config)
+    flops = count_flops(config, pairs)
+    density = pairs / (config.batch_size * config.seq_len * config.source_length)
     verdicts = _memory_verdicts(config, found, device, limit, limit_source)
 
     results = []
     for index, name in enumerate(config.impls, start=1):
         progress(f"[{index}/{len(config.impls)}] {name}: checking and timing ({config.timing.min_run_time:g} s)")
-        results.append(_run_one(name, config, inputs, reference, tolerance, flops, threads, device, verdicts[name]))
+        results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name]))
     return RunReport(
         mha_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -178,4 +216,3 @@ def run_experiment(config: Config, *, memory_limit: int | None = None, progress:
         shape_table=rows,
         results=_with_speedups(results),
     )
-

@@ -1,19 +1,23 @@
 """The shape table: what comes out of nn.MultiheadAttention for a config.
 
-Every shape here is read off a real tensor (the module's own outputs and the
-reference's intermediates), never worked out by hand: tutorials get the
-weights' shape wrong often enough that only a measured shape is trusted.
+Every shape is read off a tensor PyTorch really produced, never worked out by
+hand (tutorials get the weights' shape wrong often enough). The tensors live
+on the "meta" device: PyTorch runs its real shape logic without allocating, so
+the table is exact and free even at lengths whose L x S scores would not fit.
+Masks do not change shapes, so they are left out here.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from .attention import get_impl
-from .attention.reference import ReferenceSteps
+from .attention.reference import reference_attention
 from .config import Config
-from .inputs import Inputs
+from .inputs import TORCH_DTYPES, Weights
 from .results import ShapeRow
+
+META = torch.device("meta")
 
 
 def named_axes(shape: tuple[int, ...] | torch.Size, names: str) -> str:
@@ -25,18 +29,35 @@ def _weights_axes(average: bool) -> str:
     return "N L S" if average else "N H L S"
 
 
-def shape_table(config: Config, inputs: Inputs, steps: ReferenceSteps) -> tuple[list[ShapeRow], dict[str, list[int] | None]]:
+def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | None]]:
     """Rows for the table, and the `shapes` block of the JSON document."""
+    dtype = TORCH_DTYPES[config.dtype]
+    n, length, source, e = config.batch_size, config.seq_len, config.source_length, config.embed_dim
+    module = nn.MultiheadAttention(
+        e, config.num_heads, bias=config.bias, kdim=config.kdim, vdim=config.vdim,
+        batch_first=config.batch_first, device=META, dtype=dtype,
+    ).eval()
+
+    def user_layout(steps: int, features: int) -> torch.Tensor:
+        shape = (n, steps, features) if config.batch_first else (steps, n, features)
+        return torch.empty(shape, device=META, dtype=dtype)
+
+    query = user_layout(length, e)
+    key = value = query
+    if config.attention == "cross":
+        key, value = user_layout(source, config.key_dim), user_layout(source, config.value_dim)
+    other_average = not config.average_attn_weights
+    with torch.inference_mode():
+        output, weights = module(query, key, value, need_weights=config.need_weights, average_attn_weights=config.average_attn_weights)
+        _, other_weights = module(query, key, value, need_weights=True, average_attn_weights=other_average)
+        as_batch_first = (lambda x: x) if config.batch_first else (lambda x: x.transpose(0, 1))
+        steps = reference_attention(
+            as_batch_first(query), as_batch_first(key), as_batch_first(value), Weights.of(module),
+            torch.empty(n, length, source, dtype=torch.bool, device=META), config.num_heads,
+        )
+
     seq_first = not config.batch_first
     query_axes = "L N E" if seq_first else "N L E"
-    key_axes = "S N kdim" if seq_first else "N S kdim"
-    value_axes = "S N vdim" if seq_first else "N S vdim"
-
-    with torch.inference_mode():
-        returned = get_impl("torch")(inputs, config)()
-        other_average = not config.average_attn_weights
-        flipped = config.model_copy(update={"need_weights": True, "average_attn_weights": other_average})
-        other = get_impl("torch")(inputs, flipped)()
 
     def row(tensor: str, value: torch.Tensor | None, axes: str, note: str = "") -> ShapeRow:
         if value is None:
@@ -48,28 +69,29 @@ def shape_table(config: Config, inputs: Inputs, steps: ReferenceSteps) -> tuple[
         if not config.need_weights
         else ("averaged over heads (average_attn_weights=true)" if config.average_attn_weights else "one map per head (average_attn_weights=false)")
     )
+    source_note = "self attention: the query tensor" if config.attention == "self" else "cross attention source"
     rows = [
-        row("query", inputs.query, query_axes, "batch_first=true" if config.batch_first else "batch_first=false: sequence first"),
-        row("key", inputs.key, key_axes, "self attention: the query tensor" if config.attention == "self" else "cross attention source"),
-        row("value", inputs.value, value_axes, "self attention: the query tensor" if config.attention == "self" else "cross attention source"),
+        row("query", query, query_axes, "batch_first=true" if config.batch_first else "batch_first=false: sequence first"),
+        row("key", key, "S N kdim" if seq_first else "N S kdim", source_note),
+        row("value", value, "S N vdim" if seq_first else "N S vdim", source_note),
         row("Q per head", steps.q, "N H L d", "projected, split into heads; d = E/H"),
         row("K per head", steps.k, "N H S d", "projected, split into heads"),
         row("V per head", steps.v, "N H S d", "projected, split into heads"),
         row("scores", steps.scores, "N H L S", "Q K^T / sqrt(d): one L x S map per head"),
-        row("attn weights (returned)", returned.weights, _weights_axes(config.average_attn_weights), weights_note),
+        row("attn weights (returned)", weights, _weights_axes(config.average_attn_weights), weights_note),
         row(
             f"attn weights if average_attn_weights={str(other_average).lower()}",
-            other.weights,
+            other_weights,
             _weights_axes(other_average),
             "averaged over heads" if other_average else "one map per head",
         ),
-        row("output", returned.output, query_axes, "same layout as the query"),
+        row("output", output, query_axes, "same layout as the query"),
     ]
     shapes = {
-        "query": list(inputs.query.shape),
-        "key": list(inputs.key.shape),
-        "value": list(inputs.value.shape),
-        "output": list(returned.output.shape),
-        "attn_weights": list(returned.weights.shape) if returned.weights is not None else None,
+        "query": list(query.shape),
+        "key": list(key.shape),
+        "value": list(value.shape),
+        "output": list(output.shape),
+        "attn_weights": list(weights.shape) if weights is not None else None,
     }
     return rows, shapes

@@ -1,19 +1,20 @@
 """Every implementation computes the same layer as the float64 reference.
 
-Hypothesis draws the shapes (L = 1 and S != L included), the layout and the
-masks; each example builds one set of weights and checks every implementation.
+Hypothesis draws the shapes (L = 1 and S != L included), the layout, the
+variant and the masks; each example builds one set of weights and checks every
+implementation. FlexAttention compiles for every new shape (seconds each), so
+it has its own few small tests in test_flex.py.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mha_cli.attention import IMPLS, get_impl
+from mha_cli.attention import get_impl
+from mha_cli.attention.reference import reference_attention
 from mha_cli.config import Config
 from mha_cli.errors import UsageError
 from mha_cli.inputs import make_inputs
@@ -22,17 +23,18 @@ from mha_cli.runner import check_against_reference, run_reference
 from .helpers import FAST_TIMING
 
 CPU = torch.device("cpu")
-PROPERTY_SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST_IMPLS = ("torch", "manual", "sdpa", "blocked")
+PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
-def configs(draw: st.DrawFn) -> Config:
+def configs(draw: st.DrawFn, variants: tuple[str, ...] = ("full", "local", "sparse")) -> Config:
     heads = draw(st.sampled_from([1, 2, 4]))
     embed_dim = heads * draw(st.sampled_from([1, 4, 8]))
     batch = draw(st.integers(1, 3))
-    length = draw(st.integers(1, 9))
+    length = draw(st.integers(1, 24))
     cross = draw(st.booleans())
-    source = draw(st.integers(1, 9)) if cross else length
+    source = draw(st.integers(1, 24)) if cross else length
     fields: dict = {
         "embed_dim": embed_dim,
         "num_heads": heads,
@@ -44,7 +46,8 @@ def configs(draw: st.DrawFn) -> Config:
         "seed": draw(st.integers(0, 2**16)),
         "need_weights": draw(st.booleans()),
         "average_attn_weights": draw(st.booleans()),
-        "timing": FAST_TIMING,
+        "timing": {**FAST_TIMING, "scope": draw(st.sampled_from(["layer", "core"]))},
+        "variant": draw(st.sampled_from(variants)),
     }
     if cross:
         fields["source_len"] = source
@@ -52,40 +55,74 @@ def configs(draw: st.DrawFn) -> Config:
         fields["vdim"] = draw(st.sampled_from([None, 5]))
     mask: dict = {"causal": draw(st.booleans())}
     if draw(st.booleans()):
-        # At least one valid key per batch item: every query row keeps an allowed key.
         mask["key_padding"] = {"lengths": draw(st.lists(st.integers(1, source), min_size=batch, max_size=batch))}
     fields["mask"] = mask
+    if fields["variant"] == "local":
+        fields["local"] = {"window": draw(st.integers(0, 30))}
+    if fields["variant"] == "sparse":
+        if draw(st.booleans()):
+            fields["sparse"] = {"pattern": "strided", "stride": draw(st.integers(1, 10))}
+        else:
+            block = draw(st.integers(1, min(length, source)))
+            blocks = -(-source // block)
+            window = draw(st.sampled_from([1, 3, 5]))
+            global_blocks = draw(st.integers(0, min(-(-length // block), blocks) // 2))
+            random_blocks = draw(st.integers(0, max(0, blocks - window - 2 * global_blocks)))
+            fields["sparse"] = {"pattern": "bigbird", "block": block, "window_blocks": window,
+                                "global_blocks": global_blocks, "random_blocks": random_blocks}
     return Config.model_validate(fields)
 
 
-EDGE_SHAPES = [
+def _config(**fields) -> Config:
+    return Config.model_validate({**fields, "timing": FAST_TIMING})
+
+
+EDGE_CASES = [
     # L = 1 (a single query), S != L both ways, one head and one batch item.
-    {"embed_dim": 8, "num_heads": 2, "batch_size": 1, "seq_len": 1},
-    {"embed_dim": 8, "num_heads": 1, "batch_size": 2, "seq_len": 1, "attention": "cross", "source_len": 6},
-    {"embed_dim": 12, "num_heads": 3, "batch_size": 2, "seq_len": 7, "attention": "cross", "source_len": 2,
-     "mask": {"causal": True, "key_padding": {"lengths": [1, 2]}}},
+    _config(embed_dim=8, num_heads=2, batch_size=1, seq_len=1),
+    _config(embed_dim=8, num_heads=1, batch_size=2, seq_len=1, attention="cross", source_len=6),
+    _config(embed_dim=12, num_heads=3, batch_size=2, seq_len=7, attention="cross", source_len=2,
+            mask={"causal": True, "key_padding": {"lengths": [1, 2]}}),
+    # L not divisible by the block; a window wider than the sequence; rows with no allowed key.
+    _config(embed_dim=8, num_heads=2, batch_size=2, seq_len=13, variant="sparse",
+            sparse={"block": 4, "window_blocks": 1, "global_blocks": 1, "random_blocks": 1}),
+    _config(embed_dim=8, num_heads=2, batch_size=1, seq_len=9, variant="local", local={"window": 40}),
+    _config(embed_dim=8, num_heads=2, batch_size=2, seq_len=20, variant="local", local={"window": 1},
+            mask={"key_padding": {"lengths": [3, 20]}}),
+    _config(embed_dim=8, num_heads=2, batch_size=2, seq_len=17, variant="sparse", mask={"causal": True},
+            sparse={"pattern": "strided", "stride": 4}),
 ]
 
 
-@PROPERTY_SETTINGS
-@given(config=configs())
-@example(config=Config.model_validate({**EDGE_SHAPES[0], "timing": FAST_TIMING}))
-@example(config=Config.model_validate({**EDGE_SHAPES[1], "timing": FAST_TIMING}))
-@example(config=Config.model_validate({**EDGE_SHAPES[2], "timing": FAST_TIMING}))
-def test_every_implementation_agrees_with_the_reference(config: Config) -> None:
+def assert_all_agree(config: Config, impls: tuple[str, ...] = FAST_IMPLS) -> None:
     inputs = make_inputs(config, CPU)
-    reference, tolerance = run_reference(config, inputs)
+    reference = run_reference(config, inputs)
     with torch.inference_mode():
-        for name in IMPLS:
+        for name in impls:
+            if name == "torch" and config.timing.scope == "core":
+                continue  # nn.MultiheadAttention has no separate core
             got = get_impl(name)(inputs, config)()
-            verdict = check_against_reference(config, got, reference, inputs.master_allowed, tolerance)
+            verdict = check_against_reference(config, got, reference)
             assert verdict.ok, (name, verdict.problems)
 
 
 @PROPERTY_SETTINGS
 @given(config=configs())
+def test_every_implementation_agrees_with_the_reference(config: Config) -> None:
+    assert_all_agree(config)
+
+
+@pytest.mark.parametrize("config", EDGE_CASES, ids=lambda c: f"{c.variant}-L{c.seq_len}-S{c.source_length}")
+def test_edge_cases_agree(config: Config) -> None:
+    assert_all_agree(config)
+
+
+@PROPERTY_SETTINGS
+@given(config=configs(variants=("full",)))
 def test_averaged_weights_rows_sum_to_one(config: Config) -> None:
-    config = config.model_copy(update={"need_weights": True, "average_attn_weights": True})
+    config = config.model_copy(
+        update={"need_weights": True, "average_attn_weights": True, "timing": config.timing.model_copy(update={"scope": "layer"})}
+    )
     inputs = make_inputs(config, CPU)
     with torch.inference_mode():
         for name in ("torch", "manual"):
@@ -96,7 +133,9 @@ def test_averaged_weights_rows_sum_to_one(config: Config) -> None:
 
 @st.composite
 def permuted_cases(draw: st.DrawFn) -> tuple[Config, torch.Tensor, list[int]]:
-    config = draw(configs()).model_copy(update={"mask": Config().mask, "need_weights": False})
+    config = draw(configs(variants=("full",))).model_copy(
+        update={"mask": Config().mask, "need_weights": False, "attention": "cross", "timing": Config(timing=FAST_TIMING).timing}
+    )
     n, length, source = config.batch_size, config.seq_len, config.source_length
     bits = draw(st.lists(st.booleans(), min_size=n * length * source, max_size=n * length * source))
     allowed = torch.tensor(bits, dtype=torch.bool).reshape(n, length, source)
@@ -107,11 +146,15 @@ def permuted_cases(draw: st.DrawFn) -> tuple[Config, torch.Tensor, list[int]]:
 
 def _outputs(config: Config, inputs, allowed: torch.Tensor) -> dict[str, torch.Tensor]:
     """Reference, manual and sdpa read an arbitrary mask; nn.MultiheadAttention gets it per head."""
-    inputs = replace(inputs, allowed=allowed, master_allowed=allowed)
-    outputs = {"reference": run_reference(config, inputs)[0].output}
+    masked = inputs.with_mask(allowed)
+    outputs = {
+        "reference": reference_attention(
+            inputs.master_query, inputs.master_key, inputs.master_value, inputs.master_weights, allowed, config.num_heads
+        ).output
+    }
     with torch.inference_mode():
         for name in ("manual", "sdpa"):
-            out = get_impl(name)(inputs, config)().output
+            out = get_impl(name)(masked, config)().output
             outputs[name] = (out if config.batch_first else out.transpose(0, 1)).double()
         blocked = (~allowed).repeat_interleave(config.num_heads, dim=0)  # (N*H, L, S), True = not allowed
         out, _ = inputs.module(inputs.query, inputs.key, inputs.value, attn_mask=blocked, need_weights=False)
@@ -126,16 +169,16 @@ def test_permuting_keys_values_and_mask_columns_together_changes_nothing(case) -
     inputs = make_inputs(config, CPU)
     order = torch.tensor(permutation)
     source_axis = 1 if config.batch_first else 0
+    from dataclasses import replace
+
     permuted = replace(
         inputs,
         key=inputs.key.index_select(source_axis, order),
         value=inputs.value.index_select(source_axis, order),
         master_key=inputs.master_key[:, order],
         master_value=inputs.master_value[:, order],
+        _made={},
     )
-    if config.attention == "self":
-        # Self attention reuses the query as key/value; permute them as a cross-style call instead.
-        config = config.model_copy(update={"attention": "cross"})
     before = _outputs(config, inputs, allowed)
     after = _outputs(config, permuted, allowed[..., order])
     for name in before:
@@ -146,19 +189,15 @@ def test_permuting_keys_values_and_mask_columns_together_changes_nothing(case) -
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_every_dtype_and_layout_on_cpu(dtype: str, batch_first: bool) -> None:
-    config = Config.model_validate(
-        {"embed_dim": 32, "num_heads": 4, "batch_size": 2, "seq_len": 6, "dtype": dtype, "batch_first": batch_first,
-         "mask": {"causal": True, "key_padding": {"lengths": [6, 2]}}, "timing": FAST_TIMING}
-    )
-    inputs = make_inputs(config, CPU)
-    reference, tolerance = run_reference(config, inputs)
-    with torch.inference_mode():
-        for name in IMPLS:
-            got = get_impl(name)(inputs, config)()
-            assert got.output.dtype == inputs.query.dtype
-            verdict = check_against_reference(config, got, reference, inputs.master_allowed, tolerance)
-            assert verdict.ok, (name, dtype, verdict.problems)
+@pytest.mark.parametrize("variant", ["full", "local", "sparse"])
+def test_every_dtype_layout_and_variant_on_cpu(dtype: str, batch_first: bool, variant: str) -> None:
+    fields = {"embed_dim": 32, "num_heads": 4, "batch_size": 2, "seq_len": 24, "dtype": dtype, "batch_first": batch_first,
+              "variant": variant, "mask": {"causal": True, "key_padding": {"lengths": [24, 9]}}}
+    if variant == "local":
+        fields["local"] = {"window": 5}
+    if variant == "sparse":
+        fields["sparse"] = {"block": 4, "random_blocks": 1}
+    assert_all_agree(_config(**fields))
 
 
 def test_unknown_implementation_names_the_valid_ones() -> None:

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mha_cli.attention.reference import reference_attention
 from mha_cli.check import FIXED_TOLERANCES, Tolerance, compare
 from mha_cli.inputs import make_inputs
-from mha_cli.masks import causal_allowed, fully_masked_rows
+from mha_cli.masks import allowed_mask, causal_allowed, fully_masked_rows
 
 from .helpers import small_config
 
@@ -14,7 +14,7 @@ from .helpers import small_config
 def _reference(config, inputs):
     return reference_attention(
         inputs.master_query, inputs.master_key, inputs.master_value,
-        inputs.master_weights, inputs.master_allowed, config.num_heads,
+        inputs.master_weights, allowed_mask(config), config.num_heads,
     )
 
 
@@ -22,7 +22,7 @@ def test_inverted_mask_fails_the_check() -> None:
     config = small_config(seq_len=6, mask={"causal": True})
     inputs = make_inputs(config, torch.device("cpu"))
     reference = _reference(config, inputs)
-    undefined = fully_masked_rows(inputs.master_allowed)
+    undefined = fully_masked_rows(allowed_mask(config))
     tolerance = Tolerance.for_dtype("float32", None)
     allowed = causal_allowed(6, 6)
     with torch.inference_mode():
@@ -39,7 +39,7 @@ def test_inverted_sdpa_mask_fails_the_check() -> None:
     inputs = make_inputs(config, torch.device("cpu"))
     reference = _reference(config, inputs)
     q = torch.randn(2, 2, 6, 8, dtype=torch.float64)
-    mask = inputs.master_allowed[:, None]
+    mask = allowed_mask(config)[:, None]
     expected = F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
     wrong = F.scaled_dot_product_attention(q, q, q, attn_mask=~mask)
     undefined = torch.zeros(2, 6, dtype=torch.bool)

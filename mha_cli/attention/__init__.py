@@ -2,14 +2,15 @@
 
 Each implementation lives in its own module with one function,
 `build(inputs, config) -> Forward`, and never imports another implementation.
-`build` does the one-off work (mask conversion, backend choice) so that the
-returned zero-argument `Forward` is exactly what gets timed.
+`build` does the one-off work (masks, backend choice, compilation) so that the
+returned zero-argument `Forward` is exactly what gets timed. With
+`timing.scope: core` the Forward runs only the attention core on
+already-projected q, k, v and returns (N, H, L, d).
 Modules are imported on first use: some (FlexAttention) are slow to import.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class AttentionOutput(NamedTuple):
-    output: torch.Tensor  # same layout as the query: (L, N, E) or (N, L, E)
+    output: torch.Tensor  # layer: same layout as the query; core: (N, H, L, d)
     weights: torch.Tensor | None  # as nn.MultiheadAttention would return them, or None
 
 
@@ -45,18 +46,19 @@ IMPLS: dict[str, str] = {
     "torch": "torch_mha",
     "manual": "manual",
     "sdpa": "sdpa",
+    "blocked": "blocked",
+    "flex": "flex",
 }
+# These build the full L x S mask for local and sparse variants: the baseline to beat.
+DENSE_IMPLS = ("torch", "manual", "sdpa")
 
 
 def get_impl(name: str) -> Builder:
     if name not in IMPLS:
+        import difflib
+
         close = difflib.get_close_matches(name, list(IMPLS), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UsageError(f"unknown implementation {name!r}; valid names: {', '.join(IMPLS)}.{hint}")
     module = importlib.import_module(f"{__name__}.{IMPLS[name]}")
     return module.build
-
-
-def batch_first(tensor: torch.Tensor, is_batch_first: bool) -> torch.Tensor:
-    """(L, N, E) -> (N, L, E) view when the user's layout is sequence-first."""
-    return tensor if is_batch_first else tensor.transpose(0, 1)

@@ -2,7 +2,9 @@
 
 The backend comes from `sdpa_backend`; `auto` lets PyTorch choose. A backend
 that cannot run this input on this device raises Unavailable (the row is
-skipped with PyTorch's reason) instead of crashing the run.
+skipped with PyTorch's reason) instead of crashing the run. For local and
+sparse variants the pattern goes in as a dense (N, 1, L, S) mask: the honest
+baseline the pattern-aware implementations are measured against.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..config import Config
 from ..inputs import Inputs
-from . import AttentionOutput, Forward, Unavailable, batch_first
+from . import Forward, Unavailable
+from .layer import layer_around
 
 BACKENDS = {
     "math": SDPBackend.MATH,
@@ -27,31 +30,24 @@ BACKENDS = {
 
 
 def build(inputs: Inputs, config: Config) -> Forward:
-    w = inputs.weights
-    h, d, e = config.num_heads, config.head_dim, config.embed_dim
-    x_q = batch_first(inputs.query, config.batch_first)  # (N, L, E)
-    x_k = batch_first(inputs.key, config.batch_first)  # (N, S, kdim)
-    x_v = batch_first(inputs.value, config.batch_first)  # (N, S, vdim)
     # SDPA's bool mask means True = allowed, our own meaning: pass it as is.
     # A purely causal mask goes as is_causal so fused kernels can skip the mask tensor.
-    only_causal = config.mask.causal and config.mask.key_padding is None
-    attn_mask = None if only_causal or bool(inputs.allowed.all()) else inputs.allowed[:, None, :, :]
+    only_causal = config.variant == "full" and config.mask.causal and config.mask.key_padding is None and not inputs.mask_override
+    needs_mask = inputs.mask_override or (
+        not only_causal and (config.variant != "full" or config.mask.key_padding is not None or config.mask.causal)
+    )
+    attn_mask = inputs.dense_allowed()[:, None] if needs_mask else None
 
     def backend_context() -> contextlib.AbstractContextManager[None]:
         if config.sdpa_backend == "auto":
             return contextlib.nullcontext()
         return sdpa_kernel([BACKENDS[config.sdpa_backend]])
 
-    def forward() -> AttentionOutput:
-        n, length, source = x_q.shape[0], x_q.shape[1], x_k.shape[1]
-        q = F.linear(x_q, w.q_weight, w.q_bias).view(n, length, h, d).transpose(1, 2)  # (N, H, L, d)
-        k = F.linear(x_k, w.k_weight, w.k_bias).view(n, source, h, d).transpose(1, 2)  # (N, H, S, d)
-        v = F.linear(x_v, w.v_weight, w.v_bias).view(n, source, h, d).transpose(1, 2)  # (N, H, S, d)
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         with backend_context():
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=only_causal)
-        y = F.linear(y.transpose(1, 2).reshape(n, length, e), w.out_weight, w.out_bias)  # (N, L, E)
-        return AttentionOutput(y if config.batch_first else y.transpose(0, 1), None)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=only_causal)
 
+    forward = layer_around(core, inputs, config)
     # One probe call: PyTorch only says whether a backend fits this input when asked to run it.
     with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
         warnings.simplefilter("always")

@@ -5,18 +5,24 @@ from __future__ import annotations
 from ..config import Config
 from ..inputs import Inputs
 from ..masks import causal_allowed, key_padding_allowed
-from . import AttentionOutput, Forward
+from . import AttentionOutput, Forward, Unavailable
 
 
 def build(inputs: Inputs, config: Config) -> Forward:
-    device = inputs.query.device
+    if config.timing.scope == "core":
+        raise Unavailable("nn.MultiheadAttention has no separate core: it always runs its projections (use timing.scope: layer)")
+    device = inputs.device
     # nn.MultiheadAttention's bool masks mean True = NOT allowed: invert ours.
     attn_mask = None
-    if config.mask.causal:
-        attn_mask = ~causal_allowed(config.seq_len, config.source_length).to(device)
     key_padding_mask = None
-    if config.mask.key_padding is not None:
-        key_padding_mask = ~key_padding_allowed(config.mask.key_padding.lengths, config.source_length).to(device)
+    if config.variant != "full":
+        # Its attn_mask can be (L, S) or per head (N * H, L, S): the pattern goes per item and head.
+        attn_mask = (~inputs.dense_allowed()).repeat_interleave(config.num_heads, dim=0)
+    else:
+        if config.mask.causal:
+            attn_mask = ~causal_allowed(config.seq_len, config.source_length).to(device)
+        if config.mask.key_padding is not None:
+            key_padding_mask = ~key_padding_allowed(config.mask.key_padding.lengths, config.source_length).to(device)
     module = inputs.module
     query, key, value = inputs.query, inputs.key, inputs.value
 

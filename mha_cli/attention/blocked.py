@@ -1,0 +1,214 @@
+"""`blocked`: local and sparse attention block by block, never an L x S tensor.
+
+The block plan (block_plan.py) splits the pattern into disjoint pieces. Each
+piece is one call of a fused attention kernel on views of K and V that copy
+little or nothing:
+- a band is an overlapping strided window of the (padded) keys: unfold, no copy;
+- fixed keys are one small gather, broadcast to every query block;
+- gathered blocks are an index_select of just those blocks;
+- a residue class is a reshape of keys and queries.
+Pieces are merged exactly with their log-sum-exp (the way FlashAttention
+merges key splits): out = sum_p exp(lse_p - lse) * out_p, lse = logsumexp_p lse_p.
+Memory is O(L * keys-per-query * H * N) for the masks and O(L * d * H * N) for
+the rest. Full attention has no pattern to exploit: it defers to SDPA.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..block_plan import Band, BlockPlan, Fixed, Gathered, Piece, Residue, plan_for
+from ..config import Config
+from ..inputs import Inputs
+from . import Forward
+from .layer import Core, layer_around
+
+
+def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """Zero rows around dim 1 of (G, T, d)."""
+    return F.pad(x, (0, 0, before, after)) if before or after else x
+
+
+def _attend_with_lse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, no_key: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of (G, X, Lq, d) on (G, X, Lk, d) with an additive mask; also log-sum-exp (G, X, Lq).
+
+    On the CPU, PyTorch's fused flash kernel returns the log-sum-exp too; elsewhere the math is spelt out.
+    Rows without an allowed key get lse = -inf so that they weigh nothing in the merge.
+    """
+    if q.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=bias, scale=scale)
+    else:
+        scores = (q @ k.transpose(-2, -1)) * scale + bias
+        lse = torch.logsumexp(scores, dim=-1)
+        out = torch.softmax(scores, dim=-1).nan_to_num(0.0) @ v
+    return out, lse.masked_fill(no_key, float("-inf"))
+
+
+class _PieceRunner:
+    """One piece, with its masks prepared once in the run's dtype and device."""
+
+    def __init__(self, piece: Piece, plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> None:
+        self.piece, self.plan, self.config = piece, plan, config
+        allowed = piece.allowed.to(device)
+        if isinstance(piece, Fixed):
+            # The same keys for every query block: one tall problem per head runs the kernel
+            # better than many small ones. (B, blocks, block, K) -> (B, 1, L, K).
+            allowed = allowed.flatten(1, 2)[:, None, : config.seq_len]
+        self.allowed = allowed
+        self.bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+        self.no_key = ~allowed.any(dim=-1)
+        if isinstance(piece, Fixed):
+            self.keys = piece.keys.to(device)
+        if isinstance(piece, Gathered):
+            self.key_blocks = piece.key_blocks.to(device)
+
+    def keys_for(self, x: torch.Tensor) -> torch.Tensor:
+        """(G, S, d) keys or values -> (G, X, keys per query block, d) for this piece."""
+        piece, plan = self.piece, self.plan
+        block, source = plan.block, x.shape[1]
+        if isinstance(piece, Band):
+            before = max(0, -piece.offset)
+            after = max(0, (plan.query_blocks - 1) * block + piece.offset + piece.width - source)
+            padded = _pad_rows(x, before, after)[:, piece.offset + before :]
+            return padded.unfold(1, piece.width, block)[:, : plan.query_blocks].transpose(-2, -1)
+        if isinstance(piece, Fixed):
+            return x.index_select(1, self.keys)[:, None]
+        if isinstance(piece, Gathered):
+            blocks = _pad_rows(x, 0, plan.key_blocks * block - source).unflatten(1, (plan.key_blocks, block))
+            chosen = blocks.index_select(1, self.key_blocks.flatten())  # (G, query_blocks * r, block, d)
+            return chosen.view(x.shape[0], plan.query_blocks, -1, x.shape[-1])
+        rows = -(-source // piece.stride)
+        return _pad_rows(x, 0, rows * piece.stride - source).unflatten(1, (rows, piece.stride)).transpose(1, 2)
+
+    def queries_for(self, q: torch.Tensor) -> torch.Tensor:
+        length = q.shape[1]
+        if isinstance(self.piece, Fixed):
+            return q[:, None]
+        if isinstance(self.piece, Residue):
+            rows = -(-length // self.piece.stride)
+            return _pad_rows(q, 0, rows * self.piece.stride - length).unflatten(1, (rows, self.piece.stride)).transpose(1, 2)
+        return _pad_rows(q, 0, self.plan.query_blocks * self.plan.block - length).unflatten(1, (self.plan.query_blocks, self.plan.block))
+
+    def rows_back(self, x: torch.Tensor, length: int) -> torch.Tensor:
+        """(G, X, Lq, ...) in this piece's layout -> (G, L, ...) in query order."""
+        if isinstance(self.piece, Residue):
+            x = x.transpose(1, 2)
+        return x.flatten(1, 2)[:, :length]
+
+    def single(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, b: int, scale: float) -> torch.Tensor:
+        """The only piece: the public fused kernel with a bool mask, no merge needed."""
+        # A 4-D mask: with 3 dimensions SDPA leaves its fused CPU kernel for the slow math path.
+        mask = self.allowed[b : b + 1] if self.allowed.shape[0] > 1 else self.allowed
+        out = F.scaled_dot_product_attention(
+            self.queries_for(q), self.keys_for(k), self.keys_for(v), attn_mask=mask, scale=scale
+        )
+        return self.rows_back(out, q.shape[1])
+
+    def partial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, b: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        pick = slice(b, b + 1) if self.allowed.shape[0] > 1 else slice(0, 1)
+        out, lse = _attend_with_lse(
+            self.queries_for(q), self.keys_for(k), self.keys_for(v), self.bias[pick], self.no_key[pick], scale
+        )
+        return self.rows_back(out, q.shape[1]), self.rows_back(lse, q.shape[1])
+
+    def bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
+        """Largest temporary this piece makes per head: copied keys (or values), or its output."""
+        plan, piece = self.plan, self.piece
+        if isinstance(piece, Band):
+            keys = source + piece.width  # padded copy
+        elif isinstance(piece, Gathered):
+            keys = plan.query_blocks * piece.key_blocks.shape[1] * plan.block
+        elif isinstance(piece, Residue):
+            keys = source + piece.stride
+        else:
+            keys = len(piece.keys)
+        return max(keys, plan.query_blocks * plan.block) * head_dim * element
+
+
+def _merge_into(out: torch.Tensor, lse: torch.Tensor, part_out: torch.Tensor, part_lse: torch.Tensor) -> None:
+    """Online softmax merge of one more piece into (out, lse), in place.
+
+    Rows that had, or get, no allowed key carry lse = -inf; their weight is 0, not NaN.
+    """
+    total = torch.logaddexp(lse, part_lse)
+    keep = torch.exp(lse - total).nan_to_num_(0.0)
+    take = torch.exp(part_lse - total).nan_to_num_(0.0)
+    out.mul_(keep[..., None]).addcmul_(part_out, take[..., None])
+    lse.copy_(total)
+
+
+# Work goes through the kernels a few heads at a time, so that no temporary
+# (padded keys, gathered blocks, a piece's output) exceeds this size. Freshly
+# mapped memory costs a page fault per 4 KiB page, which on some machines costs
+# more than the copy itself; small temporaries are served again from the heap.
+CHUNK_BYTES = 8 * 2**20
+
+
+def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> Core:
+    runners = [_PieceRunner(piece, plan, config, dtype, device) for piece in plan.pieces]
+    scale = 1.0 / math.sqrt(config.head_dim)
+    dense_rows = plan.dense_rows.to(device) if plan.dense_rows is not None and len(plan.dense_rows) else None
+    dense_allowed = plan.dense_allowed.to(device) if dense_rows is not None else None
+    per_item = any(r.allowed.shape[0] > 1 for r in runners) or (dense_allowed is not None and dense_allowed.shape[0] > 1)
+    element = torch.empty((), dtype=dtype).element_size()
+    per_head = max(r.bytes_per_head(config.source_length, config.head_dim, element) for r in runners)
+    heads_per_chunk = max(1, CHUNK_BYTES // per_head)
+
+    def chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, b: int) -> None:
+        """q (g, L, d), k and v (g, S, d) with mask batch index b, written into out (g, L, d)."""
+        if len(runners) == 1:
+            out.copy_(runners[0].single(q, k, v, b, scale))
+        else:
+            for index, runner in enumerate(runners):
+                part_out, part_lse = runner.partial(q, k, v, b, scale)
+                if index == 0:
+                    out.copy_(part_out)
+                    lse.copy_(part_lse)
+                else:
+                    _merge_into(out, lse, part_out, part_lse)
+        if dense_rows is not None:
+            mask = dense_allowed[b if dense_allowed.shape[0] > 1 else 0][None, None]  # 4-D, see above
+            rows = F.scaled_dot_product_attention(q[:, None, dense_rows], k[:, None], v[:, None], attn_mask=mask, scale=scale)
+            out.index_copy_(1, dense_rows, rows[:, 0])
+
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        n, h, length, d = q.shape
+        flat_q, flat_k, flat_v = (x.reshape(n * h, x.shape[2], d) for x in (q, k, v))
+        out = torch.empty_like(flat_q)
+        lse = torch.empty(n * h, length, dtype=torch.float64 if q.dtype == torch.float64 else torch.float32, device=q.device)
+        # Without key padding the masks are the same for every batch item (mask index 0);
+        # with it, the heads of batch item b use mask index b.
+        for b in range(n if per_item else 1):
+            first, last = (b * h, (b + 1) * h) if per_item else (0, n * h)
+            for start in range(first, last, heads_per_chunk):
+                heads = slice(start, min(start + heads_per_chunk, last))
+                chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], b)
+        return out.view(n, h, length, d)
+
+    return core
+
+
+def _full_core(config: Config, inputs: Inputs) -> Core:
+    """Full attention has no structure to exploit: the fused SDPA kernel is already the blocked algorithm."""
+    only_causal = config.mask.causal and config.mask.key_padding is None
+    mask = inputs.dense_allowed()[:, None] if config.mask.key_padding is not None else None
+
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=only_causal)
+
+    return core
+
+
+def build_core(inputs: Inputs, config: Config) -> Core:
+    if config.variant == "full":
+        return _full_core(config, inputs)
+    return _sparse_core(plan_for(config), config, inputs.query.dtype, inputs.device)
+
+
+def build(inputs: Inputs, config: Config) -> Forward:
+    return layer_around(build_core(inputs, config), inputs, config)

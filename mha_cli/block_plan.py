@@ -1,0 +1,211 @@
+"""How a local or sparse pattern splits into pieces that never need an L x S tensor.
+
+Queries are cut into blocks of `block` rows. Each piece says which keys every
+query block reads, in a shape that can be taken from K and V without copying
+them all (a strided window, a fixed set, gathered blocks, or a residue class),
+and holds the exact allowed mask for those (query, key) pairs, built from
+masks.pair_rule. Pieces are disjoint: every allowed pair belongs to exactly one
+piece, so their softmax results merge exactly (see attention/blocked.py).
+
+Kinds of piece:
+- Band: query block q reads keys [q*block + offset, q*block + offset + width).
+  Local windows, BigBird's sliding blocks, the near part of the strided pattern.
+- Fixed: every query block reads the same keys (BigBird's global key blocks).
+- Gathered: each query block reads its own key blocks (BigBird's random blocks).
+- Residue: query i reads keys j with j = i (mod stride) (the strided pattern's
+  far part), laid out as `stride` independent dense problems of L/stride rows.
+- Dense rows: a few query rows that attend everything (BigBird's global query
+  blocks) are computed directly against all keys.
+
+The mask's batch dimension is 1 when the pattern is the same for every batch
+item (no key padding), N otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import Config
+from .masks import PairRule, pair_rule
+from .patterns import bigbird_table_for
+
+
+@dataclass(frozen=True)
+class Band:
+    offset: int
+    width: int
+    allowed: torch.Tensor  # (B, query_blocks, block, width)
+
+
+@dataclass(frozen=True)
+class Fixed:
+    keys: torch.Tensor  # (K,) key positions
+    allowed: torch.Tensor  # (B, query_blocks, block, K)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    key_blocks: torch.Tensor  # (query_blocks, r) key block indices
+    allowed: torch.Tensor  # (B, query_blocks, block, r * block)
+
+
+@dataclass(frozen=True)
+class Residue:
+    stride: int
+    allowed: torch.Tensor  # (B, stride, ceil(L / stride), ceil(S / stride))
+
+
+Piece = Band | Fixed | Gathered | Residue
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    block: int
+    query_blocks: int
+    key_blocks: int
+    pieces: list[Piece]
+    dense_rows: torch.Tensor | None = None  # (R,) query rows computed against every key
+    dense_allowed: torch.Tensor | None = None  # (B, R, S)
+    batch_size: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    def allowed_pairs(self) -> int:
+        """Allowed (query, key) pairs summed over the batch: what the FLOP count uses."""
+        masks = [piece.allowed for piece in self.pieces]
+        if self.dense_allowed is not None:
+            masks.append(self.dense_allowed)
+        # A mask with batch dimension 1 stands for every batch item.
+        return sum(int(m.sum()) * (self.batch_size if m.shape[0] == 1 else 1) for m in masks)
+
+
+def block_size_for_window(window: int, length: int) -> int:
+    """Query block size for a band of +-window: small enough that a band wastes little
+    (each block reads block + 2 * window keys for 2 * window + 1 useful ones), large
+    enough to keep the matrix products efficient. Measured best at window 128: 32-64."""
+    target = 2 ** round(math.log2(max(window, 1) / 2)) if window > 1 else 16
+    return max(1, min(length, max(16, min(128, target))))
+
+
+class _Positions:
+    """Absolute positions and the combined rule for one plan."""
+
+    def __init__(self, config: Config, block: int) -> None:
+        self.config = config
+        self.block = block
+        self.length, self.source = config.seq_len, config.source_length
+        self.query_blocks = -(-self.length // block)
+        self.key_blocks = -(-self.source // block)
+        self.rule: PairRule = pair_rule(config)
+        batched = config.mask.key_padding is not None
+        self.n = torch.arange(config.batch_size if batched else 1)[:, None, None, None]
+        # Query i = q * block + r, as a (1, query_blocks, block, 1) tensor.
+        self.query = (torch.arange(self.query_blocks)[:, None] * block + torch.arange(block)[None, :])[None, :, :, None]
+
+    def allowed(self, keys: torch.Tensor, member: torch.Tensor | bool = True, query: torch.Tensor | None = None) -> torch.Tensor:
+        """The rule on (query, key) positions, restricted to real positions and to this piece's members."""
+        i = self.query if query is None else query
+        in_range = (i < self.length) & (keys >= 0) & (keys < self.source)
+        return self.rule(self.n, i, keys.clamp(0, self.source - 1)) & in_range & member
+
+    def band(self, offset: int, width: int, member=lambda i, j: True, exclude_rows: torch.Tensor | None = None) -> Band:
+        keys = (torch.arange(self.query_blocks)[:, None, None] * self.block + offset + torch.arange(width)[None, None, :])[None]
+        allowed = self.allowed(keys, member(self.query, keys))
+        if exclude_rows is not None:
+            allowed = allowed & ~exclude_rows
+        return Band(offset, width, allowed)
+
+
+def _local_plan(config: Config) -> BlockPlan:
+    window = config.local_settings.window
+    block = block_size_for_window(window, config.seq_len)
+    at = _Positions(config, block)
+    width = block + window + (0 if config.mask.causal else window)
+    band = at.band(-window, width)
+    return BlockPlan(block, at.query_blocks, at.key_blocks, [band], batch_size=config.batch_size)
+
+
+def _strided_plan(config: Config) -> BlockPlan:
+    stride = config.sparse_settings.value("stride")
+    near = stride - 1
+    block = block_size_for_window(near, config.seq_len)
+    at = _Positions(config, block)
+    width = block + near + (0 if config.mask.causal else near)
+    band = at.band(-near, width, member=lambda i, j: (i - j).abs() < stride)
+    # Residue class r: queries a * stride + r against keys c * stride + r.
+    rows, cols = -(-at.length // stride), -(-at.source // stride)
+    residue = torch.arange(stride)[:, None, None]
+    i = (torch.arange(rows)[None, :, None] * stride + residue)[None]
+    j = (torch.arange(cols)[None, None, :] * stride + residue)[None]
+    far = at.allowed(j, i != j, query=i)  # j = i is in the band already
+    return BlockPlan(block, at.query_blocks, at.key_blocks, [band, Residue(stride, far)], batch_size=config.batch_size)
+
+
+def _bigbird_plan(config: Config) -> BlockPlan:
+    sparse = config.sparse_settings
+    block, half = sparse.value("block"), (sparse.value("window_blocks") - 1) // 2
+    global_blocks = sparse.value("global_blocks")
+    at = _Positions(config, block)
+    table = bigbird_table_for(config)
+
+    def is_global_key(j: torch.Tensor) -> torch.Tensor:
+        key_block = j // block
+        return (key_block < global_blocks) | (key_block >= at.key_blocks - global_blocks)
+
+    query_block = torch.arange(at.query_blocks)
+    global_query = (query_block < global_blocks) | (query_block >= at.query_blocks - global_blocks)
+    global_rows = global_query[None, :, None, None]
+    pieces: list[Piece] = [
+        at.band(-half * block, (2 * half + 1) * block, member=lambda i, j: ~is_global_key(j), exclude_rows=global_rows)
+    ]
+    key_block_ids = torch.arange(at.key_blocks)
+    global_keys = torch.nonzero(is_global_key(key_block_ids * block)).flatten()
+    if len(global_keys):
+        keys = (global_keys[:, None] * block + torch.arange(block)[None, :]).flatten()
+        keys = keys[keys < at.source]
+        pieces.append(Fixed(keys, at.allowed(keys[None, None, None, :]) & ~global_rows))
+    # Random blocks: what the table allows beyond the sliding and global blocks.
+    sliding = (query_block[:, None] - key_block_ids[None, :]).abs() <= half
+    extra = table & ~sliding & ~is_global_key(key_block_ids * block)[None, :] & ~global_query[:, None]
+    count = int(extra.sum(dim=1).max()) if extra.numel() else 0
+    if count:
+        # Rows with fewer random blocks (none for global rows) repeat block 0, masked out.
+        order = torch.argsort(extra.to(torch.int8), dim=1, descending=True, stable=True)[:, :count]
+        real = torch.gather(extra, 1, order)
+        key_blocks = torch.where(real, order, 0)
+        keys = (key_blocks[:, :, None] * block + torch.arange(block)[None, None, :]).flatten(1)[None, :, None, :]
+        member = real.repeat_interleave(block, dim=1)[None, :, None, :]
+        pieces.append(Gathered(key_blocks, at.allowed(keys, member) & ~global_rows))
+    rows = (torch.nonzero(global_query).flatten()[:, None] * block + torch.arange(block)[None, :]).flatten()
+    rows = rows[rows < at.length]
+    dense = at.rule(at.n[..., 0], rows[None, :, None], torch.arange(at.source)[None, None, :])
+    return BlockPlan(
+        block, at.query_blocks, at.key_blocks, pieces, dense_rows=rows, dense_allowed=dense, batch_size=config.batch_size
+    )
+
+
+def plan_for(config: Config) -> BlockPlan:
+    """The block plan of a local or sparse config (full attention needs none)."""
+    if config.variant == "local":
+        return _local_plan(config)
+    if config.variant == "sparse":
+        return _bigbird_plan(config) if config.sparse_settings.pattern == "bigbird" else _strided_plan(config)
+    raise ValueError("full attention has no block plan")
+
+
+def allowed_pair_count(config: Config) -> int:
+    """Allowed (query, key) pairs over the batch, without building an L x S mask."""
+    if config.variant != "full":
+        return plan_for(config).allowed_pairs()
+    length, source = config.seq_len, config.source_length
+    limits = config.mask.key_padding.lengths if config.mask.key_padding is not None else [source] * config.batch_size
+    if not config.mask.causal:
+        return length * sum(limits)
+    # Query i sees keys 0..min(i, limit - 1): sum over i of min(i + 1, limit).
+    total = 0
+    for limit in limits:
+        ramp = min(length, limit)
+        total += ramp * (ramp + 1) // 2 + (length - ramp) * limit
+    return total

@@ -1,0 +1,71 @@
+"""The block plan's pieces are disjoint and together hold exactly the allowed pairs."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mha_cli.block_plan import Band, Fixed, Gathered, Residue, allowed_pair_count, block_size_for_window, plan_for
+from mha_cli.masks import allowed_mask
+
+from .helpers import small_config
+from .test_attention import configs
+
+
+def rebuild(config, plan) -> torch.Tensor:
+    """Scatter every piece's allowed pairs back into a dense (N, L, S) count (2 would mean overlap)."""
+    n, length, source = config.batch_size, config.seq_len, config.source_length
+    counts = torch.zeros(n, length + plan.block * 2 + 64, source + plan.block * 4 + 64, dtype=torch.int32)
+    q_pos = (torch.arange(plan.query_blocks)[:, None] * plan.block + torch.arange(plan.block)[None, :])[:, :, None]
+    for piece in plan.pieces:
+        allowed = piece.allowed.expand(n, *piece.allowed.shape[1:])
+        if isinstance(piece, Band):
+            keys = (torch.arange(plan.query_blocks)[:, None, None] * plan.block + piece.offset + torch.arange(piece.width))
+            i, j = q_pos.expand_as(allowed[0]), keys.expand_as(allowed[0])
+        elif isinstance(piece, Fixed):
+            i, j = q_pos.expand_as(allowed[0]), piece.keys.expand_as(allowed[0])
+        elif isinstance(piece, Gathered):
+            keys = (piece.key_blocks[:, :, None] * plan.block + torch.arange(plan.block)).flatten(1)[:, None, :]
+            i, j = q_pos.expand_as(allowed[0]), keys.expand_as(allowed[0])
+        else:
+            assert isinstance(piece, Residue)
+            r = torch.arange(piece.stride)[:, None, None]
+            i = (torch.arange(allowed.shape[2])[None, :, None] * piece.stride + r).expand_as(allowed[0])
+            j = (torch.arange(allowed.shape[3])[None, None, :] * piece.stride + r).expand_as(allowed[0])
+        for b in range(n):
+            hit = allowed[b]
+            counts[b].index_put_((i[hit], j[hit]), torch.ones(int(hit.sum()), dtype=torch.int32), accumulate=True)
+    if plan.dense_rows is not None:
+        dense = plan.dense_allowed.expand(n, -1, -1)
+        counts[:, plan.dense_rows, :source] += dense.to(torch.int32)
+    return counts[:, :length, :source], counts
+
+
+@settings(max_examples=60, deadline=None)
+@given(config=configs(variants=("local", "sparse")))
+def test_pieces_partition_the_allowed_pairs(config) -> None:
+    plan = plan_for(config)
+    inside, everything = rebuild(config, plan)
+    assert inside.numel() == 0 or int(inside.max()) <= 1, "a pair is in two pieces"
+    assert int(everything.sum()) == int(inside.sum()), "a piece allows a pair outside the sequence"
+    assert torch.equal(inside.bool(), allowed_mask(config))
+    assert allowed_pair_count(config) == int(allowed_mask(config).sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(config=configs(variants=("full",)))
+def test_full_pair_count_matches_the_dense_mask(config) -> None:
+    assert allowed_pair_count(config) == int(allowed_mask(config).sum())
+
+
+@given(window=st.integers(0, 5000), length=st.integers(1, 100_000))
+def test_block_size_is_bounded(window: int, length: int) -> None:
+    block = block_size_for_window(window, length)
+    assert 1 <= block <= min(128, length)
+
+
+def test_local_plan_reads_a_band_of_keys_per_query() -> None:
+    plan = plan_for(small_config(seq_len=1000, variant="local", local={"window": 128}, mask={}))
+    (band,) = plan.pieces
+    assert isinstance(band, Band) and band.width == plan.block + 256
