@@ -374,7 +374,10 @@ def validate_data(data: Any, origins: dict[PathKey, tuple[str, int | None]], sou
         if failed_fields.intersection(fields):
             continue
         for field_path, message in rule(config):
-            origin_source, line = _origin(parse_path(field_path), origins, source)
+            path = parse_path(field_path)
+            origin_source, line = _origin(path, origins, source)
+            if not any(known[: len(path)] == path or path[: len(known)] == known for known in origins):
+                message += " (this field was not set: that is its default value)"
             problems.append(Problem(origin_source, field_path, message, line))
     if problems:
         raise ConfigError(problems)

@@ -58,7 +58,7 @@ def test_run_writes_the_four_files_atomically_named(tmp_path: Path, monkeypatch:
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "outputs").iterdir()
     assert re.fullmatch(r"\d{8}T\d{6}Z-quickstart", folder.name)
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "report.md", "results.csv", "results.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "pattern.png", "report.md", "results.csv", "results.json"]
     assert json.loads((folder / "results.json").read_text()) == json.loads(result.stdout)
     assert "| torch |" in (folder / "report.md").read_text()
     assert (folder / "results.csv").read_text().count("\n") == 4  # header + 3 implementations
@@ -221,3 +221,62 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "interrupted" in rest and "Traceback" not in rest
+
+
+def test_mask_draws_the_pattern_with_density_and_rule() -> None:
+    result = invoke("mask", "variant=local", "local.window=2", "seq_len=12", "mask.key_padding=null")
+    assert result.exit_code == 0, result.output
+    assert "|i - j| <= 2" in result.stdout and "density: 0.375 " in result.stdout  # 12 + 2*11 + 2*10 = 54 of 144
+    picture = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert len(picture) == 6 and picture[0] == "│███▒        │"  # 12 rows drawn in 6 lines
+
+
+def test_mask_downsamples_long_sequences_to_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    result = invoke("mask", "variant=local", "seq_len=100000", "batch_size=1", "mask.key_padding=null")
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 60 for line in result.stdout.splitlines() if line.startswith(("│", "┌", "└")))
+    assert "one character = " in result.stdout
+
+
+def test_mask_png_is_a_real_picture(tmp_path: Path) -> None:
+    from PIL import Image
+
+    target = tmp_path / "pattern.png"
+    result = invoke("mask", "variant=sparse", "sparse.block=8", "seq_len=64", "mask.key_padding=null", "--png", str(target))
+    assert result.exit_code == 0, result.output
+    with Image.open(target) as image:
+        assert image.format == "PNG" and image.size[0] >= 400 and image.size[1] >= 300
+
+
+def test_mask_png_without_matplotlib_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    result = invoke("mask", "--png", str(tmp_path / "x.png"))
+    assert result.exit_code == 2 and "pip install 'mha-cli[plot]'" in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_mask_batch_out_of_range() -> None:
+    result = invoke("mask", "--batch", "7")
+    assert result.exit_code == 2 and "batch_size 5" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["variant=local", "local.window=-1"], "greater than or equal to 0"),
+        (["variant=sparse", "sparse.block=11"], "longer than the sequence"),
+        (["variant=sparse", "sparse.pattern=strided", "sparse.stride=0"], "greater than 0"),
+        (["variant=sparse", "sparse.pattern=strided", "sparse.block=8"], "belongs to pattern: bigbird"),
+        (["variant=sparse", "sparse.stride=8"], "belongs to pattern: strided"),
+        (["variant=sparse", "seq_len=64", "sparse.block=8", "sparse.random_blocks=9"], "only 3 key blocks"),
+        (["variant=sparse", "seq_len=64", "sparse.block=8", "sparse.window_blocks=2"], "odd"),
+        (["variant=sparse", "seq_len=64", "sparse.block=8", "sparse.global_blocks=5"], "overlap"),
+        (["local.window=8"], "only applies to `variant: local`"),
+        (["variant=dense"], "choose one of: full, local, sparse"),
+    ],
+)
+def test_bad_variant_configs_exit_2(args: list[str], expected: str) -> None:
+    result = invoke("validate", *args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr and "Traceback" not in result.output

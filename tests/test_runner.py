@@ -58,3 +58,34 @@ def test_missing_gpu_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="device: cpu"):
         resolve_device("cuda")
     assert resolve_device("auto").type in ("cpu", "mps")
+
+
+def test_the_guard_skips_dense_rows_but_runs_blocked() -> None:
+    config = small_config(seq_len=4096, embed_dim=32, num_heads=4, batch_size=1, variant="local", local={"window": 16},
+                          impls=["sdpa", "blocked"], timing={"min_run_time": 0.01, "threads": 1, "scope": "core"})
+    from mha_cli.memory import estimate
+
+    found = estimate(config)
+    limit = max(found.reference_peak, found.peak("blocked")) + 2**20
+    assert limit < found.peak("sdpa")
+    report = run_experiment(config, memory_limit=limit)
+    sdpa, blocked = report.results
+    assert sdpa.status == "skipped" and "estimated to need" in sdpa.reason and "--max-memory" in sdpa.reason
+    assert blocked.status == "ok" and blocked.density == pytest.approx((2 * 16 + 1) / 4096, rel=0.01)
+
+
+def test_core_scope_skips_torch_and_times_the_core() -> None:
+    config = small_config(impls=["torch", "sdpa", "blocked"], variant="local", local={"window": 1},
+                          timing={"min_run_time": 0.01, "threads": 1, "scope": "core"})
+    torch_row, sdpa_row, blocked_row = run_experiment(config).results
+    assert torch_row.status == "skipped" and "no separate core" in torch_row.reason
+    assert sdpa_row.ok and blocked_row.ok and sdpa_row.scope == "core"
+    # Core FLOPs count only QK^T and PV over allowed pairs: 4 * H * pairs * d.
+    assert sdpa_row.flops == 4 * 2 * int(13 * 2) * 8
+
+
+def test_long_sequences_are_checked_on_evenly_spread_rows() -> None:
+    config = small_config(seq_len=4096, embed_dim=16, num_heads=8, batch_size=1, variant="local", local={"window": 8},
+                          impls=["blocked"], need_weights=False)
+    (blocked,) = run_experiment(config).results
+    assert blocked.ok and blocked.checked_rows == 128 and "checked on 128 of 4096" in blocked.reason

@@ -101,11 +101,12 @@ class _PieceRunner:
         return x.flatten(1, 2)[:, :length]
 
     def single(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, b: int, scale: float) -> torch.Tensor:
-        """The only piece: the public fused kernel with a bool mask, no merge needed."""
-        # A 4-D mask: with 3 dimensions SDPA leaves its fused CPU kernel for the slow math path.
-        mask = self.allowed[b : b + 1] if self.allowed.shape[0] > 1 else self.allowed
+        """The only piece: the public fused kernel, no merge needed."""
+        # The additive float mask made once in __init__: a bool mask would be converted
+        # to one on every call, and a 4-D one keeps SDPA on its fused CPU kernel.
+        pick = slice(b, b + 1) if self.allowed.shape[0] > 1 else slice(0, 1)
         out = F.scaled_dot_product_attention(
-            self.queries_for(q), self.keys_for(k), self.keys_for(v), attn_mask=mask, scale=scale
+            self.queries_for(q), self.keys_for(k), self.keys_for(v), attn_mask=self.bias[pick], scale=scale
         )
         return self.rows_back(out, q.shape[1])
 
@@ -154,6 +155,11 @@ def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: to
     scale = 1.0 / math.sqrt(config.head_dim)
     dense_rows = plan.dense_rows.to(device) if plan.dense_rows is not None and len(plan.dense_rows) else None
     dense_allowed = plan.dense_allowed.to(device) if dense_rows is not None else None
+    dense_bias = (
+        torch.zeros(dense_allowed.shape, dtype=dtype, device=device).masked_fill_(~dense_allowed, float("-inf"))[:, None]
+        if dense_allowed is not None
+        else None
+    )
     per_item = any(r.allowed.shape[0] > 1 for r in runners) or (dense_allowed is not None and dense_allowed.shape[0] > 1)
     element = torch.empty((), dtype=dtype).element_size()
     per_head = max(r.bytes_per_head(config.source_length, config.head_dim, element) for r in runners)
@@ -172,8 +178,8 @@ def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: to
                 else:
                     _merge_into(out, lse, part_out, part_lse)
         if dense_rows is not None:
-            mask = dense_allowed[b if dense_allowed.shape[0] > 1 else 0][None, None]  # 4-D, see above
-            rows = F.scaled_dot_product_attention(q[:, None, dense_rows], k[:, None], v[:, None], attn_mask=mask, scale=scale)
+            bias = dense_bias[b : b + 1] if dense_bias.shape[0] > 1 else dense_bias  # (1, 1, R, S), see single()
+            rows = F.scaled_dot_product_attention(q[:, None, dense_rows], k[:, None], v[:, None], attn_mask=bias, scale=scale)
             out.index_copy_(1, dense_rows, rows[:, 0])
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

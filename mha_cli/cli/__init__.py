@@ -12,6 +12,7 @@ import typer
 
 from .. import __version__
 from .env import env
+from .mask import mask
 from .run import run
 from .validate import validate
 
@@ -46,6 +47,7 @@ def _root(
 
 app.command()(run)
 app.command()(validate)
+app.command()(mask)
 app.command()(env)
 
 

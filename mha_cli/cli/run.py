@@ -69,7 +69,18 @@ def run(
     if not no_save:
         folder = output_dir or new_run_folder(DEFAULT_OUTPUT_ROOT, resolved.name, datetime.fromisoformat(report.created))
         save_run(report, folder, config_to_yaml(resolved))
+        _save_pattern_picture(resolved, folder, err)
         err.print(f"saved to {escape(str(folder))}/", highlight=False)
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED))
 
+
+
+def _save_pattern_picture(config, folder: Path, err) -> None:  # type: ignore[no-untyped-def]
+    """pattern.png beside the results, when matplotlib is there to draw it."""
+    from ..report.mask_render import write_pattern_png
+
+    try:
+        write_pattern_png(config, folder / "pattern.png")
+    except UsageError:
+        err.print("pattern.png not written: matplotlib is not installed (pip install 'mha-cli[plot]')", highlight=False)

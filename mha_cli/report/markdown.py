@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..results import RunReport
-from .rows import RESULT_HEADERS, SHAPE_HEADERS, notes, result_row, shape_rows, summary_line, verdict
+from .rows import SHAPE_HEADERS, notes, result_table, shape_rows, summary_line, verdict
 
 
 def _escape(cell: str) -> str:
@@ -21,7 +21,7 @@ def run_markdown(report: RunReport) -> str:
     parts = [
         f"# mha run: {report.config['name']}",
         "",
-        summary_line(report.config, env),
+        summary_line(report),
         "",
         f"Created {report.created} by mha {report.mha_version} (commit {env.get('commit') or 'unknown'}) "
         f"on {env['cpu']}, Python {env['python']}.",
@@ -32,7 +32,7 @@ def run_markdown(report: RunReport) -> str:
         "",
         "## Timing and agreement",
         "",
-        markdown_table(RESULT_HEADERS, [result_row(r) for r in report.results]),
+        markdown_table(*result_table(report.results)),
         "",
         f"**{verdict(report)}**",
     ]

@@ -9,6 +9,7 @@ from ..memory import format_bytes
 from ..results import Result, RunReport
 
 RESULT_HEADERS = ["impl", "status", "median", "IQR", "runs", "GFLOP/s", "vs torch", "peak mem", "max err", "atol"]
+COMPILE_HEADER = "compile"  # only when an implementation compiled (flex)
 SHAPE_HEADERS = ["tensor", "shape", "axes", "note"]
 
 
@@ -26,6 +27,14 @@ def _iqr(result: Result) -> str:
         return "-"
     share = 100 * result.iqr_s / result.median_s
     return f"±{share:.1f}%" + (" noisy" if result.noisy else "")
+
+
+def result_table(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the timing table; a compile-time column only when something compiled."""
+    compiled = any(r.compile_s is not None for r in results)
+    headers = RESULT_HEADERS + ([COMPILE_HEADER] if compiled else [])
+    rows = [result_row(r) + ([format_seconds(r.compile_s)] if compiled else []) for r in results]
+    return headers, rows
 
 
 def result_row(result: Result) -> list[str]:
@@ -62,7 +71,21 @@ def notes(results: Sequence[Result]) -> list[str]:
     return lines
 
 
-def summary_line(config: dict[str, Any], env: dict[str, Any]) -> str:
+def pattern_words(config: dict[str, Any]) -> str:
+    """The variant and its settings, briefly: "local (window 128)"."""
+    variant = config["variant"]
+    if variant == "local":
+        return f"local (window {(config.get('local') or {}).get('window', 128)})"
+    if variant == "sparse":
+        sparse = config.get("sparse") or {}
+        pattern = sparse.get("pattern", "bigbird")
+        given = ", ".join(f"{k} {v}" for k, v in sparse.items() if k != "pattern" and v is not None)
+        return f"sparse {pattern}" + (f" ({given})" if given else "")
+    return "full"
+
+
+def summary_line(report: RunReport) -> str:
+    config, env = report.config, report.env
     heads = config["num_heads"]
     source = config["source_len"] or config["seq_len"]
     mask = []
@@ -70,10 +93,13 @@ def summary_line(config: dict[str, Any], env: dict[str, Any]) -> str:
         mask.append("causal")
     if config["mask"]["key_padding"]:
         mask.append("key padding")
+    density = next((r.density for r in report.results if r.density is not None), None)
     return (
-        f"{config['name']}: {config['attention']} attention, variant {config['variant']}, "
+        f"{config['name']}: {config['attention']} attention, variant {pattern_words(config)}, "
         f"E={config['embed_dim']}, H={heads} (d={config['embed_dim'] // heads}), N={config['batch_size']}, "
-        f"L={config['seq_len']}, S={source}, mask: {', '.join(mask) or 'none'}; "
+        f"L={config['seq_len']}, S={source}, mask: {', '.join(mask) or 'none'}"
+        + (f", density {density:.4g}" if density is not None and density < 1 else "")
+        + f"; timing scope {config['timing']['scope']}; "
         f"{config['dtype']} on {env['device']}, {env['num_threads']} threads, torch {env['torch']}"
     )
 

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..results import RunReport
-from .rows import RESULT_HEADERS, SHAPE_HEADERS, notes, result_row, shape_rows, summary_line, verdict
+from .rows import SHAPE_HEADERS, notes, result_table, shape_rows, summary_line, verdict
 
 _STATUS_STYLE = {"ok": "green", "FAIL": "bold red", "error": "bold red", "skipped": "yellow"}
 
@@ -27,13 +27,12 @@ def _table(title: str, headers: list[str], rows: list[list[str]], status_column:
 
 
 def print_run(console: Console, report: RunReport) -> None:
-    console.print(escape(summary_line(report.config, report.env)), highlight=False)
+    console.print(escape(summary_line(report)), highlight=False)
     console.print(_table("Shapes (read off the tensors nn.MultiheadAttention returns)", SHAPE_HEADERS, shape_rows(report)))
     console.print(
         _table(
             "Timing (torch.utils.benchmark) and agreement with the float64 reference",
-            RESULT_HEADERS,
-            [result_row(r) for r in report.results],
+            *result_table(report.results),
             status_column=1,
         )
     )

@@ -1,0 +1,60 @@
+"""`mha mask`: the allowed (query, key) pairs of a config, in the terminal or as a PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import UsageError
+from .common import ConfigArg, OverridesArg, handle_errors, split_config_args, stderr_console, stdout_console
+
+
+@handle_errors
+def mask(
+    config: ConfigArg = None,
+    overrides: OverridesArg = None,
+    png: Annotated[Path | None, typer.Option("--png", metavar="FILE", help="Also write the picture to FILE (needs matplotlib).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Which batch item to draw (key padding differs per item).")] = 0,
+) -> None:
+    """Draw which (query, key) pairs a config allows: its variant's pattern, causal mask and key padding.
+
+    Rows are queries, columns keys; large sequences are shown downsampled to
+    the terminal width, with the exact density and the rule in words.
+
+    Examples:
+
+      mha mask variant=local local.window=16 seq_len=128 mask.key_padding=null
+
+      mha mask configs/sparse_bigbird.yaml --png bigbird.png
+    """
+    from rich.markup import escape
+
+    from ..config import load_config
+
+    path, extra = split_config_args(config, overrides)
+    resolved = load_config(path, extra)
+    if not 0 <= batch < resolved.batch_size:
+        raise UsageError(f"--batch {batch} is out of range: the config has batch_size {resolved.batch_size} (items 0..{resolved.batch_size - 1})")
+
+    from ..block_plan import allowed_pair_count
+    from ..mask_grid import mask_grid
+    from ..patterns import describe
+    from ..report.mask_render import text_picture, write_pattern_png
+
+    out = stdout_console()
+    length, source = resolved.seq_len, resolved.source_length
+    cols = min(source, max(8, out.width - 12))
+    rows = min(length, max(1, round(cols * length / source / 2)))  # a character is about twice as tall as wide
+    grid = mask_grid(resolved, rows, cols, batch)
+    pairs = allowed_pair_count(resolved)
+    total = resolved.batch_size * length * source
+    out.print(escape(f"{resolved.name}: variant {resolved.variant}, L={length}, S={source}, batch item {batch} of {resolved.batch_size}"))
+    out.print(escape(f"rule: {describe(resolved)}"))
+    out.print(f"density: {pairs / total:.4g} ({pairs:,} of {total:,} pairs over the batch)")
+    for line in text_picture(grid, length, source):
+        out.print(escape(line), highlight=False)
+    if png is not None:
+        write_pattern_png(resolved, png, batch)
+        stderr_console().print(escape(f"wrote {png}"))

@@ -1,0 +1,77 @@
+"""Pictures of an attention pattern: block characters for the terminal, a PNG with matplotlib."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import UsageError
+
+# Shades from "no allowed pair in this cell" to "every pair allowed".
+SHADES = " ░▒▓█"
+
+
+def shade(fraction: float) -> str:
+    if fraction <= 0:
+        return SHADES[0]
+    if fraction >= 0.999:
+        return SHADES[-1]
+    return SHADES[1 + min(2, int(fraction * 3))]
+
+
+def text_picture(grid: torch.Tensor, length: int, source: int) -> list[str]:
+    """Lines of block characters, framed, with what one character stands for."""
+    rows, cols = grid.shape
+    lines = ["┌" + "─" * cols + "┐ key j →"]
+    lines += ["│" + "".join(shade(float(v)) for v in row) + "│" for row in grid]
+    lines.append("└" + "─" * cols + "┘")
+    per_row, per_col = length / rows, source / cols
+    lines.append(f"query i ↓ (0..{length - 1}); one character = {per_row:.3g} queries x {per_col:.3g} keys")
+    lines.append(f"'{SHADES[-1]}' every pair allowed, '{SHADES[1]}{SHADES[2]}{SHADES[3]}' some, blank none")
+    return lines
+
+
+def require_matplotlib():  # type: ignore[no-untyped-def]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no window, works without a display
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError(
+            "pictures need matplotlib, which is not installed; install it with: pip install 'mha-cli[plot]' "
+            "(or pip install matplotlib)"
+        ) from None
+    return plt
+
+
+def save_png(grid: torch.Tensor, path: Path, title: str, length: int, source: int) -> None:
+    plt = require_matplotlib()
+    figure, axes = plt.subplots(figsize=(6.4, 6.4 * min(2.0, max(0.4, length / source))), dpi=100)
+    image = axes.imshow(
+        grid.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto",
+        extent=(0, source, length, 0),
+    )
+    axes.set_xlabel("key position j")
+    axes.set_ylabel("query position i")
+    axes.set_title(title, fontsize=9, wrap=True)
+    figure.colorbar(image, ax=axes, label="share of allowed pairs")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary)
+    plt.close(figure)
+    temporary.replace(path)
+
+
+def write_pattern_png(config, path: Path, batch: int = 0, cells: int = 512) -> None:  # type: ignore[no-untyped-def]
+    """The config's pattern as a PNG of up to cells x cells (exact at or below that size)."""
+    from ..block_plan import allowed_pair_count
+    from ..mask_grid import mask_grid
+    from ..patterns import describe
+
+    grid = mask_grid(config, cells, cells, batch)
+    density = allowed_pair_count(config) / (config.batch_size * config.seq_len * config.source_length)
+    title = f"{config.name}: {describe(config)}\nbatch item {batch}; density {density:.4g} over the batch"
+    save_png(grid, path, title, config.seq_len, config.source_length)

@@ -1,0 +1,40 @@
+"""FlexAttention against the reference. Kept few and small: each new shape compiles (~10-20 s here)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mha_cli.attention import get_impl
+from mha_cli.config import Config
+from mha_cli.inputs import make_inputs
+from mha_cli.runner import check_against_reference, run_reference
+
+from .helpers import FAST_TIMING
+
+pytestmark = pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() == "DEFAULT", reason="FlexAttention on the CPU needs AVX2"
+)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # Local window with causal and key padding (rows with no allowed key included), whole layer.
+        {"variant": "local", "local": {"window": 2}, "mask": {"causal": True, "key_padding": {"lengths": [16, 3]}}},
+        # BigBird, L not a multiple of the block, attention core only.
+        {"variant": "sparse", "seq_len": 21, "sparse": {"block": 4, "random_blocks": 1},
+         "timing": {**FAST_TIMING, "scope": "core"}},
+    ],
+    ids=["local-causal-padding-layer", "bigbird-ragged-core"],
+)
+def test_flex_agrees_with_the_reference_and_reports_its_compile_time(fields: dict) -> None:
+    config = Config.model_validate(
+        {"embed_dim": 16, "num_heads": 2, "batch_size": 2, "seq_len": 16, "timing": FAST_TIMING, **fields}
+    )
+    inputs = make_inputs(config, torch.device("cpu"))
+    forward = get_impl("flex")(inputs, config)
+    assert forward.compile_s > 0
+    with torch.inference_mode():
+        verdict = check_against_reference(config, forward(), run_reference(config, inputs))
+    assert verdict.ok, verdict.problems
