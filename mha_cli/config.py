@@ -101,6 +101,8 @@ class Config(_Section):
     impls: list[ImplName] = Field(default_factory=lambda: ["torch", "manual", "sdpa"], min_length=1)
     sdpa_backend: SdpaBackend = "auto"
     timing: TimingConfig = TimingConfig()
+    # For `mha sweep`: dotted field path -> values; the grid is their Cartesian product.
+    sweep: dict[str, list[Any]] | None = None
 
     # Derived sizes, named as in nn.MultiheadAttention and the README.
     @property
@@ -244,6 +246,19 @@ def _bigbird_blocks_fit(c: Config) -> list[tuple[str, str]]:
             ("sparse.random_blocks", f"{random_blocks} random blocks per query block, but only {available} key blocks are "
              f"neither sliding nor global ({key_blocks} blocks of {block}); use at most {available}")
         )
+    return problems
+
+
+@_rule("sweep")
+def _sweep_lists(c: Config) -> list[tuple[str, str]]:
+    problems = []
+    for path, values in (c.sweep or {}).items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", path):
+            problems.append(("sweep", f"{path!r} is not a dotted field path such as local.window"))
+        elif path.split(".")[0] == "sweep":
+            problems.append(("sweep", "a sweep cannot sweep its own `sweep:` section"))
+        if not values:
+            problems.append((f"sweep.{path}", "needs at least one value"))
     return problems
 
 

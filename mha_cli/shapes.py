@@ -1,10 +1,11 @@
 """The shape table: what comes out of nn.MultiheadAttention for a config.
 
 Every shape is read off a tensor PyTorch really produced, never worked out by
-hand (tutorials get the weights' shape wrong often enough). The tensors live
-on the "meta" device: PyTorch runs its real shape logic without allocating, so
-the table is exact and free even at lengths whose L x S scores would not fit.
-Masks do not change shapes, so they are left out here.
+hand (tutorials get the weights' shape wrong often enough). Small configs run
+on zero tensors on the CPU; large ones on the "meta" device, where PyTorch runs
+its real shape logic without allocating (exact even when the L x S scores
+would not fit; its first use imports torch's compiler stack, about 2 s, which
+is why small configs do not use it). Masks do not change shapes: left out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .inputs import TORCH_DTYPES, Weights
 from .results import ShapeRow
 
 META = torch.device("meta")
+# Above this many elements in one (N, H, L, S) tensor, shapes are worked out on the meta device.
+REAL_TENSOR_LIMIT = 2**20
 
 
 def named_axes(shape: tuple[int, ...] | torch.Size, names: str) -> str:
@@ -33,14 +36,15 @@ def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | N
     """Rows for the table, and the `shapes` block of the JSON document."""
     dtype = TORCH_DTYPES[config.dtype]
     n, length, source, e = config.batch_size, config.seq_len, config.source_length, config.embed_dim
+    device = META if n * config.num_heads * length * source > REAL_TENSOR_LIMIT else torch.device("cpu")
     module = nn.MultiheadAttention(
         e, config.num_heads, bias=config.bias, kdim=config.kdim, vdim=config.vdim,
-        batch_first=config.batch_first, device=META, dtype=dtype,
+        batch_first=config.batch_first, device=device, dtype=dtype,
     ).eval()
 
     def user_layout(steps: int, features: int) -> torch.Tensor:
         shape = (n, steps, features) if config.batch_first else (steps, n, features)
-        return torch.empty(shape, device=META, dtype=dtype)
+        return torch.zeros(shape, device=device, dtype=dtype)
 
     query = user_layout(length, e)
     key = value = query
@@ -53,7 +57,7 @@ def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | N
         as_batch_first = (lambda x: x) if config.batch_first else (lambda x: x.transpose(0, 1))
         steps = reference_attention(
             as_batch_first(query), as_batch_first(key), as_batch_first(value), Weights.of(module),
-            torch.empty(n, length, source, dtype=torch.bool, device=META), config.num_heads,
+            torch.ones(n, length, source, dtype=torch.bool, device=device), config.num_heads,
         )
 
     seq_first = not config.batch_first

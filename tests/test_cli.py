@@ -250,7 +250,9 @@ def test_mask_png_is_a_real_picture(tmp_path: Path) -> None:
 
 
 def test_mask_png_without_matplotlib_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    # None in sys.modules makes an import fail, as if matplotlib were not installed.
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)
     result = invoke("mask", "--png", str(tmp_path / "x.png"))
     assert result.exit_code == 2 and "pip install 'mha-cli[plot]'" in result.stderr
     assert not (tmp_path / "x.png").exists()
@@ -278,5 +280,40 @@ def test_mask_batch_out_of_range() -> None:
 )
 def test_bad_variant_configs_exit_2(args: list[str], expected: str) -> None:
     result = invoke("validate", *args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr and "Traceback" not in result.output
+
+
+def test_sweep_json_and_plain_progress(tmp_path: Path) -> None:
+    result = invoke("sweep", "--heads", "1,2,3", "impls=[sdpa]", *FAST_OVERRIDES, "--json", "--output-dir", str(tmp_path / "s"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"points": 3, "in_this_sweep": 3, "done": 2, "skipped": 1, "crashed": 0, "timeout": 0, "pending": 0}
+    assert "[3/3] num_heads=3: skipped" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        "points.jsonl", "report.md", "summary.csv", "summary.json", "sweep.json", "sweep.png"]
+
+
+def test_sweep_tables_pivot_two_axes_and_fit_the_scaling() -> None:
+    result = invoke("sweep", "--heads", "1,2", "--seq-len", "16,32", "impls=[sdpa]", "mask.key_padding=null",
+                    *FAST_OVERRIDES, "--no-save")
+    assert result.exit_code == 0, result.output
+    assert "num_heads \\ seq_len" in result.stdout and "fastest implementation per point" in result.stdout
+    assert "time ~ seq_len^exponent" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--heads", "1,x"], "'x' is not an integer"),
+        (["--variant", "full,dense"], "variant = 'dense'"),
+        ([], "nothing to sweep"),
+        (["--heads", "1", "--point-timeout", "3"], "needs --isolate"),
+        (["--heads", "1", "--shard", "5/4"], "between 1 and N"),
+        (["--resume", "nowhere"], "not a sweep folder"),
+    ],
+)
+def test_sweep_usage_errors_exit_2(args: list[str], expected: str) -> None:
+    result = invoke("sweep", *args, "--no-save") if "--resume" not in args else invoke("sweep", *args)
     assert result.exit_code == 2, result.output
     assert expected in result.stderr and "Traceback" not in result.output

@@ -11,9 +11,12 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from .compare import compare
 from .env import env
 from .mask import mask
+from .merge import merge
 from .run import run
+from .sweep import sweep
 from .validate import validate
 
 app = typer.Typer(
@@ -46,6 +49,9 @@ def _root(
 
 
 app.command()(run)
+app.command()(sweep)
+app.command()(merge)
+app.command()(compare)
 app.command()(validate)
 app.command()(mask)
 app.command()(env)

@@ -32,23 +32,29 @@ def text_picture(grid: torch.Tensor, length: int, source: int) -> list[str]:
     return lines
 
 
-def require_matplotlib():  # type: ignore[no-untyped-def]
+def new_figure(**kwargs: object):  # type: ignore[no-untyped-def]
+    """A matplotlib Figure drawn off-screen (no pyplot, no display: ~0.4 s less to import)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no window, works without a display
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise UsageError(
             "pictures need matplotlib, which is not installed; install it with: pip install 'mha-cli[plot]' "
             "(or pip install matplotlib)"
         ) from None
-    return plt
+    return Figure(**kwargs)
+
+
+def save_figure(figure, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Write atomically: a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, format="png")
+    temporary.replace(path)
 
 
 def save_png(grid: torch.Tensor, path: Path, title: str, length: int, source: int) -> None:
-    plt = require_matplotlib()
-    figure, axes = plt.subplots(figsize=(6.4, 6.4 * min(2.0, max(0.4, length / source))), dpi=100)
+    figure = new_figure(figsize=(6.4, 6.4 * min(2.0, max(0.4, length / source))), dpi=100)
+    axes = figure.add_subplot()
     image = axes.imshow(
         grid.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto",
         extent=(0, source, length, 0),
@@ -58,11 +64,7 @@ def save_png(grid: torch.Tensor, path: Path, title: str, length: int, source: in
     axes.set_title(title, fontsize=9, wrap=True)
     figure.colorbar(image, ax=axes, label="share of allowed pairs")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary)
-    plt.close(figure)
-    temporary.replace(path)
+    save_figure(figure, path)
 
 
 def write_pattern_png(config, path: Path, batch: int = 0, cells: int = 512) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,161 @@
+"""`mha sweep`: a grid of configs, one point after another, nothing lost on the way."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import UsageError
+from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, split_config_args, stderr_console, stdout_console
+
+DEFAULT_OUTPUT_ROOT = Path("outputs")
+
+
+def _list_option(flag: str, field: str) -> Any:
+    return typer.Option(f"--{flag}", metavar="A,B,...", help=f"Values of {field}, comma separated.", show_default=False)
+
+
+class _ConsoleProgress:
+    """A Rich progress bar with point count and ETA on a terminal; one plain line per point otherwise."""
+
+    def __init__(self, console) -> None:  # type: ignore[no-untyped-def]
+        self.console = console
+        self.bar = None
+        self.task = None
+        self.total = 0
+        self.finished = 0
+
+    def start(self, total: int, already_done: int) -> None:
+        self.total, self.finished = total, already_done
+        if already_done:
+            self.console.print(f"{already_done} of {total} points already done; running the other {total - already_done}")
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("eta"), TimeRemainingColumn(), console=self.console, transient=False,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("sweep", total=total, completed=already_done)
+
+    def point_started(self, point) -> None:  # type: ignore[no-untyped-def]
+        if self.bar is not None:
+            from rich.markup import escape
+
+            self.bar.update(self.task, description=escape(point.label or "point"))
+
+    def point_finished(self, point, record: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+        self.finished += 1
+        if self.bar is not None:
+            self.bar.advance(self.task)
+            return
+        results = record["report"]["results"] if record.get("report") else []
+        brief = ", ".join(
+            f"{r['impl']} {r['median_s'] * 1e3:.3g} ms" if r["median_s"] else f"{r['impl']} {r['status']}" for r in results
+        )
+        reason = f": {record['reason']}" if record["reason"] else ""
+        line = f"[{self.finished}/{self.total}] {point.label}: {record['status']} in {record['wall_s']:.1f} s{reason}"
+        self.console.print(line + (f" ({brief})" if brief else ""), highlight=False, markup=False)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@handle_errors
+def sweep(
+    config: ConfigArg = None,
+    overrides: OverridesArg = None,
+    heads: Annotated[str | None, _list_option("heads", "num_heads")] = None,
+    seq_len: Annotated[str | None, _list_option("seq-len", "seq_len")] = None,
+    embed_dim: Annotated[str | None, _list_option("embed-dim", "embed_dim")] = None,
+    batch: Annotated[str | None, _list_option("batch", "batch_size")] = None,
+    window: Annotated[str | None, _list_option("window", "local.window")] = None,
+    variant: Annotated[str | None, _list_option("variant", "variant")] = None,
+    impl: Annotated[str | None, typer.Option("--impl", metavar="A,B,...", help="Implementations to run at every point (sets impls).")] = None,
+    dtype: Annotated[str | None, _list_option("dtype", "dtype")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", metavar="DIR", help="Finish an interrupted sweep in DIR, skipping its finished points.")] = None,
+    isolate: Annotated[bool, typer.Option("--isolate", help="Run each point in a child process; crashes and timeouts are recorded.")] = False,
+    point_timeout: Annotated[float | None, typer.Option("--point-timeout", metavar="S", help="With --isolate: seconds before a point is killed.")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", metavar="I/N", help="Run only the I-th of N deterministic slices of the grid.")] = None,
+    as_json: JsonOption = False,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Write nothing to disk.")] = False,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", metavar="DIR", help="The sweep folder (default outputs/<UTC time>-<name>-sweep/).")] = None,
+    max_memory: Annotated[str | None, typer.Option("--max-memory", metavar="SIZE", help="Memory limit per point (e.g. 4GiB).")] = None,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write sweep.png (needs matplotlib; about 1 s).")] = True,
+) -> None:
+    """Run a grid of configs: the Cartesian product of the given values over the base config.
+
+    Every finished point is appended to points.jsonl at once; Ctrl-C keeps them
+    (exit 130) and `--resume DIR` finishes the rest. Invalid combinations are
+    listed as skipped. The summary shows a table per implementation, the
+    fastest implementation per point and, when seq_len is swept, the scaling
+    exponent of time in seq_len.
+
+    Examples:
+
+      mha sweep --heads 1,2,4
+
+      mha sweep configs/local_window.yaml --seq-len 1024,2048,4096 --impl sdpa,blocked
+
+      mha sweep --seq-len 256,512 --shard 2/4 --output-dir sweeps/shard2
+
+      mha sweep --resume outputs/20261127T120000Z-quickstart-sweep
+    """
+    from ..memory import parse_bytes
+    from ..sweep.grid import FLAG_FIELDS, Shard, build_grid
+    from ..sweep.runner import execute
+    from ..sweep.store import SweepFolder
+
+    limit = parse_bytes(max_memory) if max_memory is not None else None
+    flags = {"heads": heads, "seq_len": seq_len, "embed_dim": embed_dim, "batch": batch, "window": window,
+             "variant": variant, "dtype": dtype}
+    if point_timeout is not None and not isolate:
+        raise UsageError("--point-timeout needs --isolate (a point in this process cannot be stopped safely)")
+    if point_timeout is not None and point_timeout <= 0:
+        raise UsageError("--point-timeout must be a positive number of seconds")
+    if no_save and (output_dir is not None or resume is not None):
+        raise UsageError("--no-save cannot be combined with --output-dir or --resume")
+
+    if resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+        if config is not None or overrides or impl or shard or given:
+            raise UsageError("--resume takes only the sweep folder: the grid is read from its sweep.json")
+        folder = SweepFolder(resume)
+        grid, part = folder.definition()
+    else:
+        from ..config import load_config
+
+        path, extra = split_config_args(config, overrides)
+        grid = build_grid(load_config(path, extra), {k: v for k, v in flags.items() if k in FLAG_FIELDS}, impl)
+        part = Shard.parse(shard)
+        folder = None
+        if not no_save:
+            if output_dir is None:
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                output_dir = DEFAULT_OUTPUT_ROOT / f"{stamp}-{grid.base['name']}-sweep"
+            folder = SweepFolder(output_dir)
+            folder.create(grid, part)
+
+    err = stderr_console()
+    progress = _ConsoleProgress(err)
+    try:
+        summary = execute(grid, part, folder, isolate=isolate, point_timeout=point_timeout, memory_limit=limit,
+                          progress=progress, plot=plot)
+    finally:
+        progress.stop()
+        if folder is not None:
+            err.print(f"sweep folder: {folder.path}/", highlight=False, markup=False)
+    if as_json:
+        from ..report.files import to_json
+
+        sys.stdout.write(to_json(summary))
+    else:
+        from ..report.sweep_tables import print_summary
+
+        print_summary(stdout_console(), summary)

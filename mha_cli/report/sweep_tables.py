@@ -1,0 +1,161 @@
+"""The tables of a sweep summary, as plain strings, for the terminal and for Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from .rows import format_seconds
+
+Table = tuple[str, list[str], list[list[str]]]  # title, headers, rows
+
+
+def _cell(row: dict[str, Any]) -> str:
+    if row["status"] == "ok":
+        return format_seconds(row["median_s"]) + (" ~" if row.get("noisy") else "")
+    return row["status"].upper() if row["status"] in ("fail", "error", "crashed", "timeout") else row["status"]
+
+
+def impl_tables(summary: dict[str, Any]) -> list[Table]:
+    """Per implementation: the swept parameters as rows (pivoted on the second axis when exactly two are swept)."""
+    axes = [a["path"] for a in summary["axes"]]
+    by_impl: dict[str, list[dict[str, Any]]] = {}
+    for row in summary["rows"]:
+        by_impl.setdefault(row["impl"], []).append(row)
+    tables = []
+    for impl, rows in by_impl.items():
+        if len(axes) == 2:
+            first, second = summary["axes"]
+            cells = {(r[first["path"]], r[second["path"]]): _cell(r) for r in rows}
+            headers = [f"{first['path']} \\ {second['path']}"] + [str(v) for v in second["values"]]
+            body = [[str(a)] + [cells.get((a, b), "-") for b in second["values"]] for a in first["values"]]
+            tables.append((f"{impl}: median time", headers, body))
+        else:
+            headers = axes + ["status", "median", "IQR", "GFLOP/s", "peak mem"]
+            body = [
+                [str(r[a]) for a in axes]
+                + [
+                    r["status"],
+                    format_seconds(r["median_s"]),
+                    f"±{100 * r['iqr_s'] / r['median_s']:.1f}%" if r["median_s"] and r["iqr_s"] is not None else "-",
+                    f"{r['gflops']:.2f}" if r["gflops"] is not None else "-",
+                    f"{r['peak_mem_bytes'] / 2**20:.1f} MiB" if r["peak_mem_bytes"] is not None else "-",
+                ]
+                for r in rows
+            ]
+            tables.append((f"{impl}", headers, body))
+    return tables
+
+
+def fastest_table(summary: dict[str, Any]) -> Table:
+    axes = [a["path"] for a in summary["axes"]]
+    body = [[str(f[a]) for a in axes] + [f["impl"], format_seconds(f["median_s"])] for f in summary["fastest"]]
+    return ("fastest implementation per point", axes + ["fastest", "median"], body)
+
+
+def scaling_table(summary: dict[str, Any]) -> Table | None:
+    if not summary["scaling"]:
+        return None
+    body = [
+        [s["variant"], s["impl"], f"{s['exponent']:.2f}", ", ".join(map(str, s["seq_lens"])), str(s["points"])]
+        for s in summary["scaling"]
+    ]
+    return ("time ~ seq_len^exponent (least squares on log-log, other parameters held apart)",
+            ["variant", "impl", "exponent", "seq_len values", "points"], body)
+
+
+def skipped_lines(summary: dict[str, Any]) -> list[str]:
+    seen, lines = set(), []
+    for row in summary["rows"]:
+        if row["status"] in ("skipped", "crashed", "timeout", "fail", "error") and row["reason"]:
+            key = (row["point"], row["reason"])
+            if key not in seen:
+                seen.add(key)
+                params = " ".join(f"{a['path']}={row[a['path']]}" for a in summary["axes"])
+                lines.append(f"point {row['point']} ({params}) {row['impl']}: {row['status']}: {row['reason']}")
+    return lines
+
+
+def headline(summary: dict[str, Any]) -> str:
+    c = summary["counts"]
+    axes = ", ".join(f"{a['path']} in {a['values']}" for a in summary["axes"])
+    parts = [f"{c['done']} done"] + [f"{c[k]} {k}" for k in ("skipped", "crashed", "timeout", "pending") if c.get(k)]
+    return f"sweep {summary['name']} ({summary['status']}): {c['in_this_sweep']} of {c['points']} points: {', '.join(parts)}; {axes}"
+
+
+def all_tables(summary: dict[str, Any]) -> list[Table]:
+    tables = impl_tables(summary) + [fastest_table(summary)]
+    scale = scaling_table(summary)
+    return tables + ([scale] if scale else [])
+
+
+def summary_csv(summary: dict[str, Any]) -> str:
+    axes = [a["path"] for a in summary["axes"]]
+    columns = ["point", *axes, "impl", "status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in summary["rows"]:
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    return buffer.getvalue()
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    from .markdown import markdown_table
+
+    parts = [f"# mha sweep: {summary['name']}", "", headline(summary), ""]
+    for title, headers, body in all_tables(summary):
+        parts += [f"## {title}", "", markdown_table(headers, body), ""]
+    notes = skipped_lines(summary)
+    if notes:
+        parts += ["## Not run or not ok", "", *[f"- {line}" for line in notes], ""]
+    return "\n".join(parts)
+
+
+def print_summary(console, summary: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
+    from rich.table import Table as RichTable
+
+    console.print(escape(headline(summary)), highlight=False)
+    for title, headers, body in all_tables(summary):
+        table = RichTable(title=escape(title), title_justify="left", header_style="bold")
+        for header in headers:
+            table.add_column(escape(header), no_wrap=True)
+        for row in body:
+            table.add_row(*(escape(cell) for cell in row))
+        console.print(table)
+    for line in skipped_lines(summary):
+        console.print(f"  • {escape(line)}", highlight=False)
+
+
+def write_plot(summary: dict[str, Any], path) -> bool:  # type: ignore[no-untyped-def]
+    """Log-log time against the first swept parameter, one line per implementation (and other settings)."""
+    first = summary["axes"][0]["path"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in summary["axes"][0]["values"]):
+        return False
+    from .mask_render import new_figure, save_figure
+
+    others = [a["path"] for a in summary["axes"][1:]]
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for row in summary["rows"]:
+        if row["status"] == "ok" and row["median_s"]:
+            label = row["impl"] + "".join(f" {o}={row[o]}" for o in others)
+            lines.setdefault(label, []).append((row[first], row["median_s"]))
+    if not lines:
+        return False
+    figure = new_figure(figsize=(7, 4.5), dpi=100)
+    axes = figure.add_subplot()
+    for label, points in sorted(lines.items()):
+        points.sort()
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel(first)
+    axes.set_ylabel("median time (s)")
+    axes.set_title(f"mha sweep {summary['name']}: time against {first}", fontsize=10)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.12)  # fixed margins: tight_layout costs ~0.4 s
+    save_figure(figure, path)
+    return True

@@ -1,0 +1,223 @@
+"""Sweep axes, their Cartesian product over a base config, and deterministic shards."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Config, validate_data
+from ..errors import ConfigError, UsageError
+from ..yaml_source import PathKey
+
+# CLI flag -> (config field path, type of one value)
+FLAG_FIELDS: dict[str, tuple[str, type]] = {
+    "heads": ("num_heads", int),
+    "seq_len": ("seq_len", int),
+    "embed_dim": ("embed_dim", int),
+    "batch": ("batch_size", int),
+    "window": ("local.window", int),
+    "variant": ("variant", str),
+    "dtype": ("dtype", str),
+}
+
+
+def parse_list(flag: str, text: str, kind: type) -> list[Any]:
+    """'1,2,4' -> [1, 2, 4], with a message naming the flag and the bad item."""
+    items = [item.strip() for item in text.split(",")]
+    if any(item == "" for item in items):
+        raise UsageError(f"--{flag.replace('_', '-')} {text!r}: empty item; write a comma list such as 1,2,4")
+    values: list[Any] = []
+    for item in items:
+        try:
+            value = kind(item)
+        except ValueError:
+            raise UsageError(
+                f"--{flag.replace('_', '-')} {text!r}: {item!r} is not {'an integer' if kind is int else 'valid'}"
+            ) from None
+        if value in values:
+            raise UsageError(f"--{flag.replace('_', '-')} {text!r}: {item!r} is listed twice")
+        values.append(value)
+    return values
+
+
+@dataclass(frozen=True)
+class Axis:
+    path: str  # dotted config field, e.g. "local.window"
+    values: list[Any]
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    params: dict[str, Any]  # path -> value, in axis order
+    config: Config | None  # None when the combination is invalid
+    problem: str = ""  # why it is invalid
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.params.items())
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    node = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def config_with(base: dict[str, Any], params: dict[str, Any]) -> Config:
+    """The base config with params applied, validated (raises ConfigError)."""
+    import copy
+
+    data = copy.deepcopy(base)
+    data["sweep"] = None
+    for path, value in params.items():
+        _set_path(data, path, value)
+    origins: dict[PathKey, tuple[str, int | None]] = {
+        tuple(path.split(".")): (f"sweep point {path}={value!r}", None) for path, value in params.items()
+    }
+    return validate_data(data, origins, "base config")
+
+
+def _field_info(path: str) -> Any:
+    """The pydantic FieldInfo at a dotted path of Config, or None."""
+    from pydantic import BaseModel
+
+    from ..config import _union_members  # the Optional[Section] unwrapping the config errors use
+
+    model: type[BaseModel] = Config
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        if depth == len(parts) - 1:
+            return info
+        nested = [a for a in _union_members(info.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return None
+
+
+def check_axes(axes: list[Axis]) -> None:
+    """Refuse (exit 2) values that are wrong on their own (type, range, choice, unknown field).
+
+    Values that only clash with others (num_heads not dividing embed_dim, a window
+    on a full variant) make their points skipped instead: another point may be fine.
+    """
+    import difflib
+    from typing import Annotated
+
+    from pydantic import TypeAdapter, ValidationError
+
+    problems = []
+    for axis in axes:
+        info = _field_info(axis.path)
+        if info is None:
+            close = difflib.get_close_matches(axis.path, _all_paths(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{axis.path}: no such config field{hint}")
+            continue
+        adapter = TypeAdapter(Annotated[info.annotation, *info.metadata]) if info.metadata else TypeAdapter(info.annotation)
+        for value in axis.values:
+            try:
+                adapter.validate_python(value)
+            except ValidationError as error:
+                problems.append(f"{axis.path} = {value!r}: {error.errors()[0]['msg']}")
+    if problems:
+        raise UsageError("bad sweep values:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _all_paths() -> list[str]:
+    from pydantic import BaseModel
+
+    from ..config import _union_members
+
+    paths = []
+    for name, info in Config.model_fields.items():
+        paths.append(name)
+        for member in _union_members(info.annotation):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                paths += [f"{name}.{sub}" for sub in member.model_fields]
+    return paths
+
+
+@dataclass
+class Grid:
+    base: dict[str, Any]  # resolved base config, as JSON
+    axes: list[Axis] = field(default_factory=list)
+
+    def size(self) -> int:
+        total = 1
+        for axis in self.axes:
+            total *= len(axis.values)
+        return total
+
+    def points(self) -> list[Point]:
+        """Every point, in a fixed order: the last axis varies fastest."""
+        out = []
+        for index, combo in enumerate(itertools.product(*(axis.values for axis in self.axes))):
+            params = {axis.path: value for axis, value in zip(self.axes, combo, strict=True)}
+            try:
+                out.append(Point(index, params, config_with(self.base, params)))
+            except ConfigError as error:
+                out.append(Point(index, params, None, "; ".join(f"{p.field}: {p.message}" for p in error.problems)))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base, "axes": [{"path": a.path, "values": a.values} for a in self.axes]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Grid:
+        return cls(base=data["base"], axes=[Axis(a["path"], a["values"]) for a in data["axes"]])
+
+
+def build_grid(config: Config, flags: dict[str, str | None], impls: str | None) -> Grid:
+    """Axes from the config's `sweep:` section, then from the flags (a flag replaces the same path)."""
+    base = config.to_dict()
+    if impls is not None:
+        base["impls"] = parse_list("impl", impls, str)
+    axes = {path: Axis(path, list(values)) for path, values in (config.sweep or {}).items()}
+    for flag, text in flags.items():
+        if text is not None:
+            path, kind = FLAG_FIELDS[flag]
+            axes[path] = Axis(path, parse_list(flag, text, kind))
+    if not axes:
+        raise UsageError(
+            "nothing to sweep: give at least one axis, e.g. --heads 1,2,4, or a `sweep:` section in the config"
+        )
+    base["sweep"] = None
+    grid = Grid(base=base, axes=list(axes.values()))
+    check_axes(grid.axes)
+    return grid
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based
+    count: int
+
+    @classmethod
+    def parse(cls, text: str | None) -> Shard:
+        if text is None:
+            return cls(1, 1)
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise UsageError(f"--shard {text!r}: write I/N, e.g. 2/4 for the second of four shards") from None
+        if not 1 <= index <= count:
+            raise UsageError(f"--shard {text!r}: I must be between 1 and N")
+        return cls(index, count)
+
+    def owns(self, point_index: int) -> bool:
+        # Round robin: neighbouring points (often similar cost) land in different shards.
+        return point_index % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"

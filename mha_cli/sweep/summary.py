@@ -1,0 +1,128 @@
+"""From point records to what a sweep found: one row per (point, implementation),
+the fastest implementation per point, and scaling exponents. Pure functions of the
+records (sorted by point), so a merged sweep summarises exactly like an unsharded one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import __version__
+from .grid import Grid
+
+Record = dict[str, Any]
+SCHEMA_VERSION = 1
+ROW_FIELDS = ["status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
+
+
+def result_rows(grid: Grid, records: list[Record]) -> list[dict[str, Any]]:
+    """One row per (point, implementation); a point that did not run gives one row per planned implementation."""
+    rows = []
+    for record in sorted(records, key=lambda r: r["point"]):
+        base = {"point": record["point"], **record["params"]}
+        report = record.get("report")
+        if report is None:
+            for impl in grid.base["impls"]:
+                rows.append({**base, "impl": impl, **{f: None for f in ROW_FIELDS},
+                             "status": record["status"], "ok": False, "reason": record["reason"]})
+            continue
+        for result in report["results"]:
+            rows.append({**base, "impl": result["impl"], **{f: result.get(f) for f in ROW_FIELDS}})
+    return rows
+
+
+def fastest_per_point(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
+    best: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if row["status"] != "ok" or row["median_s"] is None:
+            continue
+        current = best.get(row["point"])
+        if current is None or row["median_s"] < current["median_s"]:
+            best[row["point"]] = row
+    return [
+        {"point": point, **{a: best[point][a] for a in axes}, "impl": best[point]["impl"], "median_s": best[point]["median_s"]}
+        for point in sorted(best)
+    ]
+
+
+def scaling_exponent(samples: list[tuple[Any, float, float]]) -> float | None:
+    """Slope of log(time) on log(length), pooled over groups that differ in other parameters.
+
+    samples: (group, length, seconds). Each group keeps its own level (a fixed effect),
+    so a sweep over heads *and* lengths still gives one exponent for the length.
+    """
+    groups: dict[Any, list[tuple[float, float]]] = defaultdict(list)
+    for group, length, seconds in samples:
+        if length > 0 and seconds and seconds > 0:
+            groups[group].append((math.log(length), math.log(seconds)))
+    numerator = denominator = 0.0
+    for values in groups.values():
+        if len({x for x, _ in values}) < 2:
+            continue
+        mean_x = sum(x for x, _ in values) / len(values)
+        mean_y = sum(y for _, y in values) / len(values)
+        numerator += sum((x - mean_x) * (y - mean_y) for x, y in values)
+        denominator += sum((x - mean_x) ** 2 for x, _ in values)
+    return numerator / denominator if denominator > 0 else None
+
+
+def scaling(rows: list[dict[str, Any]], grid: Grid) -> list[dict[str, Any]]:
+    axes = [a.path for a in grid.axes]
+    if "seq_len" not in axes:
+        return []
+    others = [a for a in axes if a not in ("seq_len", "variant")]
+    samples: dict[tuple[str, str], list[tuple[Any, float, float]]] = defaultdict(list)
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        variant = row.get("variant", grid.base["variant"])
+        samples[(variant, row["impl"])].append((tuple(row[a] for a in others), row["seq_len"], row["median_s"]))
+    out = []
+    for (variant, impl), values in sorted(samples.items()):
+        exponent = scaling_exponent(values)
+        if exponent is not None:
+            lengths = sorted({length for _, length, _ in values})
+            out.append({"variant": variant, "impl": impl, "exponent": exponent, "points": len(values), "seq_lens": lengths})
+    return out
+
+
+def counts(grid: Grid, records: list[Record], owned: int) -> dict[str, int]:
+    tally = {"points": grid.size(), "in_this_sweep": owned, "done": 0, "skipped": 0, "crashed": 0, "timeout": 0}
+    for record in records:
+        tally[record["status"]] = tally.get(record["status"], 0) + 1
+    tally["pending"] = owned - len(records)
+    return tally
+
+
+def summarize(grid: Grid, records: list[Record], *, shards: list[str], owned: int, interrupted: bool = False) -> dict[str, Any]:
+    rows = result_rows(grid, records)
+    axes = [a.path for a in grid.axes]
+    tally = counts(grid, records, owned)
+    status = "interrupted" if interrupted else ("complete" if tally["pending"] == 0 else "partial")
+    env = next((r["report"]["env"] for r in records if r.get("report")), None)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "mha_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": status,
+        "shards": shards,
+        "name": grid.base["name"],
+        "axes": [{"path": a.path, "values": a.values} for a in grid.axes],
+        "base_config": grid.base,
+        "env": env,
+        "counts": tally,
+        "rows": rows,
+        "fastest": fastest_per_point(rows, axes),
+        "scaling": scaling(rows, grid),
+    }
+
+
+# What a sweep found, as opposed to when and in how many pieces it was run.
+BOOKKEEPING = ("created", "status", "shards")
+
+
+def findings(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k not in BOOKKEEPING}

@@ -1,0 +1,146 @@
+"""Running sweeps: points kept as they finish, resume, Ctrl-C, isolation, shards and merge."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mha_cli.config import load_config
+from mha_cli.sweep.grid import Shard, build_grid
+from mha_cli.sweep.merge import merge
+from mha_cli.sweep.runner import Progress, execute
+from mha_cli.sweep.store import SweepFolder
+from mha_cli.sweep.summary import findings
+
+from ..helpers import FAST_OVERRIDES
+from .test_grid import flags
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def small_grid(**given: str):  # type: ignore[no-untyped-def]
+    config = load_config(None, ["mask.key_padding=null", "impls=[manual,sdpa]", *FAST_OVERRIDES])
+    return build_grid(config, flags(**given), None)
+
+
+class StopAfter(Progress):
+    """Simulates Ctrl-C after n finished points."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def point_finished(self, point, record) -> None:  # type: ignore[no-untyped-def]
+        self.n -= 1
+        if self.n == 0:
+            raise KeyboardInterrupt
+
+
+def test_points_are_kept_and_an_interrupted_sweep_resumes(tmp_path: Path) -> None:
+    grid = small_grid(heads="1,2,3,4")  # 3 does not divide 64: skipped, the sweep goes on
+    folder = SweepFolder(tmp_path / "sweep")
+    folder.create(grid, Shard(1, 1))
+    with pytest.raises(KeyboardInterrupt):
+        execute(grid, Shard(1, 1), folder, progress=StopAfter(2), plot=False)
+    assert [r["point"] for r in folder.records()] == [0, 1]
+    interrupted = json.loads((folder.path / "summary.json").read_text())
+    assert interrupted["status"] == "interrupted" and interrupted["counts"]["pending"] == 2
+
+    summary = execute(grid, Shard(1, 1), folder, plot=False)
+    records = folder.records()
+    assert [r["point"] for r in records] == [0, 1, 2, 3]
+    assert folder.points_file.read_text().count("\n") == 4  # the first two did not run again
+    assert summary["status"] == "complete" and summary["counts"]["done"] == 3 and summary["counts"]["skipped"] == 1
+    skipped = next(r for r in records if r["status"] == "skipped")
+    assert skipped["params"] == {"num_heads": 3} and "not divisible" in skipped["reason"]
+
+
+def test_shard_and_merge_equal_the_unsharded_summary(tmp_path: Path) -> None:
+    grid = small_grid(heads="1,2,4", seq_len="8,16")
+    whole = SweepFolder(tmp_path / "whole")
+    whole.create(grid, Shard(1, 1))
+    unsharded = execute(grid, Shard(1, 1), whole, plot=False)
+    # Shard folders holding exactly what `--shard I/3` assigns, cut from the same measured points.
+    shards = []
+    for index in (1, 2, 3):
+        shard = Shard(index, 3)
+        folder = SweepFolder(tmp_path / f"shard{index}")
+        folder.create(grid, shard)
+        for record in whole.records():
+            if shard.owns(record["point"]):
+                folder.append(record)
+        shards.append(folder.path)
+    merged = merge(shards, tmp_path / "merged", plot=False)
+    assert findings(merged) == findings(unsharded)
+    assert merged["status"] == "complete" and sorted(merged["shards"]) == ["1/3", "2/3", "3/3"]
+
+
+def test_a_shard_runs_only_its_points(tmp_path: Path) -> None:
+    grid = small_grid(heads="1,2,4,8")
+    folder = SweepFolder(tmp_path / "s")
+    folder.create(grid, Shard(2, 3))
+    summary = execute(grid, Shard(2, 3), folder, plot=False)
+    assert [r["point"] for r in folder.records()] == [1]
+    assert summary["counts"]["in_this_sweep"] == 1 and summary["counts"]["points"] == 4
+
+
+def test_merge_refuses_shards_of_different_sweeps(tmp_path: Path) -> None:
+    from mha_cli.errors import UsageError
+
+    SweepFolder(tmp_path / "a").create(small_grid(heads="1,2"), Shard(1, 2))
+    SweepFolder(tmp_path / "b").create(small_grid(heads="1,4"), Shard(2, 2))
+    with pytest.raises(UsageError, match="different sweep"):
+        merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m", plot=False)
+
+
+def test_merge_of_missing_shards_is_partial(tmp_path: Path) -> None:
+    grid = small_grid(heads="1,2")
+    SweepFolder(tmp_path / "a").create(grid, Shard(1, 2))
+    summary = merge([tmp_path / "a"], tmp_path / "m", plot=False)
+    assert summary["status"] == "partial" and summary["counts"]["pending"] == 2
+
+
+def test_ctrl_c_keeps_finished_points_and_resume_finishes(tmp_path: Path) -> None:
+    folder = tmp_path / "sweep"
+    command = [sys.executable, "-m", "mha_cli", "sweep", "--heads", "1,2,4,8", "timing.min_run_time=0.3",
+               "impls=[sdpa]", "--output-dir", str(folder), "--no-plot"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert process.stderr is not None
+    finished = 0
+    for line in process.stderr:
+        if line.startswith("[") and ": done in" in line:
+            finished += 1
+            if finished == 2:
+                break
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, rest
+    kept = SweepFolder(folder).records()
+    assert len(kept) >= 2 and "Traceback" not in rest
+    assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
+
+    resumed = subprocess.run([sys.executable, "-m", "mha_cli", "sweep", "--resume", str(folder), "--json"],
+                             capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(kept)} of 4 points already done" in resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["status"] == "complete" and summary["counts"]["done"] == 4
+    assert [r["point"] for r in SweepFolder(folder).records()] == [0, 1, 2, 3]
+
+
+def test_isolate_records_a_point_that_times_out(tmp_path: Path) -> None:
+    folder = tmp_path / "sweep"
+    done = subprocess.run(
+        [sys.executable, "-m", "mha_cli", "sweep", "sweep={timing.min_run_time: [0.01, 60]}", "impls=[sdpa]",
+         "--isolate", "--point-timeout", "15", "--output-dir", str(folder), "--json", "--no-plot"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    records = {r["params"]["timing.min_run_time"]: r for r in SweepFolder(folder).records()}
+    assert records[0.01]["status"] == "done" and records[0.01]["report"]["results"][0]["status"] == "ok"
+    assert records[60]["status"] == "timeout" and "--point-timeout 15" in records[60]["reason"]
+    assert json.loads(done.stdout)["counts"]["timeout"] == 1
