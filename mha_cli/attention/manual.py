@@ -3,54 +3,83 @@
 Same weights as the nn.MultiheadAttention module; the steps are the textbook
 ones, so a reader can follow the shapes in the comments. The pattern of a
 local or sparse variant is a dense mask here, like in `torch` and `sdpa`.
+`mha explain` runs `layer_steps` and shows every intermediate it returns.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 from ..config import Config
-from ..inputs import Inputs
+from ..inputs import Inputs, Weights
 from . import AttentionOutput, Forward
 
 
-def build(inputs: Inputs, config: Config) -> Forward:
-    w = inputs.weights
-    h, d, e = config.num_heads, config.head_dim, config.embed_dim
-    blocked = ~inputs.dense_allowed()[:, None, :, :]  # (N, 1, L, S) True = not allowed, broadcast over heads
+class Steps(NamedTuple):
+    """Every intermediate of one forward, batch first."""
 
-    def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # (N, H, L, S)   scaled scores
-        scores = scores.masked_fill(blocked, float("-inf"))  # (N, H, L, S)   mask
-        attn = torch.softmax(scores, dim=-1)  # (N, H, L, S)   softmax over keys
-        return attn @ v, attn  # (N, H, L, d)   weighted sum of values
+    q: torch.Tensor  # (N, L, E)   after the input projection
+    k: torch.Tensor  # (N, S, E)
+    v: torch.Tensor  # (N, S, E)
+    q_heads: torch.Tensor  # (N, H, L, d)
+    k_heads: torch.Tensor  # (N, H, S, d)
+    v_heads: torch.Tensor  # (N, H, S, d)
+    scores: torch.Tensor  # (N, H, L, S)
+    masked: torch.Tensor  # (N, H, L, S)
+    weights: torch.Tensor  # (N, H, L, S)
+    heads: torch.Tensor  # (N, H, L, d)
+    concat: torch.Tensor  # (N, L, E)
+    output: torch.Tensor  # (N, L, E)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocked: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    d = q.shape[-1]
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # (N, H, L, S)   scaled scores
+    masked = scores.masked_fill(blocked, float("-inf"))  # (N, H, L, S)   mask: -inf where not allowed
+    weights = torch.softmax(masked, dim=-1)  # (N, H, L, S)   softmax over keys
+    heads = weights @ v  # (N, H, L, d)   weighted sum of values
+    return scores, masked, weights, heads
+
+
+def layer_steps(x_q: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor, w: Weights, num_heads: int, blocked: torch.Tensor) -> Steps:
+    """x_q (N, L, E), x_k (N, S, kdim), x_v (N, S, vdim); blocked (N, 1, L, S) True = NOT allowed."""
+    n, length, source = x_q.shape[0], x_q.shape[1], x_k.shape[1]
+    e = w.q_weight.shape[0]
+    d = e // num_heads
+    q = x_q @ w.q_weight.T  # (N, L, E)   input projections
+    k = x_k @ w.k_weight.T  # (N, S, E)
+    v = x_v @ w.v_weight.T  # (N, S, E)
+    if w.q_bias is not None:
+        q, k, v = q + w.q_bias, k + w.k_bias, v + w.v_bias
+    q_heads = q.view(n, length, num_heads, d).transpose(1, 2)  # (N, H, L, d)   split into heads
+    k_heads = k.view(n, source, num_heads, d).transpose(1, 2)  # (N, H, S, d)
+    v_heads = v.view(n, source, num_heads, d).transpose(1, 2)  # (N, H, S, d)
+    scores, masked, weights, heads = attention(q_heads, k_heads, v_heads, blocked)
+    concat = heads.transpose(1, 2).reshape(n, length, e)  # (N, L, E)   concatenate heads
+    output = concat @ w.out_weight.T  # (N, L, E)   output projection
+    if w.out_bias is not None:
+        output = output + w.out_bias
+    return Steps(q, k, v, q_heads, k_heads, v_heads, scores, masked, weights, heads, concat, output)
+
+
+def build(inputs: Inputs, config: Config) -> Forward:
+    blocked = ~inputs.dense_allowed()[:, None, :, :]  # (N, 1, L, S) True = not allowed, broadcast over heads
 
     if config.timing.scope == "core":
         q, k, v = inputs.projected()
-        return lambda: AttentionOutput(attention(q, k, v)[0], None)
+        return lambda: AttentionOutput(attention(q, k, v, blocked)[3], None)
 
     x_q, x_k, x_v = (inputs.batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
 
     def forward() -> AttentionOutput:
-        n, length, source = x_q.shape[0], x_q.shape[1], x_k.shape[1]
-        q = x_q @ w.q_weight.T  # (N, L, E)   input projections
-        k = x_k @ w.k_weight.T  # (N, S, E)
-        v = x_v @ w.v_weight.T  # (N, S, E)
-        if w.q_bias is not None:
-            q, k, v = q + w.q_bias, k + w.k_bias, v + w.v_bias
-        q = q.view(n, length, h, d).transpose(1, 2)  # (N, H, L, d)   split into heads
-        k = k.view(n, source, h, d).transpose(1, 2)  # (N, H, S, d)
-        v = v.view(n, source, h, d).transpose(1, 2)  # (N, H, S, d)
-        y, attn = attention(q, k, v)  # (N, H, L, d), (N, H, L, S)
-        y = y.transpose(1, 2).reshape(n, length, e)  # (N, L, E)   concatenate heads
-        y = y @ w.out_weight.T  # (N, L, E)   output projection
-        if w.out_bias is not None:
-            y = y + w.out_bias
-        output = y if config.batch_first else y.transpose(0, 1)
+        steps = layer_steps(x_q, x_k, x_v, inputs.weights, config.num_heads, blocked)
+        output = steps.output if config.batch_first else steps.output.transpose(0, 1)
         if not config.need_weights:
             return AttentionOutput(output, None)
-        return AttentionOutput(output, attn.mean(dim=1) if config.average_attn_weights else attn)
+        weights = steps.weights.mean(dim=1) if config.average_attn_weights else steps.weights
+        return AttentionOutput(output, weights)
 
     return forward

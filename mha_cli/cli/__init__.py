@@ -13,7 +13,9 @@ import typer
 from .. import __version__
 from .compare import compare
 from .env import env
+from .explain import explain
 from .mask import mask
+from .plot import plot_app
 from .merge import merge
 from .run import run
 from .sweep import sweep
@@ -49,13 +51,14 @@ def _root(
 
 
 app.command()(run)
+app.command()(validate)
+app.command()(explain)
+app.command()(mask)
 app.command()(sweep)
 app.command()(merge)
 app.command()(compare)
-app.command()(validate)
-app.command()(mask)
+app.add_typer(plot_app)
 app.command()(env)
-
 
 def main() -> None:
     app()

@@ -1,0 +1,141 @@
+"""`mha plot weights` and `mha plot results`: pictures from a config or from saved results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import UsageError
+from .common import ConfigArg, OverridesArg, handle_errors, split_config_args, stderr_console, stdout_console
+
+plot_app = typer.Typer(
+    name="plot",
+    help="Pictures: attention weights per head, and results of runs and sweeps (needs matplotlib for PNGs).",
+    no_args_is_help=True,
+)
+
+TERMINAL_LIMIT = 64  # longest L or S drawn in the terminal
+
+
+def _heads(text: str, count: int) -> list[int]:
+    if text == "all":
+        return list(range(count))
+    try:
+        heads = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--heads {text!r}: write all or a comma list of head numbers such as 0,1") from None
+    bad = [h for h in heads if not 0 <= h < count]
+    if bad:
+        raise UsageError(f"--heads {text!r}: the config has {count} heads (0..{count - 1}); {bad} out of range")
+    return heads
+
+
+@plot_app.command("weights")
+@handle_errors
+def weights(
+    config: ConfigArg = None,
+    overrides: OverridesArg = None,
+    png: Annotated[Path | None, typer.Option("--png", metavar="FILE", help="Write a heatmap per head to FILE.")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Batch item to draw.")] = 0,
+    heads: Annotated[str, typer.Option("--heads", help="all, or head numbers such as 0,1.")] = "all",
+) -> None:
+    """Heatmaps of the attention weights per head (query rows x key columns), masked pairs marked.
+
+    With --png: a grid with one heatmap per head, a colour bar and the config in
+    the title (long sequences block-averaged, with a note). Without: a small
+    heatmap in the terminal for L and S up to 64.
+
+    Examples:
+
+      mha plot weights
+
+      mha plot weights configs/causal_padding_masks.yaml --png weights.png --batch 2 --heads 0,1
+    """
+    from ..config import load_config
+
+    path, extra = split_config_args(config, overrides)
+    resolved = load_config(path, extra)
+    if not 0 <= batch < resolved.batch_size:
+        raise UsageError(f"--batch {batch} is out of range: the config has batch_size {resolved.batch_size}")
+    chosen = _heads(heads, resolved.num_heads)
+    if png is None and max(resolved.seq_len, resolved.source_length) > TERMINAL_LIMIT:
+        raise UsageError(
+            f"L={resolved.seq_len}, S={resolved.source_length} is too large to draw in the terminal "
+            f"(up to {TERMINAL_LIMIT}); write a picture with --png FILE"
+        )
+    if png is not None:
+        from ..report.mask_render import new_figure
+
+        new_figure()  # fails early, with the install hint, when matplotlib is missing
+
+    from ..explain import run_steps
+    from ..inputs import make_inputs
+    from ..runner import resolve_device
+
+    inputs = make_inputs(resolved, resolve_device(resolved.device))
+    steps = run_steps(resolved, inputs)
+    maps = steps.weights[batch, chosen].float().cpu()  # (h, L, S)
+    allowed = inputs.dense_allowed()[batch].cpu()  # (L, S)
+    summary = (f"{resolved.name}: E={resolved.embed_dim}, H={resolved.num_heads}, L={resolved.seq_len}, "
+               f"S={resolved.source_length}, variant {resolved.variant}, causal={resolved.mask.causal}, batch item {batch}")
+    if png is not None:
+        from ..report.attention_plots import save_weights_png
+
+        row_block, col_block = save_weights_png(maps, allowed, chosen, summary, png)
+        note = f" (block means of {row_block}x{col_block} pairs)" if row_block > 1 or col_block > 1 else ""
+        stderr_console().print(f"wrote {png}{note}", highlight=False, markup=False)
+        return
+    from rich.text import Text
+
+    from ..report.attention_plots import terminal_heatmap
+
+    out = stdout_console()
+    out.print(Text(summary))
+    for index, head in enumerate(chosen):
+        out.print(Text(f"head {head}: rows = queries 0..{resolved.seq_len - 1}, columns = keys 0..{resolved.source_length - 1}; "
+                       "darker = less weight, '··' = masked"))
+        text = Text()
+        for piece, style in terminal_heatmap(maps[index], allowed):
+            text.append(piece, style=style or None)
+        out.print(text, soft_wrap=True)
+
+
+@plot_app.command("results")
+@handle_errors
+def results(
+    source: Annotated[Path, typer.Argument(metavar="RESULTS", help="results.json or summary.json, or a run or sweep folder.", show_default=False)],
+    png: Annotated[Path, typer.Option("--png", metavar="FILE", help="Where to write the picture.")],
+) -> None:
+    """Draw saved results: bars of median time per implementation (IQR whiskers) for a run,
+    the log-log time-against-parameter chart for a sweep.
+
+    Examples:
+
+      mha plot results outputs/20261127T120000Z-quickstart --png run.png
+
+      mha plot results outputs/20261127T120000Z-quickstart-sweep/summary.json --png sweep.png
+    """
+    import json
+
+    from ..report.attention_plots import save_run_bars
+    from ..report.sweep_tables import write_plot
+
+    path = source
+    if path.is_dir():
+        path = next((path / name for name in ("results.json", "summary.json") if (path / name).exists()), path / "results.json")
+    if not path.exists():
+        raise UsageError(f"{source}: no results.json or summary.json there")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise UsageError(f"{path}: cannot read: {error}") from None
+    if "results" in document and "config" in document:
+        save_run_bars(document, png)
+    elif "rows" in document and "axes" in document:
+        if not write_plot(document, png):
+            raise UsageError(f"{path}: nothing to draw: the first swept parameter is not numeric, or no point ran")
+    else:
+        raise UsageError(f"{path}: not an mha results.json or summary.json")
+    stderr_console().print(f"wrote {png}", highlight=False, markup=False)

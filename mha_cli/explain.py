@@ -1,0 +1,140 @@
+"""`mha explain`: the manual implementation's steps on the user's own config, with shapes and notes.
+
+Each step is computed (not described from memory): the shapes are read off
+the tensors `attention.manual.layer_steps` returns, the parameter and FLOP
+counts come from the config, and the result is compared with
+nn.MultiheadAttention on the same weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from .attention import get_impl
+from .attention.manual import Steps, layer_steps
+from .config import Config
+from .inputs import Inputs, make_inputs
+from .masks import fully_masked_rows
+from .runner import resolve_device
+from .shapes import named_axes
+
+
+@dataclass(frozen=True)
+class Step:
+    step: str
+    formula: str
+    shape: list[int]
+    axes: str  # e.g. "(N=5, H=2, L=10, S=10)"
+    note: str
+    params: int  # learned parameters this step uses
+    flops: int  # floating-point operations it computes (masked pairs included: the manual layer computes them)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    steps: list[Step]
+    max_abs_err_output: float  # manual against nn.MultiheadAttention, same weights
+    max_abs_err_weights: float | None
+    fully_masked_rows: int
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": [asdict(s) for s in self.steps],
+            "max_abs_err_output": self.max_abs_err_output,
+            "max_abs_err_weights": self.max_abs_err_weights,
+            "fully_masked_rows": self.fully_masked_rows,
+            "dtype": self.dtype,
+        }
+
+
+def run_steps(config: Config, inputs: Inputs) -> Steps:
+    blocked = ~inputs.dense_allowed()[:, None, :, :]
+    x_q, x_k, x_v = (inputs.batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
+    with torch.inference_mode():
+        return layer_steps(x_q, x_k, x_v, inputs.weights, config.num_heads, blocked)
+
+
+def _weights_note(config: Config) -> str:
+    returned = (
+        "nothing (need_weights: false lets it use a fused kernel)"
+        if not config.need_weights
+        else "these averaged over the heads, (N, L, S)"
+        if config.average_attn_weights
+        else "these per head, (N, H, L, S)"
+    )
+    return (
+        f"each row sums to 1 over the keys. nn.MultiheadAttention returns {returned}; "
+        "average_attn_weights: false gives one map per head (N, H, L, S), true their mean (N, L, S)"
+    )
+
+
+def _mask_note(config: Config, allowed: torch.Tensor) -> str:
+    blocked = int((~allowed).sum())
+    total = allowed.numel()
+    empty = int(fully_masked_rows(allowed).sum())
+    parts = [
+        f"{blocked:,} of {total:,} (query, key) pairs are masked (set to -inf before the softmax)"
+        if blocked
+        else "no pair is masked in this config (variant full, no causal mask, no padding)",
+        "polarity: here and in F.scaled_dot_product_attention a bool mask's True means MAY attend; "
+        "nn.MultiheadAttention's attn_mask and key_padding_mask use True for must NOT attend",
+    ]
+    if empty:
+        parts.append(f"{empty} query rows have no allowed key: the softmax of only -inf is NaN there")
+    return "; ".join(parts)
+
+
+def explain(config: Config) -> Explanation:
+    device = resolve_device(config.device)
+    inputs = make_inputs(config, device)
+    steps = run_steps(config, inputs)
+    n, h, e, d = config.batch_size, config.num_heads, config.embed_dim, config.head_dim
+    length, source, kdim, vdim = config.seq_len, config.source_length, config.key_dim, config.value_dim
+    bias = 1 if config.bias else 0
+    pairs = n * h * length * source
+    allowed = inputs.dense_allowed()
+    layout = "(L, N, E) inputs are transposed to batch first, (N, L, E)" if not config.batch_first else "inputs are batch first already"
+    packed = (
+        "nn.MultiheadAttention keeps W_q, W_k, W_v stacked in one in_proj_weight (3E x E)"
+        if kdim == e and vdim == e
+        else f"kdim={kdim} / vdim={vdim} differ from E, so nn.MultiheadAttention keeps q_proj_weight, k_proj_weight, v_proj_weight"
+    )
+    rows = [
+        ("input projections", "Q = x W_q^T + b_q,  K = x_k W_k^T + b_k,  V = x_v W_v^T + b_v", steps.q, "N L E",
+         f"{layout}; {packed}; K and V have S={source} rows", e * (e + kdim + vdim) + 3 * e * bias,
+         2 * n * (length * e * e + source * e * (kdim + vdim))),
+        ("split into heads", "Q.view(N, L, H, d).transpose(1, 2)", steps.q_heads, "N H L d",
+         f"d = E / H = {e} / {h} = {d}; a view, nothing is copied; K and V likewise: {tuple(steps.k_heads.shape)}", 0, 0),
+        ("scores", "S = Q K^T / sqrt(d)", steps.scores, "N H L S",
+         f"one L x S map per head; dividing by sqrt(d) = {d ** 0.5:.3g} keeps the scores' spread independent of d", 0, 2 * pairs * d),
+        ("mask applied", "S[~allowed] = -inf", steps.masked, "N H L S", _mask_note(config, allowed), 0, 0),
+        ("softmax", "P = softmax(S, over keys)", steps.weights, "N H L S", _weights_note(config), 0, 5 * pairs),
+        ("weighted sum", "O_h = P V", steps.heads, "N H L d", "each query row mixes the value rows by its weights", 0, 2 * pairs * d),
+        ("concatenate heads", "O = O_h.transpose(1, 2).reshape(N, L, E)", steps.concat, "N L E",
+         "the heads side by side again; a copy (transpose makes the tensor non-contiguous)", 0, 0),
+        ("output projection", "y = O W_o^T + b_o", steps.output, "N L E",
+         "returned in the query's layout: " + ("(N, L, E)" if config.batch_first else "(L, N, E), transposed back"),
+         e * e + e * bias, 2 * n * length * e * e),
+    ]
+    out_steps = [
+        Step(name, formula, list(tensor.shape), named_axes(tensor.shape, axes), note, params, flops)
+        for name, formula, tensor, axes, note, params, flops in rows
+    ]
+    with torch.inference_mode():
+        torch_out = get_impl("torch")(inputs, config.model_copy(update={"need_weights": True, "average_attn_weights": False}))()
+    ours = steps.output if config.batch_first else steps.output.transpose(0, 1)
+    defined = ~fully_masked_rows(allowed)  # (N, L): compare only rows with an allowed key
+    diff_out = (ours.double() - torch_out.output.double()).abs()
+    diff_out = diff_out if config.batch_first else diff_out.transpose(0, 1)
+    diff_weights = (steps.weights.double() - torch_out.weights.double()).abs().transpose(1, 2)  # (N, L, H, S)
+    return Explanation(
+        steps=out_steps,
+        max_abs_err_output=float(diff_out[defined].max()) if defined.any() else 0.0,
+        max_abs_err_weights=float(diff_weights[defined].max()) if defined.any() else 0.0,
+        fully_masked_rows=int((~defined).sum()),
+        dtype=config.dtype,
+    )

@@ -1,0 +1,102 @@
+"""Pictures of attention weights (per head) and of results (a run's bars, a sweep's scaling)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .mask_render import SHADES, new_figure, save_figure
+
+MAX_CELLS = 256  # a heatmap side longer than this is shown block-averaged
+
+
+def downsample(weights: torch.Tensor, allowed: torch.Tensor, cells: int = MAX_CELLS) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(h, L, S) weights and (L, S) mask -> block means no larger than cells x cells, and the block sizes.
+
+    A cell counts as masked when every pair in it is masked."""
+    _, length, source = weights.shape
+    row_block, col_block = math.ceil(length / cells), math.ceil(source / cells)
+    if row_block == 1 and col_block == 1:
+        return weights, allowed, 1, 1
+    pooled = torch.nn.functional.avg_pool2d(
+        weights.nan_to_num(0.0)[:, None], (row_block, col_block), ceil_mode=True
+    )[:, 0]
+    open_cells = torch.nn.functional.max_pool2d(allowed.float()[None, None], (row_block, col_block), ceil_mode=True)[0, 0] > 0
+    return pooled, open_cells, row_block, col_block
+
+
+def save_weights_png(weights: torch.Tensor, allowed: torch.Tensor, heads: list[int], title: str, path: Path) -> tuple[int, int]:
+    """A grid of heatmaps, one per head: query rows x key columns; masked pairs in grey. Returns the block sizes."""
+    import numpy as np
+
+    shown, open_cells, row_block, col_block = downsample(weights.float(), allowed)
+    count = len(heads)
+    cols = min(4, count)
+    rows = math.ceil(count / cols)
+    figure = new_figure(figsize=(3.2 * cols + 1.2, 3.0 * rows + 1.0), dpi=100)
+    grid = figure.subplots(rows, cols, squeeze=False)
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].with_extremes(bad="#c8c8c8")  # masked pairs: a colour no weight can take
+    image = None
+    for slot, axes in enumerate(grid.flat):
+        if slot >= count:
+            axes.set_visible(False)
+            continue
+        values = np.ma.masked_where(~open_cells.numpy(), shown[slot].numpy())
+        image = axes.imshow(values, cmap=cmap, vmin=0.0, vmax=float(shown.max()) or 1.0, interpolation="nearest", aspect="auto")
+        axes.set_title(f"head {heads[slot]}", fontsize=9)
+        axes.set_xlabel("key j" + (f" (x{col_block})" if col_block > 1 else ""), fontsize=8)
+        axes.set_ylabel("query i" + (f" (x{row_block})" if row_block > 1 else ""), fontsize=8)
+        axes.tick_params(labelsize=7)
+    note = f"  [block means of {row_block}x{col_block} pairs]" if row_block > 1 or col_block > 1 else ""
+    figure.suptitle(title + note, fontsize=9)
+    figure.subplots_adjust(hspace=0.45, wspace=0.35, right=0.84)
+    figure.colorbar(image, ax=list(grid.flat), label="attention weight (grey: masked)", shrink=0.9)
+    save_figure(figure, path)
+    return row_block, col_block
+
+
+def terminal_heatmap(weights: torch.Tensor, allowed: torch.Tensor) -> list[tuple[str, str]]:
+    """One head's (L, S) weights as (text, style) pieces: two shade characters per pair, coloured; '··' masked."""
+    top = float(weights.nan_to_num(0.0).max()) or 1.0
+    pieces: list[tuple[str, str]] = []
+    for i in range(weights.shape[0]):
+        for j in range(weights.shape[1]):
+            if not allowed[i, j]:
+                pieces.append(("··", "dim"))
+                continue
+            share = float(weights[i, j]) / top
+            shade = SHADES[min(len(SHADES) - 1, int(share * (len(SHADES) - 1) + 0.5))] * 2
+            blue = int(80 + 175 * share)
+            pieces.append((shade if shade.strip() else "  ", f"rgb({40},{blue // 2 + 40},{blue}) on grey11"))
+        pieces.append(("\n", ""))
+    return pieces
+
+
+def save_run_bars(report: dict[str, Any], path: Path) -> None:
+    """Median time per implementation, IQR as whiskers, for one run."""
+    rows = [r for r in report["results"] if r.get("median_s")]
+    if not rows:
+        from ..errors import UsageError
+
+        raise UsageError("this run has no timed implementation to draw (all skipped or failed to run)")
+    figure = new_figure(figsize=(6.4, 4.0), dpi=100)
+    axes = figure.add_subplot()
+    names = [r["impl"] for r in rows]
+    medians = [r["median_s"] * 1e3 for r in rows]
+    whiskers = [(r.get("iqr_s") or 0) * 1e3 / 2 for r in rows]
+    colours = ["#d62728" if r["status"] == "fail" else "#1f77b4" for r in rows]
+    axes.bar(names, medians, yerr=whiskers, capsize=4, color=colours)
+    axes.set_ylabel("median time per call (ms); whiskers: IQR")
+    config = report["config"]
+    axes.set_title(
+        f"{config['name']}: {config['variant']}, E={config['embed_dim']}, H={config['num_heads']}, "
+        f"N={config['batch_size']}, L={config['seq_len']}, {config['dtype']}, scope {config['timing']['scope']}",
+        fontsize=9,
+    )
+    figure.subplots_adjust(left=0.13, right=0.97, top=0.9, bottom=0.1)
+    save_figure(figure, path)

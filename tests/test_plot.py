@@ -1,0 +1,94 @@
+"""`mha plot`: PNGs are real pictures of the expected size; the terminal heatmap; missing matplotlib."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mha_cli.cli import app
+from mha_cli.report.attention_plots import downsample
+
+runner = CliRunner()
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def test_weights_png_has_one_panel_per_head(tmp_path: Path) -> None:
+    target = tmp_path / "w.png"
+    result = runner.invoke(app, ["plot", "weights", "num_heads=4", "mask.causal=true", "--png", str(target), "--heads", "0,1,2"])
+    assert result.exit_code == 0, result.output
+    width, height = image_size(target)
+    assert (width, height) == (int((3.2 * 3 + 1.2) * 100), int((3.0 + 1.0) * 100))
+
+
+def test_large_sequences_are_downsampled_with_a_note(tmp_path: Path) -> None:
+    target = tmp_path / "w.png"
+    result = runner.invoke(app, ["plot", "weights", "seq_len=600", "batch_size=1", "mask.key_padding=null",
+                                 "embed_dim=16", "--png", str(target), "--heads", "0"])
+    assert result.exit_code == 0, result.output
+    assert "block means of 3x3 pairs" in result.stderr
+    image_size(target)
+
+
+def test_downsampling_keeps_masked_cells_masked() -> None:
+    weights = torch.rand(1, 8, 8)
+    allowed = torch.ones(8, 8, dtype=torch.bool).tril()
+    pooled, open_cells, rows, cols = downsample(weights, allowed, cells=4)
+    assert pooled.shape == (1, 4, 4) and (rows, cols) == (2, 2)
+    assert open_cells.tolist()[0] == [True, False, False, False]
+
+
+def test_terminal_heatmap_for_small_configs() -> None:
+    result = runner.invoke(app, ["plot", "weights", "seq_len=6", "mask.causal=true", "mask.key_padding=null", "--heads", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line and set(line) <= set(" ░▒▓█·")]
+    assert lines[0].endswith("··" * 5)  # query 0 sees only key 0 under the causal mask
+    assert "head 1:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["seq_len=100", "mask.key_padding=null"], "--png FILE"), (["--heads", "2"], "0..1"), (["--heads", "x"], "comma list"),
+     (["--batch", "9"], "batch_size 5")],
+)
+def test_weights_usage_errors(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, ["plot", "weights", *args])
+    assert result.exit_code == 2 and expected in result.stderr
+
+
+def test_results_png_for_a_run_and_a_sweep(tmp_path: Path) -> None:
+    run = runner.invoke(app, ["run", "timing.min_run_time=0.01", "--output-dir", str(tmp_path / "run")])
+    assert run.exit_code == 0, run.output
+    assert runner.invoke(app, ["plot", "results", str(tmp_path / "run"), "--png", str(tmp_path / "bars.png")]).exit_code == 0
+    assert image_size(tmp_path / "bars.png") == (640, 400)
+    sweep = runner.invoke(app, ["sweep", "--seq-len", "16,32", "impls=[sdpa]", "mask.key_padding=null",
+                                "timing.min_run_time=0.01", "--output-dir", str(tmp_path / "sweep"), "--no-plot"])
+    assert sweep.exit_code == 0, sweep.output
+    result = runner.invoke(app, ["plot", "results", str(tmp_path / "sweep" / "summary.json"), "--png", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    assert image_size(tmp_path / "s.png") == (700, 450)
+
+
+def test_results_of_something_else_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
+    result = runner.invoke(app, ["plot", "results", str(tmp_path / "x.json"), "--png", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "not an mha results.json" in result.stderr
+
+
+def test_pictures_without_matplotlib_say_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    result = runner.invoke(app, ["plot", "weights", "--png", str(tmp_path / "w.png")])
+    assert result.exit_code == 2 and "pip install 'mha-cli[plot]'" in result.stderr
+    assert not (tmp_path / "w.png").exists()
