@@ -335,6 +335,24 @@ def _model_at(parent: PathKey) -> type[BaseModel] | None:
     return model
 
 
+def field_at(path: str) -> Any:
+    """The pydantic FieldInfo at a dotted path such as "local.window", or None."""
+    *parents, name = path.split(".")
+    model = _model_at(tuple(parents))
+    return model.model_fields.get(name) if model is not None else None
+
+
+def field_paths() -> list[str]:
+    """Every dotted field path one level deep into the sections ("mask.causal", ...)."""
+    paths = []
+    for name, info in Config.model_fields.items():
+        paths.append(name)
+        for member in _union_members(info.annotation):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                paths += [f"{name}.{sub}" for sub in member.model_fields]
+    return paths
+
+
 def _describe(error: dict[str, Any]) -> str:
     import difflib  # only on the error path
 

@@ -49,8 +49,6 @@ IMPLS: dict[str, str] = {
     "blocked": "blocked",
     "flex": "flex",
 }
-# These build the full L x S mask for local and sparse variants: the baseline to beat.
-DENSE_IMPLS = ("torch", "manual", "sdpa")
 
 
 def get_impl(name: str) -> Builder:

@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Config, validate_data
+from ..config import Config, field_at, field_paths, validate_data
 from ..errors import ConfigError, UsageError
 from ..yaml_source import PathKey
 
@@ -84,27 +84,6 @@ def config_with(base: dict[str, Any], params: dict[str, Any]) -> Config:
     return validate_data(data, origins, "base config")
 
 
-def _field_info(path: str) -> Any:
-    """The pydantic FieldInfo at a dotted path of Config, or None."""
-    from pydantic import BaseModel
-
-    from ..config import _union_members  # the Optional[Section] unwrapping the config errors use
-
-    model: type[BaseModel] = Config
-    parts = path.split(".")
-    for depth, part in enumerate(parts):
-        info = model.model_fields.get(part)
-        if info is None:
-            return None
-        if depth == len(parts) - 1:
-            return info
-        nested = [a for a in _union_members(info.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not nested:
-            return None
-        model = nested[0]
-    return None
-
-
 def check_axes(axes: list[Axis]) -> None:
     """Refuse (exit 2) values that are wrong on their own (type, range, choice, unknown field).
 
@@ -118,13 +97,13 @@ def check_axes(axes: list[Axis]) -> None:
 
     problems = []
     for axis in axes:
-        info = _field_info(axis.path)
+        info = field_at(axis.path)
         if info is None:
-            close = difflib.get_close_matches(axis.path, _all_paths(), n=1)
+            close = difflib.get_close_matches(axis.path, field_paths(), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"{axis.path}: no such config field{hint}")
             continue
-        adapter = TypeAdapter(Annotated[info.annotation, *info.metadata]) if info.metadata else TypeAdapter(info.annotation)
+        adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)]) if info.metadata else TypeAdapter(info.annotation)
         for value in axis.values:
             try:
                 adapter.validate_python(value)
@@ -132,20 +111,6 @@ def check_axes(axes: list[Axis]) -> None:
                 problems.append(f"{axis.path} = {value!r}: {error.errors()[0]['msg']}")
     if problems:
         raise UsageError("bad sweep values:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-def _all_paths() -> list[str]:
-    from pydantic import BaseModel
-
-    from ..config import _union_members
-
-    paths = []
-    for name, info in Config.model_fields.items():
-        paths.append(name)
-        for member in _union_members(info.annotation):
-            if isinstance(member, type) and issubclass(member, BaseModel):
-                paths += [f"{name}.{sub}" for sub in member.model_fields]
-    return paths
 
 
 @dataclass
