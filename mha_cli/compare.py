@@ -59,31 +59,35 @@ class Loaded:
     config: dict[str, Any] | None  # a run's config, a sweep's base config
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_results(path: Path) -> tuple[str, Path, dict[str, Any]]:
+    """("run" | "sweep", the JSON file, its document) for a results.json, a summary.json, or their folder."""
+    if path.is_dir():
+        found = next((path / name for name in ("results.json", "summary.json") if (path / name).exists()), None)
+        if found is None:
+            raise UsageError(f"{path}: neither results.json (a run folder) nor summary.json (a sweep folder) is there")
+        path = found
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise UsageError(f"{path}: cannot read results: {error}") from None
+    if "results" in document and "config" in document:
+        return "run", path, document
+    if "rows" in document and "axes" in document:
+        return "sweep", path, document
+    raise UsageError(f"{path}: not an mha results.json or summary.json")
 
 
 def load(path: Path) -> Loaded:
     """A results.json (run), a summary.json (sweep), or a run or sweep folder."""
-    if path.is_dir():
-        for name in ("results.json", "summary.json"):
-            if (path / name).exists():
-                return load(path / name)
-        raise UsageError(f"{path}: neither results.json (a run folder) nor summary.json (a sweep folder) is there")
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or folder")
-    document = _read_json(path)
-    if "results" in document and "config" in document:
+    kind, path, document = read_results(path)
+    if kind == "run":
         entries = [Entry({}, r["impl"], r) for r in document["results"]]
         return Loaded(str(path), "run", entries, document.get("env"), document["config"])
-    if "rows" in document and "axes" in document:
-        axes = [a["path"] for a in document["axes"]]
-        entries = [Entry({a: row[a] for a in axes}, row["impl"], row) for row in document["rows"]]
-        return Loaded(str(path), "sweep", entries, document.get("env"), document.get("base_config"))
-    raise UsageError(f"{path}: not an mha results.json or summary.json")
+    axes = [a["path"] for a in document["axes"]]
+    entries = [Entry({a: row[a] for a in axes}, row["impl"], row) for row in document["rows"]]
+    return Loaded(str(path), "sweep", entries, document.get("env"), document.get("base_config"))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 from . import __version__
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
@@ -40,8 +41,8 @@ def source_commit() -> str | None:
     return f"{commit}-dirty" if dirty else commit
 
 
-def run_env(device: str, num_threads: int) -> dict[str, Any]:
-    """The `env` block of a results document."""
+def _software() -> dict[str, Any]:
+    """What every environment record starts with."""
     import torch
 
     return {
@@ -50,6 +51,15 @@ def run_env(device: str, num_threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
+    }
+
+
+def run_env(device: str, num_threads: int) -> dict[str, Any]:
+    """The `env` block of a results document."""
+    import torch
+
+    return {
+        **_software(),
         "device": device,
         "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else cpu_model(),
         "num_threads": num_threads,
@@ -71,11 +81,7 @@ def machine_report() -> dict[str, Any]:
     except ImportError:
         plotting = None
     return {
-        "mha": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
+        **_software(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "num_threads": torch.get_num_threads(),
         "blas": blas.group(1) if blas else None,

@@ -126,10 +126,8 @@ def explain(config: Config) -> Explanation:
     ]
     with torch.inference_mode():
         torch_out = get_impl("torch")(inputs, config.model_copy(update={"need_weights": True, "average_attn_weights": False}))()
-    ours = steps.output if config.batch_first else steps.output.transpose(0, 1)
     defined = ~fully_masked_rows(allowed)  # (N, L): compare only rows with an allowed key
-    diff_out = (ours.double() - torch_out.output.double()).abs()
-    diff_out = diff_out if config.batch_first else diff_out.transpose(0, 1)
+    diff_out = (steps.output.double() - inputs.batch_first(torch_out.output).double()).abs()  # (N, L, E)
     diff_weights = (steps.weights.double() - torch_out.weights.double()).abs().transpose(1, 2)  # (N, L, H, S)
     return Explanation(
         steps=out_steps,

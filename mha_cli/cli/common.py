@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from ..errors import ExitCode, MhaError
+from ..errors import ExitCode, MhaError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -71,6 +71,12 @@ def progress_messages(console: Console) -> Iterator[Callable[[str], None]]:
         return
     with console.status("starting", spinner="dots") as status:
         yield lambda message: status.update(escape(message))
+
+
+def check_batch(batch: int, batch_size: int) -> None:
+    """--batch picks one batch item to draw."""
+    if not 0 <= batch < batch_size:
+        raise UsageError(f"--batch {batch} is out of range: the config has batch_size {batch_size} (items 0..{batch_size - 1})")
 
 
 def split_config_args(config: str | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import UsageError
-from .common import ConfigArg, OverridesArg, handle_errors, split_config_args, stderr_console, stdout_console
+from .common import ConfigArg, OverridesArg, check_batch, handle_errors, split_config_args, stderr_console, stdout_console
 
 
 @handle_errors
@@ -35,8 +34,7 @@ def mask(
 
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
-    if not 0 <= batch < resolved.batch_size:
-        raise UsageError(f"--batch {batch} is out of range: the config has batch_size {resolved.batch_size} (items 0..{resolved.batch_size - 1})")
+    check_batch(batch, resolved.batch_size)
 
     from ..block_plan import allowed_pair_count
     from ..mask_grid import mask_grid

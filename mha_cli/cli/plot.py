@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .common import ConfigArg, OverridesArg, handle_errors, split_config_args, stderr_console, stdout_console
+from .common import ConfigArg, OverridesArg, check_batch, handle_errors, split_config_args, stderr_console, stdout_console
 
 plot_app = typer.Typer(
     name="plot",
@@ -57,8 +57,7 @@ def weights(
 
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
-    if not 0 <= batch < resolved.batch_size:
-        raise UsageError(f"--batch {batch} is out of range: the config has batch_size {resolved.batch_size}")
+    check_batch(batch, resolved.batch_size)
     chosen = _heads(heads, resolved.num_heads)
     if png is None and max(resolved.seq_len, resolved.source_length) > TERMINAL_LIMIT:
         raise UsageError(
@@ -117,25 +116,13 @@ def results(
 
       mha plot results outputs/20261127T120000Z-quickstart-sweep/summary.json --png sweep.png
     """
-    import json
-
+    from ..compare import read_results
     from ..report.attention_plots import save_run_bars
     from ..report.sweep_tables import write_plot
 
-    path = source
-    if path.is_dir():
-        path = next((path / name for name in ("results.json", "summary.json") if (path / name).exists()), path / "results.json")
-    if not path.exists():
-        raise UsageError(f"{source}: no results.json or summary.json there")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise UsageError(f"{path}: cannot read: {error}") from None
-    if "results" in document and "config" in document:
+    kind, path, document = read_results(source)
+    if kind == "run":
         save_run_bars(document, png)
-    elif "rows" in document and "axes" in document:
-        if not write_plot(document, png):
-            raise UsageError(f"{path}: nothing to draw: the first swept parameter is not numeric, or no point ran")
-    else:
-        raise UsageError(f"{path}: not an mha results.json or summary.json")
+    elif not write_plot(document, png):
+        raise UsageError(f"{path}: nothing to draw: the first swept parameter is not numeric, or no point ran")
     stderr_console().print(f"wrote {png}", highlight=False, markup=False)
