@@ -200,7 +200,7 @@ def allowed_pair_count(config: Config) -> int:
     if config.variant != "full":
         return plan_for(config).allowed_pairs()
     length, source = config.seq_len, config.source_length
-    limits = config.mask.key_padding.lengths if config.mask.key_padding is not None else [source] * config.batch_size
+    limits = config.key_lengths or [source] * config.batch_size
     if not config.mask.causal:
         return length * sum(limits)
     # Query i sees keys 0..min(i, limit - 1): sum over i of min(i + 1, limit).

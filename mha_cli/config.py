@@ -8,13 +8,14 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import math
 import re
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from .errors import ConfigError, Problem
 from .yaml_source import PathKey, YamlDocument, format_path, load_yaml_file, parse_path, load_yaml_text, parse_value
@@ -29,13 +30,37 @@ DEFAULT_CONFIG_NAME = "quickstart.yaml"
 DEFAULT_SOURCE = "built-in default (configs/quickstart.yaml)"
 
 
+# Strict integers: YAML `true` or `4.0` is not a count of heads. Bounds keep every
+# number inside what torch and JSON can hold (the memory guard judges the sizes).
+PositiveInt = Annotated[int, Strict(), Field(gt=0, le=2**40)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0, le=2**40)]
+Seed = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
+Threads = Annotated[int, Strict(), Field(gt=0, le=4096)]
+Seconds = Annotated[float, Strict(), Field(gt=0, le=3600, allow_inf_nan=False)]
+Fraction = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class KeyPadding(_Section):
-    # Valid (unpadded) key count per batch item: keys at positions >= length are padding.
-    lengths: list[PositiveInt]
+    """Which keys of each batch item are real; keys at positions >= its length are padding.
+
+    `lengths` gives exact counts, one per batch item. `fractions` gives shares of
+    the key length S, repeated over the batch (item n takes fractions[n % len]),
+    so the same config works for any batch_size and any S.
+    """
+
+    lengths: list[PositiveInt] | None = Field(None, min_length=1)
+    fractions: list[Fraction] | None = Field(None, min_length=1)
+
+    def lengths_for(self, batch_size: int, source: int) -> list[int]:
+        """Valid key count per batch item; a fraction rounds half up and keeps at least one key."""
+        if self.lengths is not None:
+            return list(self.lengths)
+        assert self.fractions is not None  # the config rules require one of the two
+        return [max(1, math.floor(self.fractions[n % len(self.fractions)] * source + 0.5)) for n in range(batch_size)]
 
 
 class MaskConfig(_Section):
@@ -44,8 +69,8 @@ class MaskConfig(_Section):
 
 
 class TimingConfig(_Section):
-    min_run_time: PositiveFloat = 0.2
-    threads: PositiveInt | None = None
+    min_run_time: Seconds = 0.2
+    threads: Threads | None = None
     # layer: projections + attention; core: attention on already-projected q, k, v
     scope: Literal["layer", "core"] = "layer"
 
@@ -91,7 +116,7 @@ class Config(_Section):
     bias: bool = True
     dtype: DType = "float32"
     device: Device = "cpu"
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
     need_weights: bool = True
     average_attn_weights: bool = True
     mask: MaskConfig = MaskConfig()
@@ -117,6 +142,12 @@ class Config(_Section):
     @property
     def value_dim(self) -> int:
         return self.vdim if self.vdim is not None else self.embed_dim
+
+    @property
+    def key_lengths(self) -> list[int] | None:
+        """Valid key count per batch item under key padding, or None without padding."""
+        padding = self.mask.key_padding
+        return None if padding is None else padding.lengths_for(self.batch_size, self.source_length)
 
     @property
     def head_dim(self) -> int:
@@ -180,12 +211,20 @@ def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
     padding = c.mask.key_padding
     if padding is None:
         return []
+    if (padding.lengths is None) == (padding.fractions is None):
+        return [
+            ("mask.key_padding", "give either `lengths` (exact key counts, one per batch item) or `fractions` "
+             "(shares of the key length, e.g. [1.0, 0.5], repeated over the batch), not both or neither")
+        ]
+    if padding.lengths is None:
+        return []
     problems = []
     if len(padding.lengths) != c.batch_size:
         problems.append(
             (
                 "mask.key_padding.lengths",
-                f"needs one length per batch item: batch_size is {c.batch_size}, got {len(padding.lengths)} lengths",
+                f"needs one length per batch item: batch_size is {c.batch_size}, got {len(padding.lengths)} lengths "
+                "(or give `fractions` of the key length, which repeat over any batch size)",
             )
         )
     s = c.source_length
@@ -276,6 +315,14 @@ def _default_document() -> YamlDocument:
     return load_yaml_text(text, DEFAULT_SOURCE)
 
 
+# Fields that say the same thing two ways: an override of one replaces the other,
+# so `mask.key_padding.lengths=[4,2]` works on a config that gave fractions.
+ALTERNATIVES: dict[PathKey, PathKey] = {
+    ("mask", "key_padding", "lengths"): ("mask", "key_padding", "fractions"),
+    ("mask", "key_padding", "fractions"): ("mask", "key_padding", "lengths"),
+}
+
+
 def _apply_override(
     data: dict[str, Any], origins: dict[PathKey, tuple[str, int | None]], arg: str
 ) -> Problem | None:
@@ -300,6 +347,9 @@ def _apply_override(
         node = child
     node[parts[-1]] = value
     path = tuple(parts)
+    other = ALTERNATIVES.get(path)
+    if other is not None:
+        node.pop(other[-1], None)
     for stale in [p for p in origins if p[: len(path)] == path]:
         del origins[stale]
     origins[path] = (source, None)
@@ -380,8 +430,14 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{message} (got {error['input']!r})"
 
 
-def validate_data(data: Any, origins: dict[PathKey, tuple[str, int | None]], source: str) -> Config:
-    """Validate already-merged raw data into a Config, or raise ConfigError listing every problem."""
+def validate_data(
+    data: Any, origins: dict[PathKey, tuple[str, int | None]], source: str, *, note_unset: bool = True
+) -> Config:
+    """Validate already-merged raw data into a Config, or raise ConfigError listing every problem.
+
+    note_unset: say when a problem lies in a field nobody set (its pydantic default);
+    off where the data is an already resolved config (a sweep's base), where every field was set.
+    """
     if not isinstance(data, dict):
         got = "a list" if isinstance(data, list) else type(data).__name__
         raise ConfigError(
@@ -409,7 +465,7 @@ def validate_data(data: Any, origins: dict[PathKey, tuple[str, int | None]], sou
         for field_path, message in rule(config):
             path = parse_path(field_path)
             origin_source, line = _origin(path, origins, source)
-            if not any(known[: len(path)] == path or path[: len(known)] == known for known in origins):
+            if note_unset and not any(known[: len(path)] == path or path[: len(known)] == known for known in origins):
                 message += " (this field was not set: that is its default value)"
             problems.append(Problem(origin_source, field_path, message, line))
     if problems:

@@ -37,11 +37,8 @@ def pair_rule(config: Config, device: torch.device | str = "cpu") -> PairRule:
     """(n, i, j) -> allowed, on broadcasting integer tensors."""
     pattern = pattern_rule(config)
     causal = config.mask.causal
-    lengths = (
-        torch.tensor(config.mask.key_padding.lengths, device=device, dtype=torch.int32)
-        if config.mask.key_padding is not None
-        else None
-    )
+    key_lengths = config.key_lengths
+    lengths = torch.tensor(key_lengths, device=device, dtype=torch.int32) if key_lengths is not None else None
 
     def rule(n: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         allowed = torch.ones_like(n + i + j, dtype=torch.bool) if pattern is None else pattern(i, j) & (n >= 0)

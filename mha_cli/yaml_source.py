@@ -4,6 +4,13 @@ Only `yaml.SafeLoader` is used, so a `!!python/...` tag is an error and nothing
 is executed. Duplicate keys are an error (PyYAML silently keeps the last one).
 Each value's line is recorded under its path so that a validation problem can
 point at the line that caused it.
+
+Hostile input is refused before it costs anything: files over MAX_FILE_BYTES,
+control characters, nesting deeper than MAX_DEPTH (a recursive alias is
+infinitely deep), and documents whose aliases expand to more than
+MAX_EXPANDED_NODES nodes (a "billion laughs" bomb is a few hundred bytes).
+The expansion is counted on the composed node graph, where an alias is a
+shared reference, so counting stops at the limit without building anything.
 """
 
 from __future__ import annotations
@@ -19,6 +26,19 @@ from .errors import ConfigError, Problem
 
 PathKey = tuple[str | int, ...]
 
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+MAX_EXPANDED_NODES = 100_000
+# C0 controls other than tab, newline and carriage return; DEL; C1 controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+class _TooLarge(Exception):
+    """The document expands past a limit; carries the problem to report."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
 
 @dataclass
 class YamlDocument:
@@ -27,8 +47,19 @@ class YamlDocument:
     lines: dict[PathKey, int] = field(default_factory=dict)
 
 
-def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], source: str) -> list[Problem]:
-    """Record 1-based lines by path and report duplicate keys."""
+def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], source: str, budget: list[int]) -> list[Problem]:
+    """Record 1-based lines by path and report duplicate keys; raise _TooLarge past the limits.
+
+    budget: one mutable count of the nodes still allowed, shared by the whole walk.
+    """
+    budget[0] -= 1
+    line = node.start_mark.line + 1
+    if budget[0] < 0:
+        raise _TooLarge(Problem(source, format_path(path[:1]), f"the document expands to more than {MAX_EXPANDED_NODES:,} "
+                                "values (aliases repeated inside aliases?); configs are small, write the values out", line))
+    if len(path) > MAX_DEPTH:
+        raise _TooLarge(Problem(source, format_path(path[:1]), f"nested more than {MAX_DEPTH} levels deep "
+                                "(a recursive alias?); configs are at most a few levels deep", line))
     problems: list[Problem] = []
     if isinstance(node, yaml.MappingNode):
         first_seen: dict[str, int] = {}
@@ -47,11 +78,11 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], source: str
                 continue
             first_seen[key] = line
             lines[(*path, key)] = line
-            problems += _walk(value_node, (*path, key), lines, source)
+            problems += _walk(value_node, (*path, key), lines, source, budget)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            problems += _walk(item, (*path, index), lines, source)
+            problems += _walk(item, (*path, index), lines, source, budget)
     return problems
 
 
@@ -69,20 +100,37 @@ def _yaml_error_problem(error: yaml.YAMLError, source: str) -> Problem:
     return Problem(source, "", message, line)
 
 
+def _check_text(text: str, source: str) -> None:
+    """Size and control characters, before the parser sees the text."""
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_FILE_BYTES:
+        raise ConfigError([Problem(source, "", f"is {size:,} bytes; a config may be at most {MAX_FILE_BYTES:,} bytes")])
+    bad = _CONTROL.search(text)
+    if bad is not None:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise ConfigError([Problem(source, "", f"contains the control character {bad.group()!r}; configs are plain text "
+                                   "(was a binary file given?)", line)])
+
+
 def load_yaml_text(text: str, source: str) -> YamlDocument:
-    """Parse one YAML document. Raises ConfigError on any problem."""
+    """Parse one YAML document. Raises ConfigError on any problem, hostile input included."""
+    _check_text(text, source)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise ConfigError([Problem(source, "", "the file is empty; expected a mapping such as `embed_dim: 64`")])
         lines: dict[PathKey, int] = {}
-        problems = _walk(node, (), lines, source)
+        problems = _walk(node, (), lines, source, [MAX_EXPANDED_NODES])
         if problems:
             raise ConfigError(problems)
         data = loader.construct_document(node)
     except yaml.YAMLError as error:
         raise ConfigError([_yaml_error_problem(error, source)]) from None
+    except _TooLarge as error:
+        raise ConfigError([error.problem]) from None
+    except RecursionError:  # brackets nested thousands deep overflow the parser itself
+        raise ConfigError([Problem(source, "", f"nested far more than {MAX_DEPTH} levels deep; configs are at most a few levels deep")]) from None
     finally:
         loader.dispose()
     return YamlDocument(data=data, source=source, lines=lines)
@@ -95,9 +143,15 @@ def load_yaml_file(path: Path) -> YamlDocument:
     if path.is_dir():
         raise ConfigError([Problem(source, "", "is a folder, not a YAML file")])
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([Problem(source, "", f"cannot be read: {error}")]) from None
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:  # refused before reading a byte: it may be /dev/zero's cousin
+            raise ConfigError([Problem(source, "", f"is {size:,} bytes; a config may be at most {MAX_FILE_BYTES:,} bytes")])
+        with open(path, encoding="utf-8") as file:
+            text = file.read(MAX_FILE_BYTES + 1)
+    except UnicodeDecodeError as error:
+        raise ConfigError([Problem(source, "", f"is not UTF-8 text (byte {error.start}: {error.reason}); configs are plain text")]) from None
+    except OSError as error:
+        raise ConfigError([Problem(source, "", f"cannot be read: {error.strerror or error}")]) from None
     return load_yaml_text(text, source)
 
 

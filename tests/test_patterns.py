@@ -14,7 +14,7 @@ from .helpers import small_config
 def direct(config, allowed_pair) -> torch.Tensor:
     """(N, L, S) from a plain Python predicate, plus causal and key padding."""
     n_items, length, source = config.batch_size, config.seq_len, config.source_length
-    lengths = config.mask.key_padding.lengths if config.mask.key_padding else [source] * n_items
+    lengths = config.key_lengths or [source] * n_items
     out = torch.zeros(n_items, length, source, dtype=torch.bool)
     for n in range(n_items):
         for i in range(length):

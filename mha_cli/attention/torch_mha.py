@@ -22,7 +22,7 @@ def build(inputs: Inputs, config: Config) -> Forward:
         if config.mask.causal:
             attn_mask = ~causal_allowed(config.seq_len, config.source_length).to(device)
         if config.mask.key_padding is not None:
-            key_padding_mask = ~key_padding_allowed(config.mask.key_padding.lengths, config.source_length).to(device)
+            key_padding_mask = ~key_padding_allowed(config.key_lengths, config.source_length).to(device)
     module = inputs.module
     query, key, value = inputs.query, inputs.key, inputs.value
 
