@@ -2,20 +2,27 @@
 
 A point regresses on `median` when it is slower by more than the threshold AND
 the gap is larger than the measurement noise: the current interquartile range,
-taken as median +- IQR/2, lies entirely above the base one. Memory
-(`peak_mem`) regresses on the threshold alone: it is not noisy.
+taken as median +- IQR/2, lies entirely above the base one (with fewer than 3
+timed runs on either side the noise is unknown and the slowdown stands).
+Memory (`peak_mem`) regresses on the threshold alone: it is not noisy.
+
+The gate fails closed: what BASE measured and CURRENT crashed, timed out or
+got wrong fails (exit 1); what BASE measured and CURRENT lacks fails unless
+allowed; nothing matched at all is an error (exit 2), never "no regression".
 No torch here: results are read from JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ExitCode, UsageError
+from .results import MIN_RUNS
 
 METRICS = {"median": "median_s", "peak_mem": "peak_mem_bytes"}
 ENV_FIELDS = ("cpu", "device", "torch", "num_threads")
@@ -59,8 +66,15 @@ class Loaded:
     config: dict[str, Any] | None  # a run's config, a sweep's base config
 
 
+NUMERIC_FIELDS = ("median_s", "iqr_s", "runs", "peak_mem_bytes", "gflops", "max_abs_err")
+
+
 def read_results(path: Path) -> tuple[str, Path, dict[str, Any]]:
-    """("run" | "sweep", the JSON file, its document) for a results.json, a summary.json, or their folder."""
+    """("run" | "sweep", the JSON file, its document) for a results.json, a summary.json, or their folder.
+
+    Anything that is not such a document (garbage, another JSON value, another tool's
+    file) is a UsageError naming the file, never a traceback.
+    """
     if path.is_dir():
         found = next((path / name for name in ("results.json", "summary.json") if (path / name).exists()), None)
         if found is None:
@@ -69,25 +83,65 @@ def read_results(path: Path) -> tuple[str, Path, dict[str, Any]]:
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise UsageError(f"{path}: cannot read results: {error}") from None
-    if "results" in document and "config" in document:
+        text = path.read_bytes().decode("utf-8")
+        document = json.loads(text)
+    except OSError as error:
+        raise UsageError(f"{path}: cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text, so not an mha results.json or summary.json") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise UsageError(f"{path}: not valid JSON ({error}); is it an mha results.json or summary.json?") from None
+    if isinstance(document, dict) and isinstance(document.get("results"), list) and isinstance(document.get("config"), dict):
         return "run", path, document
-    if "rows" in document and "axes" in document:
+    if isinstance(document, dict) and isinstance(document.get("rows"), list) and isinstance(document.get("axes"), list):
         return "sweep", path, document
-    raise UsageError(f"{path}: not an mha results.json or summary.json")
+    got = f"a JSON {type(document).__name__}" if not isinstance(document, dict) else "a JSON object of another kind"
+    raise UsageError(f"{path}: not an mha results.json or summary.json (it holds {got})")
+
+
+def _clean_row(path: Path, where: str, row: Any) -> dict[str, Any]:
+    """A result row with its numbers checked: finite, not booleans, within float range."""
+    if not isinstance(row, dict) or not isinstance(row.get("impl"), str) or not isinstance(row.get("status"), str):
+        raise UsageError(f"{path}: {where} is not a result (it needs `impl` and `status`)")
+    clean = dict(row)
+    for name in NUMERIC_FIELDS:
+        value = row.get(name)
+        if value is None:
+            continue
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError
+            number = float(value)
+        except (TypeError, OverflowError):
+            raise UsageError(f"{path}: {where}.{name} is {str(value)[:40]!r}, not a number mha writes") from None
+        clean[name] = number if math.isfinite(number) else None
+    return clean
 
 
 def load(path: Path) -> Loaded:
     """A results.json (run), a summary.json (sweep), or a run or sweep folder."""
     kind, path, document = read_results(path)
     if kind == "run":
-        entries = [Entry({}, r["impl"], r) for r in document["results"]]
-        return Loaded(str(path), "run", entries, document.get("env"), document["config"])
-    axes = [a["path"] for a in document["axes"]]
-    entries = [Entry({a: row[a] for a in axes}, row["impl"], row) for row in document["rows"]]
-    return Loaded(str(path), "sweep", entries, document.get("env"), document.get("base_config"))
+        rows = [_clean_row(path, f"results[{i}]", r) for i, r in enumerate(document["results"])]
+        entries = [Entry({}, r["impl"], r) for r in rows]
+        return Loaded(str(path), "run", entries, _mapping(document.get("env")), document["config"])
+    try:
+        axes = [str(a["path"]) for a in document["axes"]]
+    except (TypeError, KeyError):
+        raise UsageError(f"{path}: its `axes` are not a list of {{path, values}}") from None
+    entries = []
+    for index, raw in enumerate(document["rows"]):
+        row = _clean_row(path, f"rows[{index}]", raw)
+        try:
+            params = {a: row[a] for a in axes}
+        except KeyError as missing:
+            raise UsageError(f"{path}: rows[{index}] has no value for the swept {missing}") from None
+        entries.append(Entry(params, row["impl"], row))
+    return Loaded(str(path), "sweep", entries, _mapping(document.get("env")), _mapping(document.get("base_config")))
+
+
+def _mapping(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True)
@@ -98,7 +152,12 @@ class Row:
     base: float | None
     current: float | None
     change: float | None  # current / base - 1
-    verdict: str  # ok | faster | slower within noise | REGRESSION | FAIL | not compared
+    verdict: str  # ok | faster | slower within noise | REGRESSION | FAIL | MISSING | not compared
+    note: str = ""
+
+
+# CURRENT statuses that fail the gate where BASE has a measurement: it crashed, timed out or was wrong.
+BROKEN = ("fail", "error", "crashed", "timeout")
 
 
 @dataclass
@@ -108,6 +167,7 @@ class Comparison:
     only_in_current: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     env_differences: list[str] = field(default_factory=list)
     config_differences: list[str] = field(default_factory=list)
+    allow_missing: bool = False
 
     @property
     def regressions(self) -> list[Row]:
@@ -118,9 +178,14 @@ class Comparison:
         return [r for r in self.rows if r.verdict == "FAIL"]
 
     @property
+    def missing(self) -> list[Row]:
+        """What BASE measured and CURRENT did not (absent, or skipped there)."""
+        return [r for r in self.rows if r.verdict == "MISSING"]
+
+    @property
     def exit_code(self) -> ExitCode:
-        # A wrong answer is worse than a slow one: failures decide first.
-        if self.failures:
+        # Fail closed: a wrong answer, a crash, or a gap in CURRENT decides before a slowdown.
+        if self.failures or (self.missing and not self.allow_missing):
             return ExitCode.FAILED
         if self.regressions:
             return ExitCode.REGRESSION
@@ -135,28 +200,42 @@ class Comparison:
             "config_differences": self.config_differences,
             "regressions": len(self.regressions),
             "failures": len(self.failures),
+            "missing": len(self.missing),
+            "allow_missing": self.allow_missing,
             "exit_code": int(self.exit_code),
         }
 
 
-def _judge(threshold: Threshold, base: dict[str, Any], current: dict[str, Any]) -> tuple[float | None, float | None, float | None, str]:
+def _few_runs(row: dict[str, Any]) -> bool:
+    runs = row.get("runs")
+    return runs is None or runs < MIN_RUNS
+
+
+def _judge(threshold: Threshold, base: dict[str, Any], current: dict[str, Any]) -> tuple[float | None, float | None, float | None, str, str]:
     column = METRICS[threshold.metric]
     before, after = base.get(column), current.get(column)
-    if current.get("status") in ("fail", "error"):
-        return before, after, None, "FAIL"
-    if not before or after is None or base.get("status") != "ok" or current.get("status") != "ok":
-        return before, after, None, "not compared"
+    measured_before = base.get("status") == "ok" and bool(before)
+    if current.get("status") in BROKEN:
+        why = current.get("reason") or current.get("status")
+        return before, after, None, "FAIL", f"{current.get('status')} in CURRENT: {why}"
+    if measured_before and (current.get("status") != "ok" or after is None):
+        return before, after, None, "MISSING", f"{current.get('status')} in CURRENT: {current.get('reason') or 'no measurement'}"
+    if not measured_before or after is None:
+        return before, after, None, "not compared", f"{base.get('status')} in BASE"
     change = after / before - 1
     if change <= 0:
-        return before, after, change, "faster" if change < -threshold.fraction else "ok"
+        return before, after, change, "faster" if change < -threshold.fraction else "ok", ""
     if change <= threshold.fraction:
-        return before, after, change, "ok"
+        return before, after, change, "ok", ""
     if threshold.metric == "median":
+        if _few_runs(base) or _few_runs(current):
+            # An IQR from one or two measurements is no evidence of noise: the slowdown stands.
+            return before, after, change, "REGRESSION", f"fewer than {MIN_RUNS} timed runs: noise unknown"
         base_high = before + (base.get("iqr_s") or 0) / 2
         current_low = after - (current.get("iqr_s") or 0) / 2
         if current_low <= base_high:
-            return before, after, change, "slower within noise"
-    return before, after, change, "REGRESSION"
+            return before, after, change, "slower within noise", ""
+    return before, after, change, "REGRESSION", ""
 
 
 def _differences(a: dict[str, Any] | None, b: dict[str, Any] | None, keys: tuple[str, ...] | None = None) -> list[str]:
@@ -166,8 +245,14 @@ def _differences(a: dict[str, Any] | None, b: dict[str, Any] | None, keys: tuple
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in names if a.get(k) != b.get(k)]
 
 
-def compare(base: Loaded, current: Loaded, thresholds: list[Threshold]) -> Comparison:
-    result = Comparison(env_differences=_differences(base.env, current.env, ENV_FIELDS))
+def compare(base: Loaded, current: Loaded, thresholds: list[Threshold], *, allow_missing: bool = False) -> Comparison:
+    """Match CURRENT's results to BASE's and judge each; UsageError when nothing can be matched."""
+    if base.kind != current.kind:
+        raise UsageError(
+            f"cannot compare a {base.kind} ({base.source}) with a {current.kind} ({current.source}): "
+            "compare two runs or two sweeps"
+        )
+    result = Comparison(env_differences=_differences(base.env, current.env, ENV_FIELDS), allow_missing=allow_missing)
     ignore = {"name", "timing", "impls", "sweep"}
     result.config_differences = [
         d for d in _differences(
@@ -177,16 +262,26 @@ def compare(base: Loaded, current: Loaded, thresholds: list[Threshold]) -> Compa
     ]
     base_entries = {e.key: e for e in base.entries}
     current_entries = {e.key: e for e in current.entries}
+    if not base_entries.keys() & current_entries.keys():
+        raise UsageError(
+            f"nothing to compare: no (point, implementation) of {current.source} matches one of {base.source} "
+            "(different sweep grids, or different implementations?)"
+        )
     for key, entry in base_entries.items():
         if key not in current_entries:
             result.only_in_base.append((entry.params, entry.impl))
+            if entry.row.get("status") == "ok":
+                result.rows.append(Row(entry.params, entry.impl, "all", None, None, None, "MISSING", "not in CURRENT"))
     for key, entry in current_entries.items():
         if key not in base_entries:
             result.only_in_current.append((entry.params, entry.impl))
-            if entry.row.get("status") in ("fail", "error"):
-                result.rows.append(Row(entry.params, entry.impl, "check", None, None, None, "FAIL"))
+            if entry.row.get("status") in BROKEN:
+                result.rows.append(Row(entry.params, entry.impl, "check", None, None, None, "FAIL",
+                                       f"{entry.row.get('status')} in CURRENT"))
             continue
-        for threshold in thresholds:
-            before, after, change, verdict = _judge(threshold, base_entries[key].row, entry.row)
-            result.rows.append(Row(entry.params, entry.impl, threshold.metric, before, after, change, verdict))
+        judged = [_judge(threshold, base_entries[key].row, entry.row) for threshold in thresholds]
+        for threshold, (before, after, change, verdict, note) in zip(thresholds, judged, strict=True):
+            result.rows.append(Row(entry.params, entry.impl, threshold.metric, before, after, change, verdict, note))
+            if verdict in ("FAIL", "MISSING"):
+                break  # one row says it; the other metrics have nothing to judge
     return result

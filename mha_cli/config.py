@@ -328,7 +328,7 @@ def _apply_override(
 ) -> Problem | None:
     source = f"override `{arg}`"
     if "=" not in arg:
-        return Problem(source, "", "expected KEY=VALUE (e.g. num_heads=4 or mask.causal=true)")
+        return Problem(source, "", "an override is KEY=VALUE and this has no `=` (e.g. num_heads=4 or mask.causal=true)")
     key, _, raw_value = arg.partition("=")
     parts = key.strip().split(".")
     if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):

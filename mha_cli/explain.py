@@ -18,6 +18,7 @@ from .attention.manual import Steps, layer_steps
 from .config import Config
 from .inputs import Inputs, make_inputs
 from .masks import fully_masked_rows
+from .memory import check_fits, resolve_memory_limit
 from .runner import resolve_device
 from .shapes import named_axes
 
@@ -88,7 +89,9 @@ def _mask_note(config: Config, allowed: torch.Tensor) -> str:
     return "; ".join(parts)
 
 
-def explain(config: Config) -> Explanation:
+def explain(config: Config, *, memory_limit: int | None = None) -> Explanation:
+    # The manual layer and nn.MultiheadAttention are alive together, beside the reference-sized inputs.
+    check_fits(config, *resolve_memory_limit(memory_limit), together=("manual", "torch"))
     device = resolve_device(config.device)
     inputs = make_inputs(config, device)
     steps = run_steps(config, inputs)

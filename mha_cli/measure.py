@@ -19,8 +19,8 @@ import torch
 from torch.utils import benchmark
 
 from .config import Config
+from .results import MIN_RUNS, NOISY_IQR_RATIO
 
-NOISY_IQR_RATIO = 0.10  # IQR/median above this is flagged: the machine was busy
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Timing:
 
     @property
     def noisy(self) -> bool:
-        return self.iqr_s > NOISY_IQR_RATIO * self.median_s
+        return self.runs < MIN_RUNS or self.iqr_s > NOISY_IQR_RATIO * self.median_s
 
 
 class _CalibratedTimer(benchmark.Timer):

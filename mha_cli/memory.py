@@ -133,7 +133,7 @@ def estimate(config: Config) -> MemoryEstimate:
     return MemoryEstimate(
         shared=shared,
         reference=reference,
-        per_impl={name: per_impl[name] for name in config.impls},
+        per_impl=per_impl,
         largest_term=(
             f"attention scores N*H*L*S = {n}*{h}*{length}*{source}"
             if scores >= inputs
@@ -142,14 +142,32 @@ def estimate(config: Config) -> MemoryEstimate:
     )
 
 
-def check_fits(config: Config, limit_bytes: int, limit_source: str) -> MemoryEstimate:
-    """Refuse a run when the reference or every implementation would not fit; the rest is decided per row."""
+def resolve_memory_limit(max_memory: int | None) -> tuple[int, str]:
+    """The limit every command judges against, and how to name it in a message."""
+    if max_memory is not None:
+        return max_memory, "allowed by --max-memory"
+    return available_host_bytes(), "available on this machine"
+
+
+def required_bytes(config: Config, found: MemoryEstimate, together: tuple[str, ...] | None = None) -> int:
+    """What a command needs at least: the reference, and the smallest of config.impls (run, sweep),
+    or the given implementations alive together (explain runs manual beside nn.MultiheadAttention)."""
+    if together is not None:
+        return found.reference_peak + sum(found.per_impl[name] for name in together)
+    return max(found.reference_peak, min(found.peak(name) for name in config.impls))
+
+
+def check_fits(
+    config: Config, limit_bytes: int, limit_source: str, together: tuple[str, ...] | None = None
+) -> MemoryEstimate:
+    """Refuse (exit 2) what cannot fit: for a run, when the reference or every implementation would not;
+    the rest is decided per implementation. One estimate for every command, `mha validate` included."""
     found = estimate(config)
-    smallest = min(found.peak(name) for name in config.impls)
-    need = max(found.reference_peak, smallest)
+    need = required_bytes(config, found, together)
     if need > limit_bytes:
+        what = "even for its smallest implementation" if together is None else f"for {' and '.join(together)}"
         raise UsageError(
-            f"this run would need about {format_bytes(need)} even for its smallest implementation "
+            f"this would need about {format_bytes(need)} {what} "
             f"(dominated by the {found.largest_term}), "
             f"but only {format_bytes(limit_bytes)} is {limit_source}. "
             "Lower seq_len (and source_len), batch_size or num_heads, use a local or sparse variant "

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 SCHEMA_VERSION = 1
+NOISY_IQR_RATIO = 0.10  # IQR/median above this is flagged noisy: the machine was busy
+MIN_RUNS = 3  # fewer timed runs give no IQR worth the name: flagged noisy too
 
 Status = Literal["ok", "fail", "skipped", "error"]
 
@@ -27,7 +29,7 @@ class Result:
     median_s: float | None = None
     iqr_s: float | None = None
     runs: int | None = None  # measurements behind the median
-    noisy: bool | None = None  # IQR/median > 10%
+    noisy: bool | None = None  # IQR/median > 10%, or fewer than 3 runs
     flops: int | None = None
     gflops: float | None = None
     peak_mem_bytes: int | None = None

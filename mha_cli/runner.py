@@ -25,7 +25,7 @@ from .errors import UsageError
 from .inputs import TORCH_DTYPES, Inputs, make_inputs
 from .masks import allowed_rows, fully_masked_rows
 from .measure import FlopCount, count_flops, peak_memory_bytes, time_call
-from .memory import MemoryEstimate, available_host_bytes, check_fits, format_bytes, reference_row_count
+from .memory import MemoryEstimate, check_fits, format_bytes, reference_row_count, resolve_memory_limit
 from .results import Result, RunReport
 from .shapes import shape_table
 
@@ -119,6 +119,7 @@ def _run_one(
     density: float,
     threads: int,
     memory_ok: tuple[bool, str],
+    progress: Callable[[str], None],
 ) -> Result:
     base = {
         "impl": name, "variant": config.variant, "dtype": config.dtype, "device": str(inputs.device),
@@ -127,10 +128,13 @@ def _run_one(
     fits, why_not = memory_ok
     if not fits:
         return Result(status="skipped", reason=why_not, **base)
+    if name == "flex":  # its own step: a compile can take a minute, which "timing (0.2 s)" would misstate
+        progress("compiling with torch.compile (often tens of seconds)")
     try:
         forward = get_impl(name)(inputs, config)
     except Unavailable as unavailable:
         return Result(status="skipped", reason=unavailable.reason, **base)
+    progress(f"checking and timing ({config.timing.min_run_time:g} s)")
     try:
         with torch.inference_mode():
             checked = check_against_reference(config, forward(), reference)
@@ -182,10 +186,7 @@ def _with_speedups(results: list[Result]) -> list[Result]:
 
 
 def run_experiment(config: Config, *, memory_limit: int | None = None, progress: Progress = lambda _: None) -> RunReport:
-    if memory_limit is not None:
-        limit, limit_source = memory_limit, "allowed by --max-memory"
-    else:
-        limit, limit_source = available_host_bytes(), "available on this machine"
+    limit, limit_source = resolve_memory_limit(memory_limit)
     found = check_fits(config, limit, limit_source)
     device = resolve_device(config.device)
     if config.timing.threads is not None:
@@ -205,8 +206,10 @@ def run_experiment(config: Config, *, memory_limit: int | None = None, progress:
 
     results = []
     for index, name in enumerate(config.impls, start=1):
-        progress(f"[{index}/{len(config.impls)}] {name}: checking and timing ({config.timing.min_run_time:g} s)")
-        results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name]))
+        def step(message: str, prefix: str = f"[{index}/{len(config.impls)}] {name}") -> None:
+            progress(f"{prefix}: {message}")
+
+        results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name], step))
     return RunReport(
         mha_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

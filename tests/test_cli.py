@@ -56,9 +56,10 @@ def test_run_writes_the_four_files_atomically_named(tmp_path: Path, monkeypatch:
     monkeypatch.chdir(tmp_path)
     result = invoke("run", *FAST_OVERRIDES, "--json")
     assert result.exit_code == 0, result.output
-    (folder,) = (tmp_path / "outputs").iterdir()
+    (folder,) = (p for p in (tmp_path / "outputs").iterdir() if p.name != "latest")
+    assert (tmp_path / "outputs" / "latest").resolve() == folder.resolve()
     assert re.fullmatch(r"\d{8}T\d{6}Z-quickstart", folder.name)
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "pattern.png", "report.md", "results.csv", "results.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [".mha.lock", "config.yaml", "pattern.png", "report.md", "results.csv", "results.json"]
     assert json.loads((folder / "results.json").read_text()) == json.loads(result.stdout)
     assert "| torch |" in (folder / "report.md").read_text()
     assert (folder / "results.csv").read_text().count("\n") == 4  # header + 3 implementations
@@ -295,7 +296,7 @@ def test_sweep_json_and_plain_progress(tmp_path: Path) -> None:
     assert summary["counts"] == {"points": 3, "in_this_sweep": 3, "done": 2, "skipped": 1, "crashed": 0, "timeout": 0, "pending": 0}
     assert "[3/3] num_heads=3: skipped" in result.stderr
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
-        "points.jsonl", "report.md", "summary.csv", "summary.json", "sweep.json", "sweep.png"]
+        ".mha.lock", "points.jsonl", "report.md", "summary.csv", "summary.json", "sweep.json", "sweep.png"]
 
 
 def test_sweep_tables_pivot_two_axes_and_fit_the_scaling() -> None:

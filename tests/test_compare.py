@@ -81,7 +81,9 @@ def test_unmatched_points_are_listed_and_json_parses(tmp_path: Path) -> None:
     document = json.loads(outcome.stdout)
     assert document["only_in_base"] == [{"params": {}, "impl": "torch"}]
     assert document["only_in_current"] == [{"params": {}, "impl": "blocked"}]
-    assert document["exit_code"] == 0
+    assert document["exit_code"] == 1 and document["missing"] == 1  # torch was measured in BASE only
+    allowed = run_compare(str(base), str(current), "--json", "--allow-missing")
+    assert allowed.exit_code == 0 and json.loads(allowed.stdout)["exit_code"] == 0
 
 
 def test_markdown_for_ci_summaries(tmp_path: Path) -> None:

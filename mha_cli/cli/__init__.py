@@ -6,6 +6,7 @@ and shell completion stay fast. Commands import torch inside their bodies.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -46,8 +47,12 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error (also: MHA_DEBUG=1).")
+    ] = False,
 ) -> None:
-    pass
+    if debug:
+        os.environ["MHA_DEBUG"] = "1"  # read by the error handler; inherited by --isolate children
 
 
 app.command()(run)
@@ -61,4 +66,7 @@ app.add_typer(plot_app)
 app.command()(env)
 
 def main() -> None:
+    from ..signals import install_handlers
+
+    install_handlers()
     app()

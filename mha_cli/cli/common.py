@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,13 @@ OverridesArg = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the results already in the output folder (refused without it).")
+]
+MaxMemoryOption = Annotated[
+    str | None,
+    typer.Option("--max-memory", metavar="SIZE", help="Refuse runs estimated above this (e.g. 4GiB). Default: memory available now."),
+]
 
 
 PIPE_WIDTH = 160  # logs and pipes have no terminal width; 80 columns would fold the tables
@@ -61,12 +69,17 @@ def stderr_console() -> Console:
     return _console(stderr=True)
 
 
+def animated(console: Console) -> bool:
+    """Spinners and bars only on a terminal, and never with NO_COLOR set (no escape sequences at all)."""
+    return console.is_terminal and not os.environ.get("NO_COLOR")
+
+
 @contextlib.contextmanager
 def progress_messages(console: Console) -> Iterator[Callable[[str], None]]:
     """Progress on stderr: one updating spinner line on a terminal, one plain line per step otherwise."""
     from rich.markup import escape
 
-    if not console.is_terminal:
+    if not animated(console):
         yield lambda message: console.print(escape(message), highlight=False)
         return
     with console.status("starting", spinner="dots") as status:
@@ -84,23 +97,61 @@ def split_config_args(config: str | None, overrides: list[str] | None) -> tuple[
     rest = list(overrides or [])
     if config is not None and "=" in config and not os.path.exists(config):
         return None, [config, *rest]
+    if config is not None and not os.path.exists(config) and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", config) \
+            and not config.endswith((".yaml", ".yml")):
+        raise UsageError(
+            f"{config!r} is no file, and an override needs a value: write KEY=VALUE, e.g. {config}=4 "
+            f"(or give the path of a YAML config)"
+        )
     return (Path(config) if config is not None else None), rest
 
 
+def debugging() -> bool:
+    """--debug or MHA_DEBUG=1: show tracebacks instead of one-line messages."""
+    return os.environ.get("MHA_DEBUG", "") not in ("", "0")
+
+
+def _say_error(message: str) -> None:
+    from rich.markup import escape
+
+    stderr_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+
 def handle_errors(command: F) -> F:
-    """Map user errors to their exit codes with a message (no traceback), Ctrl-C to 130."""
+    """Turn every error into a message and its exit code, with no traceback unless debugging.
+
+    User and environment errors: their own code (2 mostly). Ctrl-C, SIGTERM, SIGHUP:
+    128 + the signal. A failed write (disk full, I/O error): 1, saying what could not be
+    written. Anything else is a bug in mha: 1, with how to get the traceback.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..signals import exit_code_for, signal_name
+
         try:
             return command(*args, **kwargs)
         except MhaError as error:
-            from rich.markup import escape
-
-            stderr_console().print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
+            if debugging():
+                raise
+            _say_error(error.message)
             raise typer.Exit(int(error.exit_code)) from None
-        except KeyboardInterrupt:
-            stderr_console().print("[yellow]interrupted[/]")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except KeyboardInterrupt as interrupt:
+            stderr_console().print(f"[yellow]interrupted ({signal_name(interrupt)})[/]")
+            raise typer.Exit(exit_code_for(interrupt)) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except OSError as error:
+            if debugging():
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            _say_error(f"{where}{error.strerror or error} (what was already written is kept)")
+            raise typer.Exit(int(ExitCode.FAILED)) from None
+        except Exception as error:  # noqa: BLE001 - the last line of defence against a traceback
+            if debugging():
+                raise
+            _say_error(f"internal error: {type(error).__name__}: {error}. This is a bug in mha; "
+                       "rerun with --debug (or MHA_DEBUG=1) for the traceback and report it")
+            raise typer.Exit(int(ExitCode.FAILED)) from None
 
     return wrapper  # type: ignore[return-value]

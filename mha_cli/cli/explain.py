@@ -6,11 +6,13 @@ import json
 
 import typer
 
-from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, split_config_args, stdout_console
+from .common import ConfigArg, JsonOption, MaxMemoryOption, OverridesArg, handle_errors, split_config_args, stdout_console
 
 
 @handle_errors
-def explain(config: ConfigArg = None, overrides: OverridesArg = None, as_json: JsonOption = False) -> None:
+def explain(
+    config: ConfigArg = None, overrides: OverridesArg = None, as_json: JsonOption = False, max_memory: MaxMemoryOption = None
+) -> None:
     """Show every step of multi-head attention on your config: formula, shape with named axes, and notes.
 
     The steps are computed by the manual implementation and checked against
@@ -29,9 +31,12 @@ def explain(config: ConfigArg = None, overrides: OverridesArg = None, as_json: J
     from ..config import load_config
     from ..explain import explain as explain_config
 
+    from ..memory import parse_bytes
+
+    limit = parse_bytes(max_memory) if max_memory is not None else None
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
-    found = explain_config(resolved)
+    found = explain_config(resolved, memory_limit=limit)
     if as_json:
         typer.echo(json.dumps(found.to_dict()["steps"], indent=2))
         return

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import ConfigArg, OverridesArg, check_batch, handle_errors, split_config_args, stderr_console, stdout_console
+from .common import ConfigArg, MaxMemoryOption, OverridesArg, check_batch, handle_errors, split_config_args, stderr_console, stdout_console
 
 
 @handle_errors
@@ -16,6 +16,7 @@ def mask(
     overrides: OverridesArg = None,
     png: Annotated[Path | None, typer.Option("--png", metavar="FILE", help="Also write the picture to FILE (needs matplotlib).")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Which batch item to draw (key padding differs per item).")] = 0,
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     """Draw which (query, key) pairs a config allows: its variant's pattern, causal mask and key padding.
 
@@ -31,10 +32,14 @@ def mask(
     from rich.markup import escape
 
     from ..config import load_config
+    from ..memory import check_fits, parse_bytes, resolve_memory_limit
 
+    limit = resolve_memory_limit(parse_bytes(max_memory) if max_memory is not None else None)
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
     check_batch(batch, resolved.batch_size)
+    if resolved.variant != "full":  # the exact density walks blocked's plan, which grows with L
+        check_fits(resolved, *limit, together=("blocked",))
 
     from ..block_plan import allowed_pair_count
     from ..mask_grid import mask_grid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,13 +10,15 @@ from typing import Annotated
 
 import typer
 
-from .common import JsonOption, handle_errors, stderr_console, stdout_console
+from ..errors import UsageError
+from .common import JsonOption, OverwriteOption, handle_errors, stderr_console, stdout_console
 
 
 @handle_errors
 def merge(
-    folders: Annotated[list[Path], typer.Argument(metavar="DIR...", help="Sweep folders written with --shard I/N.", show_default=False)],
+    folders: Annotated[list[Path] | None, typer.Argument(metavar="DIR...", help="Sweep folders written with --shard I/N.", show_default=False)] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", metavar="DIR", help="The merged sweep folder (default outputs/<UTC time>-<name>-merged/).")] = None,
+    overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write sweep.png (needs matplotlib).")] = True,
 ) -> None:
@@ -27,15 +30,23 @@ def merge(
 
       mha merge shards/1 shards/2 shards/3 --output-dir sweeps/merged
     """
+    from ..output_folder import DEFAULT_ROOT, claimed, new_timestamped_folder, point_latest
     from ..sweep.merge import merge as merge_folders
     from ..sweep.store import SweepFolder
 
-    if output_dir is None:
-        grid, _ = SweepFolder(folders[0]).definition()
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        output_dir = Path("outputs") / f"{stamp}-{grid.base['name']}-merged"
-    summary = merge_folders(folders, output_dir, plot=plot)
-    stderr_console().print(f"merged sweep folder: {output_dir}/", highlight=False, markup=False)
+    if not folders:
+        raise UsageError("give the shard folders to merge, e.g. mha merge shards/1 shards/2 --output-dir merged")
+    with contextlib.ExitStack() as stack:
+        if output_dir is None:
+            grid, _ = SweepFolder(folders[0]).definition()
+            output_dir = new_timestamped_folder(DEFAULT_ROOT, f"{grid.base['name']}-merged", datetime.now(timezone.utc))
+        stack.enter_context(claimed(output_dir, overwrite=overwrite))
+        summary, why_no_picture = merge_folders(folders, output_dir, plot=plot, overwrite=overwrite)
+        point_latest(DEFAULT_ROOT, output_dir)
+    err = stderr_console()
+    if why_no_picture:
+        err.print(f"warning: {why_no_picture}", highlight=False, markup=False)
+    err.print(f"merged sweep folder: {output_dir}/", highlight=False, markup=False)
     if as_json:
         from ..report.files import to_json
 

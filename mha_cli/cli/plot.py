@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .common import ConfigArg, OverridesArg, check_batch, handle_errors, split_config_args, stderr_console, stdout_console
+from .common import ConfigArg, MaxMemoryOption, OverridesArg, check_batch, handle_errors, split_config_args, stderr_console, stdout_console
 
 plot_app = typer.Typer(
     name="plot",
@@ -40,6 +40,7 @@ def weights(
     png: Annotated[Path | None, typer.Option("--png", metavar="FILE", help="Write a heatmap per head to FILE.")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Batch item to draw.")] = 0,
     heads: Annotated[str, typer.Option("--heads", help="all, or head numbers such as 0,1.")] = "all",
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     """Heatmaps of the attention weights per head (query rows x key columns), masked pairs marked.
 
@@ -54,11 +55,14 @@ def weights(
       mha plot weights configs/causal_padding_masks.yaml --png weights.png --batch 2 --heads 0,1
     """
     from ..config import load_config
+    from ..memory import check_fits, parse_bytes, resolve_memory_limit
 
+    limit = resolve_memory_limit(parse_bytes(max_memory) if max_memory is not None else None)
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
     check_batch(batch, resolved.batch_size)
     chosen = _heads(heads, resolved.num_heads)
+    check_fits(resolved, *limit, together=("manual",))  # every head's (N, H, L, S) weights are computed
     if png is None and max(resolved.seq_len, resolved.source_length) > TERMINAL_LIMIT:
         raise UsageError(
             f"L={resolved.seq_len}, S={resolved.source_length} is too large to draw in the terminal "

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..errors import ExitCode, UsageError
-from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, progress_messages, split_config_args, stderr_console, stdout_console
-
-DEFAULT_OUTPUT_ROOT = Path("outputs")
+from .common import (
+    ConfigArg,
+    JsonOption,
+    MaxMemoryOption,
+    OverridesArg,
+    OverwriteOption,
+    handle_errors,
+    progress_messages,
+    split_config_args,
+    stderr_console,
+    stdout_console,
+)
 
 
 @handle_errors
@@ -25,10 +35,8 @@ def run(
         Path | None,
         typer.Option("--output-dir", metavar="DIR", help="Write into exactly this folder instead of outputs/<UTC time>-<name>/."),
     ] = None,
-    max_memory: Annotated[
-        str | None,
-        typer.Option("--max-memory", metavar="SIZE", help="Refuse runs estimated above this (e.g. 4GiB). Default: memory available now."),
-    ] = None,
+    overwrite: OverwriteOption = False,
+    max_memory: MaxMemoryOption = None,
 ) -> None:
     """Run every implementation on one config: shapes, agreement with a float64 reference, timing.
 
@@ -46,34 +54,45 @@ def run(
     from ..config import config_to_yaml, load_config  # pydantic: only once a command runs
     from ..memory import parse_bytes
 
-    if no_save and output_dir is not None:
-        raise UsageError("--no-save and --output-dir contradict each other; give one of them")
+    if no_save and (output_dir is not None or overwrite):
+        raise UsageError("--no-save contradicts --output-dir and --overwrite; give one of them")
     limit = parse_bytes(max_memory) if max_memory is not None else None
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
 
-    from rich.markup import escape
+    from ..output_folder import DEFAULT_ROOT, claimed, new_timestamped_folder, point_latest
 
-    from ..report.files import new_run_folder, save_run, to_json
-    from ..report.terminal import print_run
-    from ..runner import run_experiment  # imports torch: only once the config is known to be good
+    with contextlib.ExitStack() as stack:
+        folder = None
+        if not no_save:  # the folder is claimed (checked and locked) before anything is measured
+            target = output_dir or new_timestamped_folder(DEFAULT_ROOT, resolved.name, datetime.now(timezone.utc))
+            folder = stack.enter_context(claimed(target, overwrite=overwrite))
+        report = _measure(resolved, limit)
+        if as_json:
+            from ..report.files import to_json
 
-    err = stderr_console()
-    with progress_messages(err) as progress:
-        report = run_experiment(resolved, memory_limit=limit, progress=progress)
+            sys.stdout.write(to_json(report.to_dict()))
+        else:
+            from ..report.terminal import print_run
 
-    if as_json:
-        sys.stdout.write(to_json(report.to_dict()))
-    else:
-        print_run(stdout_console(), report)
-    if not no_save:
-        folder = output_dir or new_run_folder(DEFAULT_OUTPUT_ROOT, resolved.name, datetime.fromisoformat(report.created))
-        save_run(report, folder, config_to_yaml(resolved))
-        _save_pattern_picture(resolved, folder, err)
-        err.print(f"saved to {escape(str(folder))}/", highlight=False)
+            print_run(stdout_console(), report)
+        if folder is not None:
+            from ..report.files import save_run
+
+            err = stderr_console()
+            save_run(report, folder, config_to_yaml(resolved))
+            _save_pattern_picture(resolved, folder, err)
+            point_latest(DEFAULT_ROOT, folder)
+            err.print(f"saved to {folder}/", highlight=False, markup=False)
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED))
 
+
+def _measure(resolved, limit: int | None):  # type: ignore[no-untyped-def]
+    from ..runner import run_experiment  # imports torch: only once the config is known to be good
+
+    with progress_messages(stderr_console()) as progress:
+        return run_experiment(resolved, memory_limit=limit, progress=progress)
 
 
 def _save_pattern_picture(config, folder: Path, err) -> None:  # type: ignore[no-untyped-def]
@@ -83,4 +102,4 @@ def _save_pattern_picture(config, folder: Path, err) -> None:  # type: ignore[no
     try:
         write_pattern_png(config, folder / "pattern.png")
     except UsageError:
-        err.print("pattern.png not written: matplotlib is not installed (pip install 'mha-cli[plot]')", highlight=False)
+        err.print("pattern.png not written: matplotlib is not installed (pip install 'mha-cli[plot]')", highlight=False, markup=False)

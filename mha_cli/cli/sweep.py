@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,10 +10,18 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import UsageError
-from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, split_config_args, stderr_console, stdout_console
-
-DEFAULT_OUTPUT_ROOT = Path("outputs")
+from ..errors import ExitCode, UsageError
+from .common import (
+    ConfigArg,
+    JsonOption,
+    OverridesArg,
+    OverwriteOption,
+    animated,
+    handle_errors,
+    split_config_args,
+    stderr_console,
+    stdout_console,
+)
 
 
 def _list_option(flag: str, field: str) -> Any:
@@ -29,11 +38,18 @@ class _ConsoleProgress:
         self.total = 0
         self.finished = 0
 
+    def warn(self, message: str) -> None:
+        line = f"warning: {message}"
+        if self.bar is not None:
+            self.bar.console.print(line, highlight=False, markup=False)
+        else:
+            self.console.print(line, highlight=False, markup=False)
+
     def start(self, total: int, already_done: int) -> None:
         self.total, self.finished = total, already_done
         if already_done:
             self.console.print(f"{already_done} of {total} points already done; running the other {total - already_done}")
-        if self.console.is_terminal:
+        if animated(self.console):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.bar = Progress(
@@ -54,12 +70,14 @@ class _ConsoleProgress:
         if self.bar is not None:
             self.bar.advance(self.task)
             return
+        from ..report.rows import format_seconds
+
         results = record["report"]["results"] if record.get("report") else []
         brief = ", ".join(
-            f"{r['impl']} {r['median_s'] * 1e3:.3g} ms" if r["median_s"] else f"{r['impl']} {r['status']}" for r in results
+            f"{r['impl']} {format_seconds(r['median_s'])}" if r["median_s"] else f"{r['impl']} {r['status']}" for r in results
         )
         reason = f": {record['reason']}" if record["reason"] else ""
-        line = f"[{self.finished}/{self.total}] {point.label}: {record['status']} in {record['wall_s']:.1f} s{reason}"
+        line = f"[{self.finished}/{self.total}] {point.label}: {record['status']} in {format_seconds(record['wall_s'])}{reason}"
         self.console.print(line + (f" ({brief})" if brief else ""), highlight=False, markup=False)
 
     def stop(self) -> None:
@@ -86,16 +104,19 @@ def sweep(
     as_json: JsonOption = False,
     no_save: Annotated[bool, typer.Option("--no-save", help="Write nothing to disk.")] = False,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", metavar="DIR", help="The sweep folder (default outputs/<UTC time>-<name>-sweep/).")] = None,
+    overwrite: OverwriteOption = False,
     max_memory: Annotated[str | None, typer.Option("--max-memory", metavar="SIZE", help="Memory limit per point (e.g. 4GiB).")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write sweep.png (needs matplotlib; about 1 s).")] = True,
 ) -> None:
     """Run a grid of configs: the Cartesian product of the given values over the base config.
 
-    Every finished point is appended to points.jsonl at once; Ctrl-C keeps them
-    (exit 130) and `--resume DIR` finishes the rest. Invalid combinations are
-    listed as skipped. The summary shows a table per implementation, the
-    fastest implementation per point and, when seq_len is swept, the scaling
-    exponent of time in seq_len.
+    Every finished point is appended to points.jsonl at once; Ctrl-C, SIGTERM
+    and SIGHUP keep them (exit 128 + the signal, e.g. 130 for Ctrl-C) and
+    `--resume DIR` finishes the rest. Invalid combinations are listed as
+    skipped. Exit code 1 when no point produced a result, a point crashed or
+    timed out, or an implementation failed its check. The summary shows a
+    table per implementation, the fastest implementation per point and, when
+    seq_len is swept, the scaling exponent of time in seq_len.
 
     Examples:
 
@@ -108,49 +129,53 @@ def sweep(
       mha sweep --resume outputs/20261127T120000Z-quickstart-sweep
     """
     from ..memory import parse_bytes
+    from ..output_folder import DEFAULT_ROOT, claimed, new_timestamped_folder, point_latest
     from ..sweep.grid import FLAG_FIELDS, Shard, build_grid
     from ..sweep.runner import execute
-    from ..sweep.store import SweepFolder
+    from ..sweep.store import SWEEP_FILES, SweepFolder
 
     limit = parse_bytes(max_memory) if max_memory is not None else None
     flags = {"heads": heads, "seq_len": seq_len, "embed_dim": embed_dim, "batch": batch, "window": window,
              "variant": variant, "dtype": dtype}
     if point_timeout is not None and not isolate:
         raise UsageError("--point-timeout needs --isolate (a point in this process cannot be stopped safely)")
-    if point_timeout is not None and point_timeout <= 0:
+    if point_timeout is not None and not 0 < point_timeout < float("inf"):
         raise UsageError("--point-timeout must be a positive number of seconds")
-    if no_save and (output_dir is not None or resume is not None):
-        raise UsageError("--no-save cannot be combined with --output-dir or --resume")
-
-    if resume is not None:
-        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
-        if config is not None or overrides or impl or shard or given:
-            raise UsageError("--resume takes only the sweep folder: the grid is read from its sweep.json")
-        folder = SweepFolder(resume)
-        grid, part = folder.definition()
-    else:
-        from ..config import load_config
-
-        path, extra = split_config_args(config, overrides)
-        grid = build_grid(load_config(path, extra), {k: v for k, v in flags.items() if k in FLAG_FIELDS}, impl)
-        part = Shard.parse(shard)
-        folder = None
-        if not no_save:
-            if output_dir is None:
-                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-                output_dir = DEFAULT_OUTPUT_ROOT / f"{stamp}-{grid.base['name']}-sweep"
-            folder = SweepFolder(output_dir)
-            folder.create(grid, part)
+    if no_save and (output_dir is not None or resume is not None or overwrite):
+        raise UsageError("--no-save cannot be combined with --output-dir, --resume or --overwrite")
 
     err = stderr_console()
-    progress = _ConsoleProgress(err)
-    try:
-        summary = execute(grid, part, folder, isolate=isolate, point_timeout=point_timeout, memory_limit=limit,
-                          progress=progress, plot=plot)
-    finally:
-        progress.stop()
-        if folder is not None:
-            err.print(f"sweep folder: {folder.path}/", highlight=False, markup=False)
+    with contextlib.ExitStack() as stack:
+        folder = None
+        if resume is not None:
+            given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+            if config is not None or overrides or impl or shard or given or output_dir is not None or overwrite:
+                raise UsageError("--resume takes only the sweep folder: the grid is read from its sweep.json")
+            folder = SweepFolder(resume)
+            folder.definition()  # a clear error for a folder that is no sweep, before anything is locked
+            stack.enter_context(claimed(resume, allow=SWEEP_FILES))
+            grid, part = folder.definition()
+        else:
+            from ..config import load_config
+
+            path, extra = split_config_args(config, overrides)
+            grid = build_grid(load_config(path, extra), {k: v for k, v in flags.items() if k in FLAG_FIELDS}, impl)
+            part = Shard.parse(shard)
+            if not no_save:
+                target = output_dir or new_timestamped_folder(
+                    DEFAULT_ROOT, f"{grid.base['name']}-sweep", datetime.now(timezone.utc))
+                stack.enter_context(claimed(target, overwrite=overwrite))
+                folder = SweepFolder(target)
+                folder.create(grid, part, overwrite=overwrite)
+        progress = _ConsoleProgress(err)
+        try:
+            summary = execute(grid, part, folder, isolate=isolate, point_timeout=point_timeout, memory_limit=limit,
+                              progress=progress, plot=plot)
+        finally:
+            progress.stop()
+            if folder is not None:
+                point_latest(DEFAULT_ROOT, folder.path)
+                err.print(f"sweep folder: {folder.path}/", highlight=False, markup=False)
     if as_json:
         from ..report.files import to_json
 
@@ -159,3 +184,23 @@ def sweep(
         from ..report.sweep_tables import print_summary
 
         print_summary(stdout_console(), summary)
+    verdict = sweep_verdict(summary)
+    if verdict:
+        err.print(f"error: {verdict}", highlight=False, markup=False)
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+def sweep_verdict(summary: dict[str, Any]) -> str | None:
+    """Why a finished sweep must not pass as a success (exit 1), or None when it may."""
+    counts = summary["counts"]
+    if counts["in_this_sweep"] and counts["done"] == 0:
+        reasons = sorted({row["reason"] for row in summary["rows"] if row.get("reason")})
+        because = f"; first reason: {reasons[0]}" if reasons else ""
+        return (f"no point produced a result ({counts['skipped']} skipped, {counts['crashed']} crashed, "
+                f"{counts['timeout']} timed out){because}")
+    failed = sorted({row["impl"] for row in summary["rows"] if row["status"] in ("fail", "error")})
+    problems = [f"{counts[status]} point(s) {words}" for status, words in (("crashed", "crashed"), ("timeout", "timed out"))
+                if counts[status]]
+    if failed:
+        problems.append(f"{', '.join(failed)} failed the reference check or crashed at some points")
+    return "; ".join(problems) + " (see the tables above)" if problems else None

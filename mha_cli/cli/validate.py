@@ -6,15 +6,19 @@ import json
 
 import typer
 
-from .common import ConfigArg, JsonOption, OverridesArg, handle_errors, split_config_args
+from .common import ConfigArg, JsonOption, MaxMemoryOption, OverridesArg, handle_errors, split_config_args
 
 
 @handle_errors
-def validate(config: ConfigArg = None, overrides: OverridesArg = None, as_json: JsonOption = False) -> None:
-    """Check a config and print it with every default filled in.
+def validate(
+    config: ConfigArg = None, overrides: OverridesArg = None, as_json: JsonOption = False, max_memory: MaxMemoryOption = None
+) -> None:
+    """Check a config and print it with every default filled in, and the memory it needs.
 
-    Every problem is listed at once with its file, line and field. Exit code 0
-    when the config is valid, 2 when it is not. Torch is not imported.
+    Every problem is listed at once with its file, line and field. The memory
+    estimate is the one `mha run` uses, and a config `mha run` would refuse for
+    memory is refused here too. Exit code 0 when the config is valid, 2 when it
+    is not. Torch is not imported, so whether the device exists is not checked.
 
     Examples:
 
@@ -23,18 +27,21 @@ def validate(config: ConfigArg = None, overrides: OverridesArg = None, as_json: 
       mha validate configs/cross_attention.yaml num_heads=8 --json
     """
     from ..config import config_to_yaml, load_config  # pydantic: only once a command runs
-    from ..memory import available_host_bytes, estimate, format_bytes
+    from ..memory import check_fits, format_bytes, parse_bytes, required_bytes, resolve_memory_limit
 
+    limit, limit_source = resolve_memory_limit(parse_bytes(max_memory) if max_memory is not None else None)
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
+    found = check_fits(resolved, limit, limit_source)
     if as_json:
         typer.echo(json.dumps(resolved.to_dict(), indent=2))
-        return
-    typer.echo(config_to_yaml(resolved), nl=False)
-    found = estimate(resolved)
-    worst = max([found.reference_peak, *(found.peak(name) for name in resolved.impls)])
+    else:
+        typer.echo(config_to_yaml(resolved), nl=False)
+    per_impl = ", ".join(f"{name} {format_bytes(found.peak(name))}" for name in resolved.impls)
+    device = "" if resolved.device == "cpu" else f"; device {resolved.device} is checked by `mha run` (it needs torch)"
     typer.echo(
-        f"config is valid; estimated peak memory {format_bytes(worst)} "
-        f"(available now: {format_bytes(available_host_bytes())})",
+        f"config is valid; estimated peak memory {format_bytes(required_bytes(resolved, found))} at least "
+        f"(reference {format_bytes(found.reference_peak)}; {per_impl}; {format_bytes(limit)} {limit_source}; "
+        f"an implementation that does not fit is skipped){device}",
         err=True,
     )

@@ -1,4 +1,4 @@
-"""Writing results to disk: atomic files, run folders, JSON and CSV."""
+"""Writing a run's results: JSON and CSV text, and the run folder's files (written atomically)."""
 
 from __future__ import annotations
 
@@ -6,31 +6,14 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..output_folder import write_atomic
 from ..results import Result, RunReport
 from .markdown import run_markdown
 
 CSV_CONFIG_COLUMNS = ["name", "embed_dim", "num_heads", "batch_size", "seq_len", "source_len", "attention"]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and os.replace: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _json_safe(value: Any) -> Any:
@@ -61,21 +44,7 @@ def results_csv(report: RunReport) -> str:
     return buffer.getvalue()
 
 
-def new_run_folder(root: Path, name: str, created: datetime) -> Path:
-    """outputs/<UTC timestamp>-<name>/, with -2, -3... if that second is taken already."""
-    stem = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{name}"
-    for attempt in range(1, 1000):
-        folder = root / (stem if attempt == 1 else f"{stem}-{attempt}")
-        try:
-            folder.mkdir(parents=True, exist_ok=False)
-            return folder
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not find a free folder name under {root} for {stem}")
-
-
 def save_run(report: RunReport, folder: Path, config_yaml: str) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
     written = {
         "config.yaml": config_yaml,
         "results.json": to_json(report.to_dict()),

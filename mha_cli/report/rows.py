@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..memory import format_bytes
-from ..results import Result, RunReport
+from ..results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport
 
 RESULT_HEADERS = ["impl", "status", "median", "IQR", "runs", "GFLOP/s", "vs torch", "peak mem", "max err", "atol"]
 COMPILE_HEADER = "compile"  # only when an implementation compiled (flex)
@@ -25,6 +25,8 @@ def format_seconds(seconds: float | None) -> str:
 def _iqr(result: Result) -> str:
     if result.iqr_s is None or not result.median_s:
         return "-"
+    if result.runs is not None and result.runs < MIN_RUNS:
+        return f"n/a ({result.runs} run{'s' if result.runs != 1 else ''}) noisy"
     share = 100 * result.iqr_s / result.median_s
     return f"±{share:.1f}%" + (" noisy" if result.noisy else "")
 
@@ -65,8 +67,8 @@ def notes(results: Sequence[Result]) -> list[str]:
     noisy = [r.impl for r in results if r.noisy]
     if noisy:
         lines.append(
-            f"noisy timings (IQR above 10% of the median) for {', '.join(noisy)}: "
-            "the machine was busy; rerun or raise timing.min_run_time"
+            f"noisy timings (IQR above {NOISY_IQR_RATIO:.0%} of the median, or fewer than {MIN_RUNS} runs) for "
+            f"{', '.join(noisy)}: the machine was busy or the budget too short; rerun or raise timing.min_run_time"
         )
     return lines
 

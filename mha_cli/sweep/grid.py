@@ -81,7 +81,8 @@ def config_with(base: dict[str, Any], params: dict[str, Any]) -> Config:
     origins: dict[PathKey, tuple[str, int | None]] = {
         tuple(path.split(".")): (f"sweep point {path}={value!r}", None) for path, value in params.items()
     }
-    return validate_data(data, origins, "base config")
+    # The base is a resolved config: every field in it was set, by a file or a default file.
+    return validate_data(data, origins, "base config", note_unset=False)
 
 
 def check_axes(axes: list[Axis]) -> None:

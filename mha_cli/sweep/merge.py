@@ -11,8 +11,12 @@ from .store import SweepFolder, write_summary
 from .summary import summarize
 
 
-def merge(sources: list[Path], target: Path, plot: bool = True) -> dict[str, Any]:
-    """Check the shards belong to one sweep, combine their points, write the merged folder's summary."""
+def merge(sources: list[Path], target: Path, plot: bool = True, overwrite: bool = False) -> tuple[dict[str, Any], str | None]:
+    """Check the shards belong to one sweep, combine their points, write the merged folder's summary.
+
+    Call with the target folder claimed (locked). Returns the summary and why sweep.png
+    was not written (None when it was, or was not asked for).
+    """
     if not sources:
         raise UsageError("give the shard folders to merge, e.g. mha merge shard1 shard2 --output-dir merged")
     folders = [SweepFolder(path) for path in sources]
@@ -29,15 +33,16 @@ def merge(sources: list[Path], target: Path, plot: bool = True) -> dict[str, Any
         raise UsageError(f"a shard is given twice ({', '.join(shards)})")
     records: dict[int, dict[str, Any]] = {}
     for path, folder in zip(sources, folders, strict=True):
-        for record in folder.records():
+        for record in folder.records(grid.size()):
             if record["point"] in records:
                 raise UsageError(f"point {record['point']} appears in two folders (the second is {path})")
             records[record["point"]] = record
+    if any(path.resolve() == target.resolve() for path in sources):
+        raise UsageError(f"the merged folder {target} is one of the shards; write the merge somewhere else")
     out = SweepFolder(target)
-    out.create(grid, Shard(1, 1))
+    out.create(grid, Shard(1, 1), overwrite=overwrite)
     ordered = [records[i] for i in sorted(records)]
     for record in ordered:
         out.append(record)
     summary = summarize(grid, ordered, shards=shards, owned=grid.size())
-    write_summary(out, summary, plot=plot)
-    return summary
+    return summary, write_summary(out, summary, plot=plot)

@@ -113,11 +113,19 @@ def run_points(
 class Progress:
     """What a sweep reports while it runs; the CLI draws it, tests can record it."""
 
+    def warn(self, message: str) -> None: ...
+
     def start(self, total: int, already_done: int) -> None: ...
 
     def point_started(self, point: Point) -> None: ...
 
     def point_finished(self, point: Point, record: Record) -> None: ...
+
+
+class StoreFailed(MhaError):
+    """points.jsonl could not be appended to (disk full, I/O error): the sweep stops, resumable."""
+
+    exit_code = ExitCode.FAILED
 
 
 def execute(
@@ -133,30 +141,47 @@ def execute(
 ) -> dict[str, Any]:
     """Run the shard's points not yet in the folder, storing each at once; return the summary.
 
-    On Ctrl-C the finished points are already on disk: the summary is written
-    marked `interrupted` and KeyboardInterrupt goes on to the caller.
+    Call with the folder claimed (locked). On Ctrl-C or SIGTERM the finished points are
+    already on disk: the summary is written marked `interrupted` and the interrupt goes on
+    to the caller. A failed append (ENOSPC, EIO) stops the sweep the same way, as StoreFailed.
     """
     from .store import write_summary
     from .summary import summarize
 
     progress = progress or Progress()
     mine = [p for p in grid.points() if shard.owns(p.index)]
-    records = folder.records() if folder is not None else []
+    by_index = {p.index: p for p in mine}
+    records: list[Record] = []
+    if folder is not None:
+        torn = folder.repair_torn_tail()
+        if torn:
+            progress.warn(f"{folder.points_file}: the last line was cut off mid-write ({torn} bytes, kept in "
+                          f"{folder.points_file.name}.torn); its point runs again")
+        records = [r for r in folder.records(grid.size()) if r["point"] in by_index]
+        for bad in folder.bad_lines:
+            progress.warn(f"{folder.points_file} line {bad.line}: {bad.why}; that line is ignored and its point runs again")
     done = {r["point"] for r in records}
     todo = [p for p in mine if p.index not in done]
-    by_index = {p.index: p for p in mine}
     progress.start(len(mine), len(mine) - len(todo))
 
     def keep(record: Record) -> None:
         if folder is not None:
-            folder.append(record)
+            try:
+                folder.append(record)
+            except OSError as error:
+                raise StoreFailed(
+                    f"could not append to {folder.points_file}: {error.strerror or error}. The {len(records)} points "
+                    f"finished before are kept; make room and finish with `mha sweep --resume {folder.path}`"
+                ) from None
         records.append(record)
         progress.point_finished(by_index[record["point"]], record)
 
     def summary(interrupted: bool) -> dict[str, Any]:
         result = summarize(grid, records, shards=[str(shard)], owned=len(mine), interrupted=interrupted)
         if folder is not None:
-            write_summary(folder, result, plot=plot)
+            why_no_picture = write_summary(folder, result, plot=plot)
+            if why_no_picture:
+                progress.warn(why_no_picture)
         return result
 
     try:
@@ -164,5 +189,11 @@ def execute(
                    before_point=progress.point_started)
     except KeyboardInterrupt:
         summary(interrupted=True)
+        raise
+    except StoreFailed:
+        try:
+            summary(interrupted=True)
+        except OSError:
+            pass  # the disk is still full: points.jsonl alone is enough to resume
         raise
     return summary(interrupted=False)

@@ -1,10 +1,9 @@
 import csv
 import io
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
-from mha_cli.report.files import new_run_folder, results_csv, save_run, to_json, write_atomic
+from mha_cli.report.files import results_csv, save_run, to_json
 from mha_cli.results import Result, RunReport, ShapeRow
 
 from ..helpers import small_config
@@ -37,20 +36,6 @@ def test_csv_has_one_row_per_result_with_config_columns() -> None:
     rows = list(csv.DictReader(io.StringIO(results_csv(sample_report()))))
     assert [r["impl"] for r in rows] == ["torch", "sdpa"]
     assert rows[0]["embed_dim"] == "16" and rows[1]["reason"] == "no kernel" and rows[1]["median_s"] == ""
-
-
-def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
-    target = tmp_path / "sub" / "a.txt"
-    write_atomic(target, "one")
-    write_atomic(target, "two")
-    assert target.read_text() == "two" and [p.name for p in target.parent.iterdir()] == ["a.txt"]
-
-
-def test_run_folders_never_collide(tmp_path: Path) -> None:
-    moment = datetime(2026, 11, 27, 10, 0, 0, tzinfo=timezone.utc)
-    first = new_run_folder(tmp_path, "demo", moment)
-    second = new_run_folder(tmp_path, "demo", moment)
-    assert first.name == "20261127T100000Z-demo" and second.name == "20261127T100000Z-demo-2"
 
 
 def test_save_run_writes_four_files(tmp_path: Path) -> None:

@@ -1,0 +1,191 @@
+"""Output folders: one owner at a time, nothing overwritten unasked, files as the umask says.
+
+Every command that writes results (run, sweep, merge) claims its folder first,
+before anything is measured:
+
+- problems with the folder itself (a file in the way, a read-only disk, no
+  permission) are found now, as exit 2 with the OS's reason, not after a long
+  measurement;
+- a folder that already holds results is refused unless `--overwrite`;
+- an OS file lock (fcntl.flock on DIR/.mha.lock) is held until the command
+  ends, so a second writer stops at once, naming the folder and the PID that
+  holds it. The lock goes with the process: kill -9 cannot leave it stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from .errors import UsageError
+
+DEFAULT_ROOT = Path("outputs")  # where runs, sweeps and merges go without --output-dir
+LOCK_FILE = ".mha.lock"
+LATEST = "latest"
+# What run, sweep and merge write: a folder holding any of these holds results.
+RESULT_FILES = (
+    "results.json", "results.csv", "config.yaml", "report.md", "pattern.png",
+    "sweep.json", "points.jsonl", "summary.json", "summary.csv", "sweep.png",
+)
+
+
+def file_mode() -> int:
+    """The mode a new file gets from open(): 0666 less the umask (0644 under 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and os.replace: readers never see half a file.
+
+    mkstemp makes its file 0600 whatever the umask; it is set to what open() would give,
+    so CI artifacts and shared folders stay readable.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(handle, file_mode())
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def create_exclusive(path: Path, text: str) -> None:
+    """Write a complete file that must not exist yet (FileExistsError if it does), atomically.
+
+    The text goes to a temporary file first and is then hard-linked into place:
+    link() fails when the name is taken, so two writers cannot both create it.
+    """
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(handle, file_mode())
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _os_reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def _make_folder(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"output folder {path} is a file, not a folder; choose another --output-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
+        raise UsageError(f"cannot create output folder {path}: {_os_reason(error)}{where}") from None
+
+
+def existing_results(path: Path) -> list[str]:
+    return [name for name in RESULT_FILES if (path / name).exists()]
+
+
+class FolderLock:
+    """An exclusive flock on DIR/.mha.lock, with the holder's PID written inside for the message."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        path = self.folder / LOCK_FILE
+        try:
+            file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open until release()
+        except OSError as error:
+            raise UsageError(f"cannot write in output folder {self.folder}: {_os_reason(error)}") from None
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            file.close()
+            if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise UsageError(
+                    f"output folder {self.folder} is in use by another mha process (PID {holder}); "
+                    "wait for it to finish or choose another folder"
+                ) from None
+            raise UsageError(f"cannot lock output folder {self.folder}: {_os_reason(error)}") from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self.file = file
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing drops the flock; the file stays (deleting it would race)
+            self.file = None
+
+
+@contextlib.contextmanager
+def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Create or check the folder, lock it, refuse earlier results unless overwrite; yields the folder.
+
+    allow: result files that may be there already (a sweep being resumed holds its own).
+    """
+    _make_folder(path)
+    lock = FolderLock(path)
+    lock.acquire()
+    try:
+        found = [name for name in existing_results(path) if name not in allow]
+        if found and not overwrite:
+            raise UsageError(
+                f"output folder {path} already holds results ({', '.join(found)}); "
+                "pass --overwrite to replace them, or choose another folder"
+            )
+        yield path
+    finally:
+        lock.release()
+
+
+def new_timestamped_folder(root: Path, name: str, created: datetime) -> Path:
+    """root/<UTC timestamp>-<name>/, created here, with -2, -3... if that second is taken already."""
+    stem = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{name}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create output folder {root}: {_os_reason(error)}") from None
+    for attempt in range(1, 1000):
+        folder = root / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            folder.mkdir(exist_ok=False)
+            return folder
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise UsageError(f"cannot create output folder {folder}: {_os_reason(error)}") from None
+    raise UsageError(f"could not find a free folder name under {root} for {stem}")
+
+
+def point_latest(root: Path, folder: Path) -> bool:
+    """Make root/latest a symlink to folder, replaced atomically; False when that is not possible here."""
+    if folder.parent.resolve() != root.resolve():
+        return False
+    temporary = root / f".{LATEST}.{os.getpid()}.tmp"
+    try:
+        temporary.unlink(missing_ok=True)
+        os.symlink(folder.name, temporary)
+        os.replace(temporary, root / LATEST)  # a real folder named `latest` makes this fail: left alone
+        return True
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        return False
