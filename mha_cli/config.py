@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from .errors import ConfigError, Problem
 from .yaml_source import PathKey, YamlDocument, format_path, load_yaml_file, parse_path, load_yaml_text, parse_value
@@ -109,6 +109,7 @@ class Config(_Section):
     batch_size: PositiveInt = 5
     seq_len: PositiveInt = 10
     source_len: PositiveInt | None = None
+    # Left out: cross when source_len, kdim or vdim is given (they only mean something there), else self.
     attention: Literal["self", "cross"] = "self"
     kdim: PositiveInt | None = None
     vdim: PositiveInt | None = None
@@ -128,6 +129,17 @@ class Config(_Section):
     timing: TimingConfig = TimingConfig()
     # For `mha sweep`: dotted field path -> values; the grid is their Cartesian product.
     sweep: dict[str, list[Any]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _attention_from_sizes(cls, data: Any) -> Any:
+        # `mha run source_len=20` on the default config means cross attention: no other reading
+        # of a key length that differs from the query's exists. Given explicitly, `self` stays self
+        # and a source_len beside it is the error it is.
+        if isinstance(data, dict) and data.get("attention") is None:
+            sized = any(data.get(name) is not None for name in ("source_len", "kdim", "vdim"))
+            return {**data, "attention": "cross" if sized else "self"}
+        return data
 
     # Derived sizes, named as in nn.MultiheadAttention and the README.
     @property

@@ -15,7 +15,7 @@ from mha_cli import __version__
 from mha_cli.attention import AttentionOutput
 from mha_cli.cli import app
 
-from .helpers import FAST_OVERRIDES
+from .helpers import FAST_OVERRIDES, mha_process, wait_for_line
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
@@ -214,14 +214,8 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
     import signal
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mha_cli", "run", "timing.min_run_time=30", "--output-dir", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:  # wait until timing has started
-        if "checking and timing" in line:
-            break
+    process = mha_process("run", "timing.min_run_time=30", "--output-dir", str(tmp_path / "run"))
+    wait_for_line(process, "checking and timing")
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 130

@@ -114,7 +114,8 @@ def debugging() -> bool:
 def _say_error(message: str) -> None:
     from rich.markup import escape
 
-    stderr_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # soft_wrap: a message is one logical line for grep and CI logs; the terminal folds it if it must.
+    stderr_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def handle_errors(command: F) -> F:

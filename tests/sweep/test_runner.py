@@ -17,7 +17,7 @@ from mha_cli.sweep.runner import Progress, execute
 from mha_cli.sweep.store import SweepFolder
 from mha_cli.sweep.summary import findings
 
-from ..helpers import FAST_OVERRIDES
+from ..helpers import FAST_OVERRIDES, mha_process, wait_for_line
 from .test_grid import flags
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,14 +108,8 @@ def test_ctrl_c_keeps_finished_points_and_resume_finishes(tmp_path: Path) -> Non
     folder = tmp_path / "sweep"
     command = [sys.executable, "-m", "mha_cli", "sweep", "--heads", "1,2,4,8", "timing.min_run_time=0.3",
                "impls=[sdpa]", "--output-dir", str(folder), "--no-plot"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    assert process.stderr is not None
-    finished = 0
-    for line in process.stderr:
-        if line.startswith("[") and ": done in" in line:
-            finished += 1
-            if finished == 2:
-                break
+    process = mha_process(*command[3:])
+    wait_for_line(process, ": done in", count=2)
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, rest
