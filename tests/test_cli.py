@@ -103,7 +103,8 @@ def test_a_failed_check_exits_1_and_says_fail(monkeypatch: pytest.MonkeyPatch) -
         (["num_heads=3"], "not divisible"),
         (["seq_len=0"], "greater than 0"),
         (["mask.key_padding.lengths=[1,2]"], "one length per batch item"),
-        (["kdim=8"], "attention: cross"),
+        (["attention=self", "kdim=8"], "attention: cross"),
+        (["timing.min_run_time=.inf"], "finite number"),
         (["--max-memory", "plenty"], "--max-memory"),
         (["--no-save", "--output-dir", "x"], "contradict"),
     ],
@@ -316,3 +317,144 @@ def test_sweep_usage_errors_exit_2(args: list[str], expected: str) -> None:
     result = invoke("sweep", *args, "--no-save") if "--resume" not in args else invoke("sweep", *args)
     assert result.exit_code == 2, result.output
     assert expected in result.stderr and "Traceback" not in result.output
+
+
+def fast_run(*args: str):
+    return invoke("run", *FAST_OVERRIDES, "impls=[sdpa]", *args)
+
+
+def test_running_into_a_folder_with_results_is_refused_before_measuring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "run"
+    assert fast_run("--output-dir", str(folder)).exit_code == 0
+    before = (folder / "results.json").read_text()
+
+    def must_not_measure(*_: object, **__: object) -> None:
+        raise AssertionError("measured before refusing the folder")
+
+    monkeypatch.setattr("mha_cli.runner.run_experiment", must_not_measure)
+    for command in (["run", *FAST_OVERRIDES], ["sweep", "--heads", "1,2", *FAST_OVERRIDES]):
+        refused = invoke(*command, "--output-dir", str(folder))
+        assert refused.exit_code == 2 and "already holds results" in refused.stderr and "--overwrite" in refused.stderr
+    assert (folder / "results.json").read_text() == before
+    monkeypatch.undo()
+    replaced = fast_run("num_heads=4", "--output-dir", str(folder), "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads((folder / "results.json").read_text())["config"]["num_heads"] == 4
+
+
+@pytest.mark.parametrize("case", ["a file", "under a file"])
+def test_an_output_folder_that_cannot_be_made_is_exit_2_before_measuring(tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("mine")
+    monkeypatch.setattr("mha_cli.runner.run_experiment", lambda *a, **k: pytest.fail("measured first"))
+    target = blocker if case == "a file" else blocker / "run"
+    for command in ("run", "sweep"):
+        extra = ["--heads", "1,2"] if command == "sweep" else []
+        result = invoke(command, *extra, "--output-dir", str(target))
+        assert result.exit_code == 2, result.output
+        assert str(blocker) in result.stderr and "Traceback" not in result.output
+    assert blocker.read_text() == "mine"
+
+
+def test_result_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert fast_run("--output-dir", str(tmp_path / "run")).exit_code == 0
+        assert invoke("sweep", "--heads", "1,2", *FAST_OVERRIDES, "impls=[sdpa]", "--output-dir", str(tmp_path / "sweep")).exit_code == 0
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "run").iterdir()] + [p for p in (tmp_path / "sweep").iterdir()]
+    assert {p.name for p in files} >= {"config.yaml", "results.json", "report.md", "summary.json", "sweep.json", "points.jsonl"}
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o644" for p in files}
+
+
+@pytest.mark.parametrize("command", [["explain"], ["plot", "weights", "--png", "w.png"], ["validate"], ["run", "--no-save"]])
+def test_commands_that_allocate_refuse_what_cannot_fit(command: list[str], tmp_path: Path) -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "mha_cli", *command, "seq_len=60000", "batch_size=4"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert process.returncode == 2, process.stderr
+    assert "would need about" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_validate_and_run_state_the_same_estimate() -> None:
+    validated = invoke("validate", "seq_len=200000")
+    ran = invoke("run", "seq_len=200000", "--no-save")
+    assert validated.exit_code == ran.exit_code == 2
+    need = re.search(r"would need about ([\d.]+ \w+)", validated.stderr)
+    assert need is not None and f"would need about {need.group(1)}" in ran.stderr
+
+
+def test_mask_refuses_a_plan_that_cannot_fit() -> None:
+    result = invoke("mask", "variant=local", "seq_len=1000000000", "--max-memory", "1GiB")
+    assert result.exit_code == 2 and "would need about" in result.stderr
+
+
+def test_a_bare_field_name_is_explained_as_a_missing_value() -> None:
+    result = invoke("validate", "num_heads")
+    assert result.exit_code == 2 and "KEY=VALUE, e.g. num_heads=4" in result.stderr
+
+
+def test_user_text_is_not_read_as_rich_markup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mha_cli.errors import UsageError
+
+    def no_matplotlib(*_: object, **__: object) -> None:
+        raise UsageError("no matplotlib")
+
+    monkeypatch.setattr("mha_cli.report.mask_render.write_pattern_png", no_matplotlib)
+    folder = tmp_path / "[bold]x[/bold]"
+    result = fast_run("--output-dir", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "pip install 'mha-cli[plot]'" in result.stderr and f"saved to {folder}/" in result.stderr
+
+
+def test_a_sweep_says_when_it_leaves_the_picture_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mha_cli.errors import UsageError
+
+    def no_matplotlib(*_: object, **__: object) -> bool:
+        raise UsageError("no matplotlib")
+
+    monkeypatch.setattr("mha_cli.report.sweep_tables.write_plot", no_matplotlib)
+    result = invoke("sweep", "--heads", "1,2", "impls=[sdpa]", *FAST_OVERRIDES, "--output-dir", str(tmp_path / "s"))
+    assert result.exit_code == 0 and "sweep.png not written: matplotlib is not installed" in result.stderr
+
+
+def test_no_color_means_no_animation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from mha_cli.cli.common import animated
+
+    terminal = Console(force_terminal=True)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert animated(terminal)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not animated(terminal)
+    assert not animated(Console(force_terminal=False))
+
+
+def test_sweep_lines_give_durations_in_human_units(tmp_path: Path) -> None:
+    result = invoke("sweep", "--heads", "1,2", "impls=[sdpa]", *FAST_OVERRIDES, "--no-save")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(lines) == 2 and all(re.search(r"done in [\d.]+ (ms|s|µs) \(sdpa [\d.]+ (µs|ms|s)\)", line) for line in lines)
+    assert "e+" not in result.stderr and "e-" not in result.stderr
+
+
+def test_debug_shows_the_traceback_and_bugs_are_exit_1_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mha_cli.errors import ConfigError
+
+    monkeypatch.setenv("MHA_DEBUG", "")  # --debug sets it for the process: restored after the test
+    debugged = invoke("--debug", "validate", "no/such.yaml")
+    assert isinstance(debugged.exception, ConfigError)
+    monkeypatch.delenv("MHA_DEBUG", raising=False)
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("boom")
+
+    monkeypatch.setattr("mha_cli.runner.run_experiment", broken)
+    result = invoke("run", "--no-save")
+    assert result.exit_code == 1 and "internal error: ValueError: boom" in result.stderr and "--debug" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)

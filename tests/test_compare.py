@@ -117,3 +117,89 @@ def test_bad_paths_exit_2(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("{}")
     assert run_compare(str(tmp_path / "nope"), str(tmp_path / "x.json")).exit_code == 2
     assert "not an mha results" in run_compare(str(tmp_path / "x.json"), str(tmp_path / "x.json")).stderr
+
+
+def write_sweep(path: Path, rows: list[dict], axes: list[str] | None = None) -> Path:
+    axes = axes or ["num_heads"]
+    document = {"schema_version": 1, "axes": [{"path": a, "values": sorted({r[a] for r in rows})} for a in axes],
+                "base_config": {"name": "x"}, "env": ENV, "rows": rows}
+    path.mkdir()
+    (path / "summary.json").write_text(json.dumps(document))
+    return path
+
+
+def sweep_row(heads: int, impl: str, status: str = "ok", median: float | None = 1.0) -> dict:
+    row = result(impl, median or 0.0, 0.01, status="ok")
+    row.update({"num_heads": heads, "status": status, "median_s": median if status == "ok" else None,
+                "iqr_s": 0.01 if status == "ok" else None, "ok": status == "ok"})
+    return row
+
+
+@pytest.mark.parametrize("status", ["crashed", "timeout", "error", "fail"])
+def test_a_crashed_or_failed_current_point_fails_the_gate(tmp_path: Path, status: str) -> None:
+    base = write_sweep(tmp_path / "base", [sweep_row(1, "sdpa"), sweep_row(2, "sdpa")])
+    current = write_sweep(tmp_path / "current", [sweep_row(1, "sdpa", status), sweep_row(2, "sdpa", status)])
+    outcome = run_compare(str(base), str(current))
+    assert outcome.exit_code == 1, outcome.output
+    assert "OK: no regression" not in outcome.stdout and "FAIL" in outcome.stdout
+
+
+def test_a_point_missing_from_current_fails_unless_allowed(tmp_path: Path) -> None:
+    base = write_sweep(tmp_path / "base", [sweep_row(1, "sdpa"), sweep_row(2, "sdpa")])
+    current = write_sweep(tmp_path / "current", [sweep_row(1, "sdpa"), sweep_row(2, "sdpa", "skipped")])
+    outcome = run_compare(str(base), str(current))
+    assert outcome.exit_code == 1 and "MISSING" in outcome.stdout and "--allow-missing" in outcome.stdout
+    assert run_compare(str(base), str(current), "--allow-missing").exit_code == 0
+
+
+def test_nothing_to_match_is_exit_2(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run.json", [result("sdpa", 1.0, 0.01)])
+    sweep = write_sweep(tmp_path / "sweep", [sweep_row(1, "sdpa")])
+    other = write_sweep(tmp_path / "other", [sweep_row(8, "sdpa")])
+    mixed = run_compare(str(run), str(sweep))
+    assert mixed.exit_code == 2 and "cannot compare a run" in mixed.stderr
+    apart = run_compare(str(sweep), str(other))
+    assert apart.exit_code == 2 and "nothing to compare" in apart.stderr
+
+
+def test_a_result_timed_fewer_than_3_times_has_no_noise_excuse(tmp_path: Path) -> None:
+    once = result("sdpa", 1.0, 0.4)
+    once["runs"] = 1
+    base = write_run(tmp_path / "base.json", [once])
+    slower = dict(once, median_s=1.3)
+    current = write_run(tmp_path / "current.json", [slower])
+    outcome = run_compare(str(base), str(current))
+    assert outcome.exit_code == 3 and "noise unknown" in outcome.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"42", "not an mha results.json"),
+        (b'"a string"', "not an mha results.json"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b"{not json", "not valid JSON"),
+        (b'{"config": {}, "results": [{"impl": "sdpa", "status": "ok", "median_s": 1' + b"0" * 400 + b"}]}", "not a number"),
+        (b'{"config": {}, "results": [{"impl": "sdpa", "status": "ok", "median_s": true}]}', "not a number"),
+        (b'{"config": {}, "results": [7]}', "is not a result"),
+        (b'{"axes": [{"path": "num_heads"}], "rows": [{"impl": "sdpa", "status": "ok"}]}', "no value for the swept"),
+    ],
+)
+def test_damaged_or_foreign_json_is_exit_2_without_a_traceback(tmp_path: Path, content: bytes, expected: str) -> None:
+    good = write_run(tmp_path / "good.json", [result("sdpa", 1.0, 0.01)])
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    for args in ((str(good), str(bad)), (str(bad), str(good))):
+        outcome = run_compare(*args)
+        assert outcome.exit_code == 2, outcome.output
+        assert expected in outcome.stderr and "Traceback" not in outcome.output
+
+
+def test_json_output_is_valid_even_with_nan(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", [result("sdpa", 1.0, 0.01)])
+    current = tmp_path / "current.json"
+    text = write_run(current, [result("sdpa", 1.0, 0.01)]).read_text().replace('"median_s": 1.0', '"median_s": NaN')
+    assert "NaN" in text
+    current.write_text(text)
+    outcome = run_compare(str(base), str(current), "--json")
+    json.loads(outcome.stdout, parse_constant=lambda name: pytest.fail(f"{name} in the JSON output"))

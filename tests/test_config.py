@@ -132,3 +132,79 @@ def test_name_must_be_folder_safe(tmp_path: Path) -> None:
 def test_derived_sizes() -> None:
     config = Config(attention="cross", embed_dim=64, num_heads=4, seq_len=3, source_len=7, kdim=5)
     assert (config.source_length, config.key_dim, config.value_dim, config.head_dim) == (7, 5, 64, 16)
+
+
+def test_the_default_pads_keys_as_fractions_giving_the_classic_lengths() -> None:
+    config = load_config(None)
+    assert config.mask.key_padding is not None and config.mask.key_padding.fractions is not None
+    assert config.key_lengths == [10, 8, 6, 10, 3]
+
+
+@pytest.mark.parametrize(
+    ("override", "lengths"),
+    [
+        ("batch_size=2", [10, 8]),
+        ("batch_size=7", [10, 8, 6, 10, 3, 10, 8]),
+        ("batch_size=64", None),
+        ("seq_len=512", [512, 410, 307, 512, 154]),
+        ("seq_len=1", [1, 1, 1, 1, 1]),
+        ("source_len=20", [20, 16, 12, 20, 6]),
+        ("num_heads=8", [10, 8, 6, 10, 3]),
+    ],
+)
+def test_every_single_field_override_of_the_default_is_valid(override: str, lengths: list[int] | None) -> None:
+    config = load_config(None, [override])
+    assert config.key_lengths is not None and len(config.key_lengths) == config.batch_size
+    if lengths is not None:
+        assert config.key_lengths == lengths
+
+
+def test_source_len_alone_makes_the_attention_cross() -> None:
+    assert load_config(None, ["source_len=20"]).attention == "cross"
+    assert load_config(None, ["kdim=32"]).attention == "cross"
+    assert load_config(None).attention == "self"
+
+
+def test_an_override_of_lengths_replaces_the_default_fractions() -> None:
+    config = load_config(None, ["batch_size=2", "mask.key_padding.lengths=[4,2]"])
+    assert config.key_lengths == [4, 2] and config.mask.key_padding.fractions is None
+
+
+def test_key_padding_needs_exactly_one_form(tmp_path: Path) -> None:
+    (problem,) = problems_of(write(tmp_path, "mask:\n  key_padding:\n    lengths: [1, 2, 3, 4, 5]\n    fractions: [0.5]\n"))
+    assert problem.field == "mask.key_padding" and "not both" in problem.message
+    (problem,) = problems_of(write(tmp_path, "mask:\n  key_padding:\n    fractions: [0.5, 0]\n"))
+    assert problem.field == "mask.key_padding.fractions[1]"
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "words"),
+    [
+        ("num_heads=true", "num_heads", "valid integer"),
+        ("batch_size=2.0", "batch_size", "valid integer"),
+        ("seed=18446744073709551616", "seed", "less than or equal to 9223372036854775807"),
+        ("seed=-1", "seed", "greater than or equal to 0"),
+        ("timing.min_run_time=.inf", "timing.min_run_time", "finite"),
+        ("timing.min_run_time=.nan", "timing.min_run_time", "finite"),
+        ("timing.min_run_time=7200", "timing.min_run_time", "less than or equal to 3600"),
+        ("timing.threads=100000", "timing.threads", "less than or equal to 4096"),
+        ("seq_len=1e400", "seq_len", "valid integer"),
+    ],
+)
+def test_numbers_are_finite_bounded_and_booleans_are_not_integers(override: str, field: str, words: str) -> None:
+    (problem,) = problems_of(None, [override])
+    assert problem.field == field and words in problem.message
+
+
+def test_an_override_without_equals_is_explained() -> None:
+    (problem,) = problems_of(None, ["num_heads=4", "causal"])
+    assert "no `=`" in problem.message
+
+
+def test_a_sweep_point_problem_does_not_claim_the_field_was_unset() -> None:
+    from mha_cli.sweep.grid import build_grid
+
+    grid = build_grid(load_config(None, ["mask.key_padding.lengths=[10,8,6,10,3]"]), {"batch": "1"}, None)
+    (point,) = grid.points()
+    assert point.config is None and "one length per batch item" in point.problem
+    assert "not set" not in point.problem

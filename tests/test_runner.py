@@ -89,3 +89,32 @@ def test_long_sequences_are_checked_on_evenly_spread_rows() -> None:
                           impls=["blocked"], need_weights=False)
     (blocked,) = run_experiment(config).results
     assert blocked.ok and blocked.checked_rows == 128 and "checked on 128 of 4096" in blocked.reason
+
+
+def test_flex_compilation_is_its_own_progress_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mha_cli.runner as runner_module
+    from mha_cli.attention import get_impl
+
+    messages: list[str] = []
+    seen_at_build: list[str] = []
+
+    def recording_get_impl(name: str):  # type: ignore[no-untyped-def]
+        build = get_impl("sdpa" if name == "flex" else name)
+
+        def wrapped(inputs, config):  # type: ignore[no-untyped-def]
+            seen_at_build.append(messages[-1])
+            return build(inputs, config)
+
+        return wrapped
+
+    monkeypatch.setattr(runner_module, "get_impl", recording_get_impl)
+    run_experiment(small_config(impls=["manual", "flex"]), progress=messages.append)
+    assert seen_at_build[1] == "[2/2] flex: compiling with torch.compile (often tens of seconds)"
+    assert messages[-1] == "[2/2] flex: checking and timing (0.01 s)"
+
+
+def test_a_result_timed_fewer_than_3_times_is_noisy() -> None:
+    from mha_cli.measure import Timing
+
+    assert Timing(median_s=1.0, iqr_s=0.0, runs=1).noisy
+    assert not Timing(median_s=1.0, iqr_s=0.01, runs=3).noisy

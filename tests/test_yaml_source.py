@@ -57,3 +57,54 @@ def test_override_values_are_read_as_yaml() -> None:
 def test_paths_round_trip() -> None:
     for path in [("a",), ("mask", "key_padding", "lengths", 2), ("impls", 0)]:
         assert parse_path(format_path(path)) == path
+
+
+BOMB = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]" for i in range(9)]
+)
+
+
+def test_an_alias_bomb_is_refused_fast() -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="expands to more than"):
+        load_yaml_text(BOMB, "bomb.yaml")
+    assert time.perf_counter() - start < 5  # unguarded, these 400 bytes take 26 s and 3.7 GB
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("a: &a [*a]\n", "nested more than"),
+        ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nested far more than"),
+        ("x: " + "[" * 40 + "]" * 40 + "\n", "nested more than"),
+        ("name: a\x00b\n", "control character"),
+        ("name: ok\nseed: 1\x1b[31m\n", "control character"),
+    ],
+)
+def test_hostile_yaml_is_a_config_error(text: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as caught:
+        load_yaml_text(text, "hostile.yaml")
+    if "control" in words:
+        assert caught.value.problems[0].line == text[: text.index(next(c for c in text if ord(c) < 32 and c != "\n"))].count("\n") + 1
+
+
+def test_files_over_the_size_cap_are_refused_before_reading(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (1024 * 1024) + "\n")
+    with pytest.raises(ConfigError, match="at most 1,048,576 bytes"):
+        load_yaml_file(big)
+
+
+def test_non_utf8_files_are_named_as_such(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_yaml_file(binary)
+
+
+def test_override_values_get_the_same_limits() -> None:
+    with pytest.raises(ConfigError, match="nested more than"):
+        parse_value("&a [*a]", "override `x=...`")
