@@ -1,0 +1,114 @@
+"""Every `mha` command the README shows runs, in README order, in a fresh folder.
+
+Commands run through bash exactly as written (quotes, variables, redirections),
+with three kinds of help a reader would not need: timing budgets are cut to
+0.01 s (an override appended by a small `mha` shim on PATH), the longest
+sweeps are shrunk to shorter sequences (SHRUNK, the axes themselves stay, so a
+sweep the default config cannot run still fails here), and a CI-only input is
+prepared (PREPARED). A command fails the test when it exits with an
+unexpected code or prints a traceback; a sweep fails when it skips every point
+(it exits 1 then).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+SHRUNK = {
+    "--seq-len 1024,2048,4096,8192": "--seq-len 256,512",
+    "--seq-len 128,512,2048": "--seq-len 16,64",
+}
+PREPARED = {
+    # In CI this folder is an artifact from main; here it is a copy of the merge just made.
+    "mha compare baseline-sweep/ merged/": "cp -r merged baseline-sweep",
+}
+# A compare may legitimately find a regression on a noisy machine (exit 3); it must not crash or miss.
+EXIT_CODES = {"compare": {0, 3}}
+MATRIX = {"${{ matrix.shard }}": ["1", "2", "3", "4"]}
+SHIM = """#!{python}
+import sys
+from mha_cli.cli import main
+args = sys.argv[1:]
+if args[:1] in (["run"], ["sweep"]) and "--resume" not in args:
+    args.append("timing.min_run_time=0.01")
+sys.argv = [sys.argv[0], *args]
+main()
+"""
+
+
+def readme_commands(text: str) -> list[str]:
+    """Every `mha ...` line in bash and yaml code blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for language, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S):
+        if language not in ("bash", "yaml"):
+            continue
+        lines = body.splitlines()
+        index = 0
+        while index < len(lines):
+            line = lines[index].strip()
+            if language == "yaml":
+                line = line.removeprefix("- run:").strip()
+            index += 1
+            if not line.startswith("mha "):
+                continue
+            while line.endswith("\\") or (language == "yaml" and index < len(lines) and
+                                          lines[index].startswith(" " * 13) and not lines[index].strip().startswith("- ")):
+                line = line.rstrip("\\").rstrip() + " " + lines[index].strip()
+                index += 1
+            commands.append(re.sub(r"\s+#.*$", "", line).strip())
+    return commands
+
+
+def expanded(command: str) -> list[str]:
+    for placeholder, values in MATRIX.items():
+        if placeholder in command:
+            return [command.replace(placeholder, value) for value in values]
+    return [command]
+
+
+def test_every_readme_command_runs(tmp_path: Path) -> None:
+    commands = readme_commands((REPO / "README.md").read_text(encoding="utf-8"))
+    assert len(commands) >= 20 and any(c.startswith("mha merge") for c in commands)
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "mha"
+    shim.write_text(SHIM.format(python=sys.executable))
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "NO_COLOR": "1",
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md"),
+           "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "8"}
+    for command in commands:
+        for prefix, preparation in PREPARED.items():
+            if command.startswith(prefix):
+                subprocess.run(preparation, shell=True, check=True, cwd=tmp_path)
+        for shrunk_from, shrunk_to in SHRUNK.items():
+            command = command.replace(shrunk_from, shrunk_to)
+        for concrete in expanded(command):
+            done = subprocess.run(["bash", "-c", concrete], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+            allowed = EXIT_CODES.get(concrete.split()[1], {0})
+            assert done.returncode in allowed, f"`{concrete}` exited {done.returncode}:\n{done.stderr[-3000:]}"
+            assert "Traceback" not in done.stderr, f"`{concrete}` printed a traceback:\n{done.stderr[-3000:]}"
+    assert (tmp_path / "step-summary.md").read_text().startswith("## mha compare")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("```bash\nmha run x  # note\n```\n", ["mha run x"]),
+        ("```bash\nmha sweep a \\\n    --b c\n```\n", ["mha sweep a --b c"]),
+        ("```yaml\n      - run: mha sweep a\n             --shard 1/4\n      - uses: x\n```\n", ["mha sweep a --shard 1/4"]),
+        ("```text\nmha validate bad.yaml\n```\n", []),
+    ],
+)
+def test_commands_are_read_as_a_reader_would(text: str, expected: list[str]) -> None:
+    assert readme_commands(text) == expected
