@@ -137,11 +137,14 @@ class FolderLock:
 
 
 @contextlib.contextmanager
-def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = ()) -> Iterator[Path]:
+def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = (), fresh: bool = False) -> Iterator[Path]:
     """Create or check the folder, lock it, refuse earlier results unless overwrite; yields the folder.
 
     allow: result files that may be there already (a sweep being resumed holds its own).
+    fresh: the caller just made the folder (a timestamped one). A folder made for this command
+    and left empty by an error or Ctrl-C (a refused run) is removed again, so no litter remains.
     """
+    made_here = fresh or not path.exists()
     _make_folder(path)
     lock = FolderLock(path)
     lock.acquire()
@@ -153,6 +156,12 @@ def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = ())
                 "pass --overwrite to replace them, or choose another folder"
             )
         yield path
+    except BaseException:
+        if made_here and [p.name for p in path.iterdir()] == [LOCK_FILE]:
+            (path / LOCK_FILE).unlink()
+            lock.release()
+            path.rmdir()
+        raise
     finally:
         lock.release()
 

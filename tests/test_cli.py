@@ -458,3 +458,20 @@ def test_debug_shows_the_traceback_and_bugs_are_exit_1_without_one(monkeypatch: 
     result = invoke("run", "--no-save")
     assert result.exit_code == 1 and "internal error: ValueError: boom" in result.stderr and "--debug" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_full_disk_while_saving_is_exit_1_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "results.json"))
+
+    monkeypatch.setattr("mha_cli.report.files.write_atomic", full)
+    result = fast_run("--output-dir", str(tmp_path / "run"))
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert "results.json" in result.stderr and "Traceback" not in result.output
+
+
+def test_validate_says_what_it_cannot_check_without_torch() -> None:
+    result = invoke("validate", "device=cuda")
+    assert result.exit_code == 0 and "device cuda is checked by `mha run`" in result.stderr

@@ -123,3 +123,17 @@ def test_latest_points_at_the_newest_folder(tmp_path: Path) -> None:
     assert point_latest(tmp_path, first) and (tmp_path / "latest").resolve() == first.resolve()
     assert point_latest(tmp_path, second) and (tmp_path / "latest").resolve() == second.resolve()
     assert not point_latest(tmp_path, tmp_path.parent)  # not under the root: left alone
+
+
+def test_a_folder_made_for_a_refused_command_is_removed_again(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    with pytest.raises(UsageError):
+        with claimed(target):
+            raise UsageError("the memory guard refused the run")
+    assert not target.exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with claimed(existing):
+            raise KeyboardInterrupt
+    assert existing.is_dir()  # the user's own folder stays

@@ -37,10 +37,11 @@ def merge(
     if not folders:
         raise UsageError("give the shard folders to merge, e.g. mha merge shards/1 shards/2 --output-dir merged")
     with contextlib.ExitStack() as stack:
+        fresh = output_dir is None
         if output_dir is None:
             grid, _ = SweepFolder(folders[0]).definition()
             output_dir = new_timestamped_folder(DEFAULT_ROOT, f"{grid.base['name']}-merged", datetime.now(timezone.utc))
-        stack.enter_context(claimed(output_dir, overwrite=overwrite))
+        stack.enter_context(claimed(output_dir, overwrite=overwrite, fresh=fresh))
         summary, why_no_picture = merge_folders(folders, output_dir, plot=plot, overwrite=overwrite)
         point_latest(DEFAULT_ROOT, output_dir)
     err = stderr_console()

@@ -66,7 +66,7 @@ def run(
         folder = None
         if not no_save:  # the folder is claimed (checked and locked) before anything is measured
             target = output_dir or new_timestamped_folder(DEFAULT_ROOT, resolved.name, datetime.now(timezone.utc))
-            folder = stack.enter_context(claimed(target, overwrite=overwrite))
+            folder = stack.enter_context(claimed(target, overwrite=overwrite, fresh=output_dir is None))
         report = _measure(resolved, limit)
         if as_json:
             from ..report.files import to_json

@@ -164,7 +164,7 @@ def sweep(
             if not no_save:
                 target = output_dir or new_timestamped_folder(
                     DEFAULT_ROOT, f"{grid.base['name']}-sweep", datetime.now(timezone.utc))
-                stack.enter_context(claimed(target, overwrite=overwrite))
+                stack.enter_context(claimed(target, overwrite=overwrite, fresh=output_dir is None))
                 folder = SweepFolder(target)
                 folder.create(grid, part, overwrite=overwrite)
         progress = _ConsoleProgress(err)
