@@ -42,11 +42,11 @@ def merge(
             grid, _ = SweepFolder(folders[0]).definition()
             output_dir = new_timestamped_folder(DEFAULT_ROOT, f"{grid.base['name']}-merged", datetime.now(timezone.utc))
         stack.enter_context(claimed(output_dir, overwrite=overwrite, fresh=fresh))
-        summary, why_no_picture = merge_folders(folders, output_dir, plot=plot, overwrite=overwrite)
+        summary, warnings = merge_folders(folders, output_dir, plot=plot, overwrite=overwrite)
         point_latest(DEFAULT_ROOT, output_dir)
     err = stderr_console()
-    if why_no_picture:
-        err.print(f"warning: {why_no_picture}", highlight=False, markup=False)
+    for warning in warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
     err.print(f"merged sweep folder: {output_dir}/", highlight=False, markup=False)
     if as_json:
         from ..report.files import to_json

@@ -11,11 +11,12 @@ from .store import SweepFolder, write_summary
 from .summary import summarize
 
 
-def merge(sources: list[Path], target: Path, plot: bool = True, overwrite: bool = False) -> tuple[dict[str, Any], str | None]:
+def merge(sources: list[Path], target: Path, plot: bool = True, overwrite: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Check the shards belong to one sweep, combine their points, write the merged folder's summary.
 
-    Call with the target folder claimed (locked). Returns the summary and why sweep.png
-    was not written (None when it was, or was not asked for).
+    Call with the target folder claimed (locked). Returns the summary and warnings for the
+    user: unreadable lines in a shard's points.jsonl (their points count as pending), and
+    why sweep.png was not written when it was asked for.
     """
     if not sources:
         raise UsageError("give the shard folders to merge, e.g. mha merge shard1 shard2 --output-dir merged")
@@ -32,11 +33,13 @@ def merge(sources: list[Path], target: Path, plot: bool = True, overwrite: bool 
     if len(set(shards)) != len(shards):
         raise UsageError(f"a shard is given twice ({', '.join(shards)})")
     records: dict[int, dict[str, Any]] = {}
+    warnings: list[str] = []
     for path, folder in zip(sources, folders, strict=True):
         for record in folder.records(grid.size()):
             if record["point"] in records:
                 raise UsageError(f"point {record['point']} appears in two folders (the second is {path})")
             records[record["point"]] = record
+        warnings += [f"{folder.points_file} line {bad.line}: {bad.why}; that point counts as pending" for bad in folder.bad_lines]
     if any(path.resolve() == target.resolve() for path in sources):
         raise UsageError(f"the merged folder {target} is one of the shards; write the merge somewhere else")
     out = SweepFolder(target)
@@ -45,4 +48,5 @@ def merge(sources: list[Path], target: Path, plot: bool = True, overwrite: bool 
     for record in ordered:
         out.append(record)
     summary = summarize(grid, ordered, shards=shards, owned=grid.size())
-    return summary, write_summary(out, summary, plot=plot)
+    why_no_picture = write_summary(out, summary, plot=plot)
+    return summary, warnings + ([why_no_picture] if why_no_picture else [])

@@ -139,3 +139,14 @@ def test_isolate_records_a_point_that_times_out(tmp_path: Path) -> None:
     assert records[0.01]["status"] == "done" and records[0.01]["report"]["results"][0]["status"] == "ok"
     assert records[60]["status"] == "timeout" and "--point-timeout 15" in records[60]["reason"]
     assert json.loads(done.stdout)["counts"]["timeout"] == 1
+
+
+def test_merge_reports_unreadable_lines_of_a_shard(tmp_path: Path) -> None:
+    grid = small_grid(heads="1,2")
+    folder = SweepFolder(tmp_path / "a")
+    folder.create(grid, Shard(1, 1))
+    execute(grid, Shard(1, 1), folder, plot=False)
+    with open(folder.points_file, "a") as file:
+        file.write("garbage\n")
+    summary, warnings = merge([tmp_path / "a"], tmp_path / "m", plot=False)
+    assert summary["counts"]["done"] == 2 and warnings == [f"{folder.points_file} line 3: not a JSON record; that point counts as pending"]
