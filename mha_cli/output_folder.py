@@ -43,20 +43,30 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and os.replace: readers never see half a file.
+def _write_temporary(folder: Path, name: str, text: str) -> str:
+    """The text in a synced temporary file beside `name`, with the mode open() would give.
 
-    mkstemp makes its file 0600 whatever the umask; it is set to what open() would give,
-    so CI artifacts and shared folders stay readable.
+    mkstemp makes its file 0600 whatever the umask; CI artifacts and shared folders
+    must stay readable, so the mode is set to 0666 less the umask.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     try:
         os.fchmod(handle, file_mode())
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and os.replace: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _write_temporary(path.parent, path.name, text)
+    try:
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -69,13 +79,8 @@ def create_exclusive(path: Path, text: str) -> None:
     The text goes to a temporary file first and is then hard-linked into place:
     link() fails when the name is taken, so two writers cannot both create it.
     """
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = _write_temporary(path.parent, path.name, text)
     try:
-        os.fchmod(handle, file_mode())
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
         os.link(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)
