@@ -152,9 +152,10 @@ def sweep(
             if config is not None or overrides or impl or shard or given or output_dir is not None or overwrite:
                 raise UsageError("--resume takes only the sweep folder: the grid is read from its sweep.json")
             folder = SweepFolder(resume)
-            folder.definition()  # a clear error for a folder that is no sweep, before anything is locked
-            stack.enter_context(claimed(resume, allow=SWEEP_FILES))
+            # Read first: claiming a path that is no sweep folder would create it. sweep.json never
+            # changes once written, so what is read now holds under the lock too.
             grid, part = folder.definition()
+            stack.enter_context(claimed(resume, allow=SWEEP_FILES))
         else:
             from ..config import load_config
 
