@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .arith import ceil_div
 from .config import Config
 from .masks import PairRule, pair_rule
 from .patterns import bigbird_table_for
@@ -96,8 +97,8 @@ class _Positions:
         self.config = config
         self.block = block
         self.length, self.source = config.seq_len, config.source_length
-        self.query_blocks = -(-self.length // block)
-        self.key_blocks = -(-self.source // block)
+        self.query_blocks = ceil_div(self.length, block)
+        self.key_blocks = ceil_div(self.source, block)
         self.rule: PairRule = pair_rule(config)
         batched = config.mask.key_padding is not None
         self.n = torch.arange(config.batch_size if batched else 1)[:, None, None, None]
@@ -135,7 +136,7 @@ def _strided_plan(config: Config) -> BlockPlan:
     width = block + near + (0 if config.mask.causal else near)
     band = at.band(-near, width, member=lambda i, j: (i - j).abs() < stride)
     # Residue class r: queries a * stride + r against keys c * stride + r.
-    rows, cols = -(-at.length // stride), -(-at.source // stride)
+    rows, cols = ceil_div(at.length, stride), ceil_div(at.source, stride)
     residue = torch.arange(stride)[:, None, None]
     i = (torch.arange(rows)[None, :, None] * stride + residue)[None]
     j = (torch.arange(cols)[None, None, :] * stride + residue)[None]

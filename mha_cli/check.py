@@ -15,6 +15,13 @@ from dataclasses import dataclass
 
 import torch
 
+from .attention import AttentionOutput
+from .attention.reference import ReferenceSteps, reference_attention
+from .config import Config
+from .inputs import TORCH_DTYPES, Inputs
+from .masks import allowed_rows, fully_masked_rows
+from .memory import reference_row_count
+
 # (atol, rtol) floors per dtype; torch.testing's defaults are too tight for bf16/fp16.
 FIXED_TOLERANCES: dict[str, tuple[float, float]] = {
     "float64": (1e-7, 1e-7),
@@ -62,7 +69,7 @@ def rows_first(tensor: torch.Tensor, per_head: bool) -> torch.Tensor:
     return tensor.transpose(1, 2) if per_head else tensor
 
 
-def compare(
+def compare_tensors(
     what: str,
     got: torch.Tensor,  # (N, L, ...) any dtype/device
     expected: torch.Tensor,  # (N, L, ...) float64 CPU, NaN on undefined rows
@@ -100,7 +107,7 @@ def compare(
     )
 
 
-def merge(first: CheckResult, *others: CheckResult) -> CheckResult:
+def combine_checks(first: CheckResult, *others: CheckResult) -> CheckResult:
     """One verdict for several compared tensors (output, then weights)."""
     errors = [c.max_abs_err for c in (first, *others) if c.max_abs_err is not None]
     return CheckResult(
@@ -110,3 +117,69 @@ def merge(first: CheckResult, *others: CheckResult) -> CheckResult:
         nan_undefined_rows=first.nan_undefined_rows,
         problems=tuple(p for c in (first, *others) for p in c.problems),
     )
+
+
+# --------------------------------------------------------------------------- the float64 reference
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The float64 answer on the query rows that are checked."""
+
+    steps: ReferenceSteps
+    rows: torch.Tensor  # (R,) query rows
+    allowed: torch.Tensor  # (N, R, S) the mask on those rows
+    tolerance: Tolerance
+
+    @property
+    def undefined(self) -> torch.Tensor:
+        return fully_masked_rows(self.allowed)
+
+
+def checked_rows(config: Config) -> torch.Tensor:
+    """Every query row, or evenly spread rows (first and last included) when L x S is too big for float64."""
+    count = reference_row_count(config)
+    if count >= config.seq_len:
+        return torch.arange(config.seq_len)
+    return torch.linspace(0, config.seq_len - 1, count).round().long().unique()
+
+
+def run_reference(config: Config, inputs: Inputs, rows: torch.Tensor | None = None) -> Reference:
+    """The float64 oracle, and the same math in the test dtype to size the tolerance."""
+    rows = checked_rows(config) if rows is None else rows
+    allowed = allowed_rows(config, rows)
+
+    def in_dtype(dtype: torch.dtype) -> ReferenceSteps:
+        return reference_attention(
+            inputs.master_query[:, rows].to(dtype),
+            inputs.master_key.to(dtype),
+            inputs.master_value.to(dtype),
+            inputs.master_weights.to(dtype),
+            allowed,
+            config.num_heads,
+        )
+
+    reference = in_dtype(torch.float64)
+    dtype_error = None
+    if config.dtype != "float64":
+        twin = in_dtype(TORCH_DTYPES[config.dtype])
+        mine, theirs = (twin.heads, reference.heads) if config.timing.scope == "core" else (twin.output, reference.output)
+        defined = ~fully_masked_rows(allowed)
+        gap = (rows_first(mine.double(), config.timing.scope == "core") - rows_first(theirs, config.timing.scope == "core"))[defined].abs()
+        dtype_error = float(gap.max()) if gap.numel() else None
+    return Reference(reference, rows, allowed, Tolerance.for_dtype(config.dtype, dtype_error))
+
+
+def check_against_reference(config: Config, got: AttentionOutput, reference: Reference) -> CheckResult:
+    """Compare an implementation's output (and weights, when it returns them) with the reference rows."""
+    rows, undefined, tolerance = reference.rows.to(got.output.device), reference.undefined, reference.tolerance
+    if config.timing.scope == "core":  # (N, H, L, d) against the reference's heads
+        return compare_tensors("core output", rows_first(got.output[:, :, rows], True), rows_first(reference.steps.heads, True), undefined, tolerance)
+    output = got.output if config.batch_first else got.output.transpose(0, 1)
+    result = compare_tensors("output", output[:, rows], reference.steps.output, undefined, tolerance)
+    if got.weights is None:
+        return result
+    per_head = not config.average_attn_weights
+    weights = got.weights[:, :, rows] if per_head else got.weights[:, rows]
+    expected = rows_first(reference.steps.returned_weights(config.average_attn_weights), per_head)
+    return combine_checks(result, compare_tensors("weights", rows_first(weights, per_head), expected, undefined, tolerance))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExitCode, UsageError
-from .results import MIN_RUNS
+from .results import MIN_RUNS, read_results
 
 METRICS = {"median": "median_s", "peak_mem": "peak_mem_bytes"}
 ENV_FIELDS = ("cpu", "device", "torch", "num_threads")
@@ -67,36 +67,6 @@ class Loaded:
 
 
 NUMERIC_FIELDS = ("median_s", "iqr_s", "runs", "peak_mem_bytes", "gflops", "max_abs_err")
-
-
-def read_results(path: Path) -> tuple[str, Path, dict[str, Any]]:
-    """("run" | "sweep", the JSON file, its document) for a results.json, a summary.json, or their folder.
-
-    Anything that is not such a document (garbage, another JSON value, another tool's
-    file) is a UsageError naming the file, never a traceback.
-    """
-    if path.is_dir():
-        found = next((path / name for name in ("results.json", "summary.json") if (path / name).exists()), None)
-        if found is None:
-            raise UsageError(f"{path}: neither results.json (a run folder) nor summary.json (a sweep folder) is there")
-        path = found
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or folder")
-    try:
-        text = path.read_bytes().decode("utf-8")
-        document = json.loads(text)
-    except OSError as error:
-        raise UsageError(f"{path}: cannot be read: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text, so not an mha results.json or summary.json") from None
-    except (json.JSONDecodeError, RecursionError) as error:
-        raise UsageError(f"{path}: not valid JSON ({error}); is it an mha results.json or summary.json?") from None
-    if isinstance(document, dict) and isinstance(document.get("results"), list) and isinstance(document.get("config"), dict):
-        return "run", path, document
-    if isinstance(document, dict) and isinstance(document.get("rows"), list) and isinstance(document.get("axes"), list):
-        return "sweep", path, document
-    got = f"a JSON {type(document).__name__}" if not isinstance(document, dict) else "a JSON object of another kind"
-    raise UsageError(f"{path}: not an mha results.json or summary.json (it holds {got})")
 
 
 def _clean_row(path: Path, where: str, row: Any) -> dict[str, Any]:
@@ -245,7 +215,7 @@ def _differences(a: dict[str, Any] | None, b: dict[str, Any] | None, keys: tuple
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in names if a.get(k) != b.get(k)]
 
 
-def compare(base: Loaded, current: Loaded, thresholds: list[Threshold], *, allow_missing: bool = False) -> Comparison:
+def compare_results(base: Loaded, current: Loaded, thresholds: list[Threshold], *, allow_missing: bool = False) -> Comparison:
     """Match CURRENT's results to BASE's and judge each; UsageError when nothing can be matched."""
     if base.kind != current.kind:
         raise UsageError(

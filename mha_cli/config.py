@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
+from .arith import ceil_div
 from .errors import ConfigError, Problem
 from .yaml_source import PathKey, YamlDocument, format_path, load_yaml_file, parse_path, load_yaml_text, parse_value
 
@@ -285,7 +286,7 @@ def _bigbird_blocks_fit(c: Config) -> list[tuple[str, str]]:
     problems = []
     if window % 2 == 0:
         problems.append(("sparse.window_blocks", f"{window} cannot be centred on the diagonal block; use an odd number such as {window + 1}"))
-    query_blocks, key_blocks = -(-c.seq_len // block), -(-c.source_length // block)
+    query_blocks, key_blocks = ceil_div(c.seq_len, block), ceil_div(c.source_length, block)
     if 2 * global_blocks > min(query_blocks, key_blocks):
         problems.append(
             ("sparse.global_blocks", f"{global_blocks} first and {global_blocks} last blocks overlap: there are only "

@@ -16,10 +16,9 @@ import torch
 from .attention import get_impl
 from .attention.manual import Steps, layer_steps
 from .config import Config
-from .inputs import Inputs, make_inputs
+from .inputs import Inputs, make_inputs, resolve_device
 from .masks import fully_masked_rows
 from .memory import check_fits, resolve_memory_limit
-from .runner import resolve_device
 from .shapes import named_axes
 
 

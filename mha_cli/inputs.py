@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import Config
+from .errors import UsageError
 from .masks import allowed_mask
 
 TORCH_DTYPES = {
@@ -183,3 +184,18 @@ def make_inputs(config: Config, device: torch.device) -> Inputs:
         master_value=master_value,
         master_weights=master_weights,
     )
+
+
+def resolve_device(name: str) -> torch.device:
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise UsageError(
+            f"device: cuda was asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU; "
+            "use device: cpu, or device: auto to take a GPU only when there is one"
+        )
+    if name == "mps" and not mps:
+        raise UsageError("device: mps was asked for, but this machine has no MPS (Apple GPU) device; use cpu or auto")
+    return torch.device(name)

@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from .arith import ceil_div
 from .config import Config
 from .errors import UsageError
 
@@ -67,7 +68,7 @@ def blocked_keys_per_query(config: Config) -> int:
     sparse = config.sparse_settings
     if sparse.pattern == "strided":
         stride = sparse.value("stride")
-        return 128 + 2 * stride + -(-config.source_length // stride)
+        return 128 + 2 * stride + ceil_div(config.source_length, stride)
     return sparse.value("block") * (
         sparse.value("window_blocks") + 2 * sparse.value("global_blocks") + sparse.value("random_blocks")
     )

@@ -171,9 +171,11 @@ def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = (),
         lock.release()
 
 
-def new_timestamped_folder(root: Path, name: str, created: datetime) -> Path:
-    """root/<UTC timestamp>-<name>/, created here, with -2, -3... if that second is taken already."""
-    stem = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{name}"
+def new_timestamped_folder(root: Path, name: str, created: datetime | None = None) -> Path:
+    """root/<UTC timestamp>-<name>/ (now, unless `created`), made here, with -2, -3... if that second is taken."""
+    from .clock import folder_stamp, utc_now
+
+    stem = f"{folder_stamp(created or utc_now())}-{name}"
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from .arith import ceil_div
 from .config import Config
 
 PatternRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -72,8 +73,8 @@ def bigbird_table_for(config: Config) -> torch.Tensor:
     sparse = config.sparse_settings
     block = sparse.value("block")
     return bigbird_block_table(
-        -(-config.seq_len // block),
-        -(-config.source_length // block),
+        ceil_div(config.seq_len, block),
+        ceil_div(config.source_length, block),
         sparse.value("window_blocks"),
         sparse.value("global_blocks"),
         sparse.value("random_blocks"),

@@ -5,8 +5,12 @@ No torch here: `mha compare` and the report writers read results without it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
+
+from .errors import UsageError
 
 SCHEMA_VERSION = 1
 NOISY_IQR_RATIO = 0.10  # IQR/median above this is flagged noisy: the machine was busy
@@ -97,3 +101,33 @@ class RunReport:
             shape_table=[ShapeRow(**row) for row in data.get("shape_table", [])],
             results=[Result.from_dict(r) for r in data["results"]],
         )
+
+
+def read_results(path: Path) -> tuple[str, Path, dict[str, Any]]:
+    """("run" | "sweep", the JSON file, its document) for a results.json, a summary.json, or their folder.
+
+    Anything that is not such a document (garbage, another JSON value, another tool's
+    file) is a UsageError naming the file, never a traceback.
+    """
+    if path.is_dir():
+        found = next((path / name for name in ("results.json", "summary.json") if (path / name).exists()), None)
+        if found is None:
+            raise UsageError(f"{path}: neither results.json (a run folder) nor summary.json (a sweep folder) is there")
+        path = found
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    try:
+        text = path.read_bytes().decode("utf-8")
+        document = json.loads(text)
+    except OSError as error:
+        raise UsageError(f"{path}: cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text, so not an mha results.json or summary.json") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise UsageError(f"{path}: not valid JSON ({error}); is it an mha results.json or summary.json?") from None
+    if isinstance(document, dict) and isinstance(document.get("results"), list) and isinstance(document.get("config"), dict):
+        return "run", path, document
+    if isinstance(document, dict) and isinstance(document.get("rows"), list) and isinstance(document.get("axes"), list):
+        return "sweep", path, document
+    got = f"a JSON {type(document).__name__}" if not isinstance(document, dict) else "a JSON object of another kind"
+    raise UsageError(f"{path}: not an mha results.json or summary.json (it holds {got})")

@@ -9,105 +9,24 @@ then timing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 
 import torch
 
+from .clock import utc_now_iso
 from . import __version__
-from .attention import AttentionOutput, Unavailable, get_impl
-from .attention.reference import ReferenceSteps, reference_attention
+from .attention import Unavailable, get_impl
 from .block_plan import allowed_pair_count
-from .check import CheckResult, Tolerance, compare, merge, rows_first
+from .check import Reference, check_against_reference, run_reference
 from .config import Config
 from .envinfo import run_env
-from .errors import UsageError
-from .inputs import TORCH_DTYPES, Inputs, make_inputs
-from .masks import allowed_rows, fully_masked_rows
+from .inputs import Inputs, make_inputs, resolve_device
 from .measure import FlopCount, count_flops, peak_memory_bytes, time_call
-from .memory import MemoryEstimate, check_fits, format_bytes, reference_row_count, resolve_memory_limit
+from .memory import MemoryEstimate, check_fits, format_bytes, resolve_memory_limit
 from .results import Result, RunReport
 from .shapes import shape_table
 
 Progress = Callable[[str], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if name == "cuda" and not cuda:
-        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise UsageError(
-            f"device: cuda was asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU; "
-            "use device: cpu, or device: auto to take a GPU only when there is one"
-        )
-    if name == "mps" and not mps:
-        raise UsageError("device: mps was asked for, but this machine has no MPS (Apple GPU) device; use cpu or auto")
-    return torch.device(name)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The float64 answer on the query rows that are checked."""
-
-    steps: ReferenceSteps
-    rows: torch.Tensor  # (R,) query rows
-    allowed: torch.Tensor  # (N, R, S) the mask on those rows
-    tolerance: Tolerance
-
-    @property
-    def undefined(self) -> torch.Tensor:
-        return fully_masked_rows(self.allowed)
-
-
-def checked_rows(config: Config) -> torch.Tensor:
-    """Every query row, or evenly spread rows (first and last included) when L x S is too big for float64."""
-    count = reference_row_count(config)
-    if count >= config.seq_len:
-        return torch.arange(config.seq_len)
-    return torch.linspace(0, config.seq_len - 1, count).round().long().unique()
-
-
-def run_reference(config: Config, inputs: Inputs, rows: torch.Tensor | None = None) -> Reference:
-    """The float64 oracle, and the same math in the test dtype to size the tolerance."""
-    rows = checked_rows(config) if rows is None else rows
-    allowed = allowed_rows(config, rows)
-
-    def in_dtype(dtype: torch.dtype) -> ReferenceSteps:
-        return reference_attention(
-            inputs.master_query[:, rows].to(dtype),
-            inputs.master_key.to(dtype),
-            inputs.master_value.to(dtype),
-            inputs.master_weights.to(dtype),
-            allowed,
-            config.num_heads,
-        )
-
-    reference = in_dtype(torch.float64)
-    dtype_error = None
-    if config.dtype != "float64":
-        twin = in_dtype(TORCH_DTYPES[config.dtype])
-        mine, theirs = (twin.heads, reference.heads) if config.timing.scope == "core" else (twin.output, reference.output)
-        defined = ~fully_masked_rows(allowed)
-        gap = (rows_first(mine.double(), config.timing.scope == "core") - rows_first(theirs, config.timing.scope == "core"))[defined].abs()
-        dtype_error = float(gap.max()) if gap.numel() else None
-    return Reference(reference, rows, allowed, Tolerance.for_dtype(config.dtype, dtype_error))
-
-
-def check_against_reference(config: Config, got: AttentionOutput, reference: Reference) -> CheckResult:
-    """Compare an implementation's output (and weights, when it returns them) with the reference rows."""
-    rows, undefined, tolerance = reference.rows.to(got.output.device), reference.undefined, reference.tolerance
-    if config.timing.scope == "core":  # (N, H, L, d) against the reference's heads
-        return compare("core output", rows_first(got.output[:, :, rows], True), rows_first(reference.steps.heads, True), undefined, tolerance)
-    output = got.output if config.batch_first else got.output.transpose(0, 1)
-    result = compare("output", output[:, rows], reference.steps.output, undefined, tolerance)
-    if got.weights is None:
-        return result
-    per_head = not config.average_attn_weights
-    weights = got.weights[:, :, rows] if per_head else got.weights[:, rows]
-    expected = rows_first(reference.steps.returned_weights(config.average_attn_weights), per_head)
-    return merge(result, compare("weights", rows_first(weights, per_head), expected, undefined, tolerance))
 
 
 def _run_one(
@@ -212,7 +131,7 @@ def run_experiment(config: Config, *, memory_limit: int | None = None, progress:
         results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name], step))
     return RunReport(
         mha_version=__version__,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=utc_now_iso(),
         config=config.to_dict(),
         env=run_env(str(device), threads),
         shapes=shapes,

@@ -18,7 +18,7 @@ from mha_cli.attention.reference import reference_attention
 from mha_cli.config import Config
 from mha_cli.errors import UsageError
 from mha_cli.inputs import make_inputs
-from mha_cli.runner import check_against_reference, run_reference
+from mha_cli.check import check_against_reference, run_reference
 
 from .helpers import FAST_TIMING
 

@@ -1,10 +1,12 @@
 """The checker must catch real mistakes, above all an inverted mask."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from mha_cli.attention.reference import reference_attention
-from mha_cli.check import FIXED_TOLERANCES, Tolerance, compare
+from mha_cli.attention import get_impl
+from mha_cli.check import FIXED_TOLERANCES, Tolerance, check_against_reference, compare_tensors, run_reference
 from mha_cli.inputs import make_inputs
 from mha_cli.masks import allowed_mask, causal_allowed, fully_masked_rows
 
@@ -29,24 +31,28 @@ def test_inverted_mask_fails_the_check() -> None:
         right, _ = inputs.module(inputs.query, inputs.key, inputs.value, attn_mask=~allowed)
         # The classic bug: SDPA's polarity (True = allowed) handed to nn.MultiheadAttention.
         wrong, _ = inputs.module(inputs.query, inputs.key, inputs.value, attn_mask=allowed)
-    assert compare("output", right.transpose(0, 1), reference.output, undefined, tolerance).ok
-    verdict = compare("output", wrong.transpose(0, 1), reference.output, undefined, tolerance)
+    assert compare_tensors("output", right.transpose(0, 1), reference.output, undefined, tolerance).ok
+    verdict = compare_tensors("output", wrong.transpose(0, 1), reference.output, undefined, tolerance)
     assert not verdict.ok and verdict.problems
 
 
-def test_inverted_sdpa_mask_fails_the_check() -> None:
-    config = small_config(seq_len=6, mask={"key_padding": {"lengths": [3, 6]}})
+def test_inverted_sdpa_mask_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sdpa.py through get_impl and the reference check: right polarity passes, the inverted one fails."""
+    config = small_config(seq_len=6, mask={"key_padding": {"lengths": [3, 6]}}, impls=["sdpa"])
     inputs = make_inputs(config, torch.device("cpu"))
-    reference = _reference(config, inputs)
-    q = torch.randn(2, 2, 6, 8, dtype=torch.float64)
-    mask = allowed_mask(config)[:, None]
-    expected = F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
-    wrong = F.scaled_dot_product_attention(q, q, q, attn_mask=~mask)
-    undefined = torch.zeros(2, 6, dtype=torch.bool)
-    tolerance = Tolerance.for_dtype("float64", None)
-    assert compare("core", expected.transpose(1, 2), expected.transpose(1, 2), undefined, tolerance).ok
-    assert not compare("core", wrong.transpose(1, 2), expected.transpose(1, 2), undefined, tolerance).ok
-    assert reference.output.shape == (2, 6, 16)
+    reference = run_reference(config, inputs)
+    with torch.inference_mode():
+        assert check_against_reference(config, get_impl("sdpa")(inputs, config)(), reference).ok
+    real_sdpa = F.scaled_dot_product_attention
+
+    def inverted(q, k, v, attn_mask=None, **kwargs):  # type: ignore[no-untyped-def]
+        # The classic bug: nn.MultiheadAttention's polarity (True = NOT allowed) handed to SDPA.
+        return real_sdpa(q, k, v, attn_mask=None if attn_mask is None else ~attn_mask, **kwargs)
+
+    monkeypatch.setattr("mha_cli.attention.sdpa.F.scaled_dot_product_attention", inverted)
+    with torch.inference_mode():
+        verdict = check_against_reference(config, get_impl("sdpa")(inputs, config)(), reference)
+    assert not verdict.ok and verdict.problems
 
 
 def test_undefined_rows_are_compared_apart() -> None:
@@ -54,8 +60,8 @@ def test_undefined_rows_are_compared_apart() -> None:
     undefined = torch.tensor([[False, True]])
     tolerance = Tolerance.for_dtype("float32", None)
     # NaN or zeros in the undefined row are both accepted, and counted.
-    nan_there = compare("output", expected.clone(), expected, undefined, tolerance)
-    zeros_there = compare("output", torch.tensor([[[1.0, 2.0], [0.0, 0.0]]]), expected, undefined, tolerance)
+    nan_there = compare_tensors("output", expected.clone(), expected, undefined, tolerance)
+    zeros_there = compare_tensors("output", torch.tensor([[[1.0, 2.0], [0.0, 0.0]]]), expected, undefined, tolerance)
     assert nan_there.ok and nan_there.nan_undefined_rows == 1 and nan_there.undefined_rows == 1
     assert zeros_there.ok and zeros_there.nan_undefined_rows == 0
     assert "no allowed key" in zeros_there.describe()
@@ -65,12 +71,12 @@ def test_nan_in_a_defined_row_fails() -> None:
     expected = torch.zeros(1, 2, 2, dtype=torch.float64)
     got = expected.clone()
     got[0, 0, 1] = float("nan")
-    verdict = compare("output", got, expected, torch.zeros(1, 2, dtype=torch.bool), Tolerance.for_dtype("float32", None))
+    verdict = compare_tensors("output", got, expected, torch.zeros(1, 2, dtype=torch.bool), Tolerance.for_dtype("float32", None))
     assert not verdict.ok and "NaN" in verdict.problems[0]
 
 
 def test_shape_mismatch_fails() -> None:
-    verdict = compare("weights", torch.zeros(1, 2, 3), torch.zeros(1, 2, 4, dtype=torch.float64),
+    verdict = compare_tensors("weights", torch.zeros(1, 2, 3), torch.zeros(1, 2, 4, dtype=torch.float64),
                       torch.zeros(1, 2, dtype=torch.bool), Tolerance.for_dtype("float32", None))
     assert not verdict.ok and "shape" in verdict.problems[0]
 
@@ -85,5 +91,5 @@ def test_small_error_passes_and_large_error_fails() -> None:
     expected = torch.ones(1, 1, 4, dtype=torch.float64)
     tolerance = Tolerance.for_dtype("float32", None)
     undefined = torch.zeros(1, 1, dtype=torch.bool)
-    assert compare("o", expected + 1e-6, expected, undefined, tolerance).ok
-    assert not compare("o", expected + 1e-3, expected, undefined, tolerance).ok
+    assert compare_tensors("o", expected + 1e-6, expected, undefined, tolerance).ok
+    assert not compare_tensors("o", expected + 1e-3, expected, undefined, tolerance).ok

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mha_cli.cli import app
-from mha_cli.compare import Threshold, compare, load
+from mha_cli.compare import Threshold, compare_results, load
 from mha_cli.errors import UsageError
 
 ENV = {"torch": "2.13.0", "python": "3.11", "platform": "linux", "cpu": "AMD EPYC", "device": "cpu", "num_threads": 2, "commit": "abc"}
@@ -102,7 +102,7 @@ def test_sweep_summaries_match_points_by_parameters(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "summary.json").write_text(json.dumps(summary(base)))
     (tmp_path / "b" / "summary.json").write_text(json.dumps(summary(current)))
-    comparison = compare(load(tmp_path / "a"), load(tmp_path / "b"), [Threshold.parse("median:10%")])
+    comparison = compare_results(load(tmp_path / "a"), load(tmp_path / "b"), [Threshold.parse("median:10%")])
     assert [(r.params, r.verdict) for r in comparison.rows] == [({"num_heads": 1}, "ok"), ({"num_heads": 2}, "REGRESSION")]
     assert comparison.exit_code == 3
 

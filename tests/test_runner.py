@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from mha_cli.errors import UsageError
-from mha_cli.runner import resolve_device, run_experiment
+from mha_cli.inputs import resolve_device
+from mha_cli.runner import run_experiment
 
 from .helpers import small_config
 

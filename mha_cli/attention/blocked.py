@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..arith import ceil_div
 from ..block_plan import Band, BlockPlan, Fixed, Gathered, Piece, Residue, plan_for
 from ..config import Config
 from ..inputs import Inputs
@@ -82,7 +83,7 @@ class _PieceRunner:
             blocks = _pad_rows(x, 0, plan.key_blocks * block - source).unflatten(1, (plan.key_blocks, block))
             chosen = blocks.index_select(1, self.key_blocks.flatten())  # (G, query_blocks * r, block, d)
             return chosen.view(x.shape[0], plan.query_blocks, -1, x.shape[-1])
-        rows = -(-source // piece.stride)
+        rows = ceil_div(source, piece.stride)
         return _pad_rows(x, 0, rows * piece.stride - source).unflatten(1, (rows, piece.stride)).transpose(1, 2)
 
     def queries_for(self, q: torch.Tensor) -> torch.Tensor:
@@ -90,7 +91,7 @@ class _PieceRunner:
         if isinstance(self.piece, Fixed):
             return q[:, None]
         if isinstance(self.piece, Residue):
-            rows = -(-length // self.piece.stride)
+            rows = ceil_div(length, self.piece.stride)
             return _pad_rows(q, 0, rows * self.piece.stride - length).unflatten(1, (rows, self.piece.stride)).transpose(1, 2)
         return _pad_rows(q, 0, self.plan.query_blocks * self.plan.block - length).unflatten(1, (self.plan.query_blocks, self.plan.block))
 

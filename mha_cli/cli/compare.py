@@ -88,7 +88,7 @@ def compare(
 
       mha compare main-sweep/ pr-sweep/ --fail-on median:5% --fail-on peak_mem:20% --markdown >> $GITHUB_STEP_SUMMARY
     """
-    from ..compare import Threshold, compare as compare_results, load
+    from ..compare import Threshold, compare_results, load
 
     thresholds = [Threshold.parse(text) for text in (fail_on or ["median:10%"])]
     before, after = load(base), load(current)

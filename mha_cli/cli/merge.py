@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +30,7 @@ def merge(
       mha merge shards/1 shards/2 shards/3 --output-dir sweeps/merged
     """
     from ..output_folder import DEFAULT_ROOT, claimed, new_timestamped_folder, point_latest
-    from ..sweep.merge import merge as merge_folders
+    from ..sweep.merge import merge_shards
     from ..sweep.store import SweepFolder
 
     if not folders:
@@ -40,9 +39,9 @@ def merge(
         fresh = output_dir is None
         if output_dir is None:
             grid, _ = SweepFolder(folders[0]).definition()
-            output_dir = new_timestamped_folder(DEFAULT_ROOT, f"{grid.base['name']}-merged", datetime.now(timezone.utc))
+            output_dir = new_timestamped_folder(DEFAULT_ROOT, f"{grid.base['name']}-merged")
         stack.enter_context(claimed(output_dir, overwrite=overwrite, fresh=fresh))
-        summary, warnings = merge_folders(folders, output_dir, plot=plot, overwrite=overwrite)
+        summary, warnings = merge_shards(folders, output_dir, plot=plot, overwrite=overwrite)
         point_latest(DEFAULT_ROOT, output_dir)
     err = stderr_console()
     for warning in warnings:

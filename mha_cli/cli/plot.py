@@ -74,8 +74,7 @@ def weights(
         new_figure()  # fails early, with the install hint, when matplotlib is missing
 
     from ..explain import run_steps
-    from ..inputs import make_inputs
-    from ..runner import resolve_device
+    from ..inputs import make_inputs, resolve_device
 
     inputs = make_inputs(resolved, resolve_device(resolved.device))
     steps = run_steps(resolved, inputs)
@@ -120,7 +119,7 @@ def results(
 
       mha plot results outputs/20261127T120000Z-quickstart-sweep/summary.json --png sweep.png
     """
-    from ..compare import read_results
+    from ..results import read_results
     from ..report.attention_plots import save_run_bars
     from ..report.sweep_tables import write_plot
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -65,7 +64,7 @@ def run(
     with contextlib.ExitStack() as stack:
         folder = None
         if not no_save:  # the folder is claimed (checked and locked) before anything is measured
-            target = output_dir or new_timestamped_folder(DEFAULT_ROOT, resolved.name, datetime.now(timezone.utc))
+            target = output_dir or new_timestamped_folder(DEFAULT_ROOT, resolved.name)
             folder = stack.enter_context(claimed(target, overwrite=overwrite, fresh=output_dir is None))
         report = _measure(resolved, limit)
         if as_json:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -164,7 +163,7 @@ def sweep(
             part = Shard.parse(shard)
             if not no_save:
                 target = output_dir or new_timestamped_folder(
-                    DEFAULT_ROOT, f"{grid.base['name']}-sweep", datetime.now(timezone.utc))
+                    DEFAULT_ROOT, f"{grid.base['name']}-sweep")
                 stack.enter_context(claimed(target, overwrite=overwrite, fresh=output_dir is None))
                 folder = SweepFolder(target)
                 folder.create(grid, part, overwrite=overwrite)

@@ -11,7 +11,7 @@ from .store import SweepFolder, write_summary
 from .summary import summarize
 
 
-def merge(sources: list[Path], target: Path, plot: bool = True, overwrite: bool = False) -> tuple[dict[str, Any], list[str]]:
+def merge_shards(sources: list[Path], target: Path, plot: bool = True, overwrite: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Check the shards belong to one sweep, combine their points, write the merged folder's summary.
 
     Call with the target folder claimed (locked). Returns the summary and warnings for the

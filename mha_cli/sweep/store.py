@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..clock import utc_now_iso
+from ..results import SCHEMA_VERSION
 from .. import __version__
 from ..errors import UsageError
 from ..output_folder import create_exclusive, file_mode, write_atomic
@@ -28,7 +29,6 @@ from .grid import Grid, Shard
 SWEEP_FILE = "sweep.json"
 POINTS_FILE = "points.jsonl"
 TORN_SUFFIX = ".torn"
-SCHEMA_VERSION = 1
 STATUSES = ("done", "skipped", "crashed", "timeout")
 # The files a sweep folder holds; --overwrite removes them before a new sweep starts.
 SWEEP_FILES = (SWEEP_FILE, POINTS_FILE, "summary.json", "summary.csv", "report.md", "sweep.png")
@@ -91,7 +91,7 @@ class SweepFolder:
         document = {
             "schema_version": SCHEMA_VERSION,
             "mha_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": utc_now_iso(),
             "shard": str(shard),
             "grid": grid.to_dict(),
         }

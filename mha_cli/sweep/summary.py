@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import datetime, timezone
 from typing import Any
 
+from ..clock import utc_now_iso
+from ..results import SCHEMA_VERSION
 from .. import __version__
 from .grid import Grid
 
 Record = dict[str, Any]
-SCHEMA_VERSION = 1
 ROW_FIELDS = ["status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
 
 
@@ -106,7 +106,7 @@ def summarize(grid: Grid, records: list[Record], *, shards: list[str], owned: in
     return {
         "schema_version": SCHEMA_VERSION,
         "mha_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now_iso(),
         "status": status,
         "shards": shards,
         "name": grid.base["name"],

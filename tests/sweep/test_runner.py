@@ -12,7 +12,7 @@ import pytest
 
 from mha_cli.config import load_config
 from mha_cli.sweep.grid import Shard, build_grid
-from mha_cli.sweep.merge import merge
+from mha_cli.sweep.merge import merge_shards
 from mha_cli.sweep.runner import Progress, execute
 from mha_cli.sweep.store import SweepFolder
 from mha_cli.sweep.summary import findings
@@ -74,7 +74,7 @@ def test_shard_and_merge_equal_the_unsharded_summary(tmp_path: Path) -> None:
             if shard.owns(record["point"]):
                 folder.append(record)
         shards.append(folder.path)
-    merged, _ = merge(shards, tmp_path / "merged", plot=False)
+    merged, _ = merge_shards(shards, tmp_path / "merged", plot=False)
     assert findings(merged) == findings(unsharded)
     assert merged["status"] == "complete" and sorted(merged["shards"]) == ["1/3", "2/3", "3/3"]
 
@@ -94,13 +94,13 @@ def test_merge_refuses_shards_of_different_sweeps(tmp_path: Path) -> None:
     SweepFolder(tmp_path / "a").create(small_grid(heads="1,2"), Shard(1, 2))
     SweepFolder(tmp_path / "b").create(small_grid(heads="1,4"), Shard(2, 2))
     with pytest.raises(UsageError, match="different sweep"):
-        merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m", plot=False)
+        merge_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "m", plot=False)
 
 
 def test_merge_of_missing_shards_is_partial(tmp_path: Path) -> None:
     grid = small_grid(heads="1,2")
     SweepFolder(tmp_path / "a").create(grid, Shard(1, 2))
-    summary, _ = merge([tmp_path / "a"], tmp_path / "m", plot=False)
+    summary, _ = merge_shards([tmp_path / "a"], tmp_path / "m", plot=False)
     assert summary["status"] == "partial" and summary["counts"]["pending"] == 2
 
 
@@ -148,5 +148,5 @@ def test_merge_reports_unreadable_lines_of_a_shard(tmp_path: Path) -> None:
     execute(grid, Shard(1, 1), folder, plot=False)
     with open(folder.points_file, "a") as file:
         file.write("garbage\n")
-    summary, warnings = merge([tmp_path / "a"], tmp_path / "m", plot=False)
+    summary, warnings = merge_shards([tmp_path / "a"], tmp_path / "m", plot=False)
     assert summary["counts"]["done"] == 2 and warnings == [f"{folder.points_file} line 3: not a JSON record; that point counts as pending"]
