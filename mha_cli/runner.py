@@ -8,7 +8,8 @@ then timing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import torch
@@ -104,31 +105,60 @@ def _with_speedups(results: list[Result]) -> list[Result]:
     return [replace(r, speedup_vs_torch=baseline / r.median_s) if r.median_s else r for r in results]
 
 
+def _flush_denormal_is_on() -> bool:
+    # torch has a setter and no getter: a denormal product reads back as 0 when flushing is on.
+    return float(torch.tensor([1e-38]) * torch.tensor([1e-2])) == 0.0
+
+
+@contextlib.contextmanager
+def _measuring_threads(threads: int | None) -> Iterator[int]:
+    """Set torch's thread count and flush-denormal for measuring; put both back afterwards,
+    so a notebook or script calling run_experiment finds torch as it left it."""
+    threads_before, flush_before = torch.get_num_threads(), _flush_denormal_is_on()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        torch.set_flush_denormal(True)  # denormals make CPU math up to 100x slower
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads_before)
+        torch.set_flush_denormal(flush_before)
+
+
 def run_experiment(config: Config, *, memory_limit: int | None = None, progress: Progress = lambda _: None) -> RunReport:
+    """Run every implementation in `config.impls` on one config and report shapes, agreement and timing.
+
+    Refuses (UsageError) what the memory guard says cannot fit; an implementation that
+    cannot run here is a `skipped` row, one that crashes an `error` row. torch's thread
+    count and flush-denormal setting are restored when it returns.
+
+    Example:
+
+        >>> from mha_cli import load_config, run_experiment
+        >>> report = run_experiment(load_config(None, ["timing.min_run_time=0.01"]))
+        >>> [(r.impl, r.status) for r in report.results]
+        [('torch', 'ok'), ('manual', 'ok'), ('sdpa', 'ok')]
+    """
     limit, limit_source = resolve_memory_limit(memory_limit)
     found = check_fits(config, limit, limit_source)
     device = resolve_device(config.device)
-    if config.timing.threads is not None:
-        torch.set_num_threads(config.timing.threads)
-    threads = torch.get_num_threads()
-    torch.set_flush_denormal(True)  # denormals make CPU math up to 100x slower
+    with _measuring_threads(config.timing.threads) as threads:
+        progress("building inputs and weights")
+        inputs = make_inputs(config, device)
+        progress("float64 reference")
+        reference = run_reference(config, inputs)
+        rows, shapes = shape_table(config)
+        pairs = allowed_pair_count(config)
+        flops = count_flops(config, pairs)
+        density = pairs / (config.batch_size * config.seq_len * config.source_length)
+        verdicts = _memory_verdicts(config, found, device, limit, limit_source)
 
-    progress("building inputs and weights")
-    inputs = make_inputs(config, device)
-    progress("float64 reference")
-    reference = run_reference(config, inputs)
-    rows, shapes = shape_table(config)
-    pairs = allowed_pair_count(config)
-    flops = count_flops(config, pairs)
-    density = pairs / (config.batch_size * config.seq_len * config.source_length)
-    verdicts = _memory_verdicts(config, found, device, limit, limit_source)
+        results = []
+        for index, name in enumerate(config.impls, start=1):
+            def step(message: str, prefix: str = f"[{index}/{len(config.impls)}] {name}") -> None:
+                progress(f"{prefix}: {message}")
 
-    results = []
-    for index, name in enumerate(config.impls, start=1):
-        def step(message: str, prefix: str = f"[{index}/{len(config.impls)}] {name}") -> None:
-            progress(f"{prefix}: {message}")
-
-        results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name], step))
+            results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name], step))
     return RunReport(
         mha_version=__version__,
         created=utc_now_iso(),

@@ -119,3 +119,16 @@ def test_a_result_timed_fewer_than_3_times_is_noisy() -> None:
 
     assert Timing(median_s=1.0, iqr_s=0.0, runs=1).noisy
     assert not Timing(median_s=1.0, iqr_s=0.01, runs=3).noisy
+
+
+def test_run_experiment_leaves_torch_as_it_found_it() -> None:
+    from mha_cli.runner import _flush_denormal_is_on
+
+    before = torch.get_num_threads()
+    torch.set_flush_denormal(False)
+    try:
+        report = run_experiment(small_config(timing={"min_run_time": 0.01, "threads": 1}))
+        assert report.env["num_threads"] == 1
+        assert torch.get_num_threads() == before and not _flush_denormal_is_on()
+    finally:
+        torch.set_flush_denormal(False)
