@@ -129,7 +129,7 @@ def _local_plan(config: Config) -> BlockPlan:
 
 
 def _strided_plan(config: Config) -> BlockPlan:
-    stride = config.sparse_settings.value("stride")
+    stride = config.sparse_settings.stride
     near = stride - 1
     block = block_size_for_window(near, config.seq_len)
     at = _Positions(config, block)
@@ -146,8 +146,8 @@ def _strided_plan(config: Config) -> BlockPlan:
 
 def _bigbird_plan(config: Config) -> BlockPlan:
     sparse = config.sparse_settings
-    block, half = sparse.value("block"), (sparse.value("window_blocks") - 1) // 2
-    global_blocks = sparse.value("global_blocks")
+    block, half = sparse.block, (sparse.window_blocks - 1) // 2
+    global_blocks = sparse.global_blocks
     at = _Positions(config, block)
     table = bigbird_table_for(config)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import re
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .arith import ceil_div
 from .errors import ConfigError, Problem
@@ -81,26 +82,35 @@ class LocalConfig(_Section):
     window: NonNegativeInt = 128
 
 
-# Defaults of the sparse fields, per pattern. A field left out takes its
-# pattern's default; a field of the other pattern is an error.
-SPARSE_DEFAULTS: dict[str, dict[str, int]] = {
-    "bigbird": {"block": 64, "window_blocks": 3, "global_blocks": 1, "random_blocks": 2},
-    "strided": {"stride": 64},
-}
+class BigBirdConfig(_Section):
+    pattern: Literal["bigbird"] = "bigbird"
+    block: PositiveInt = 64  # block size
+    window_blocks: PositiveInt = 3  # sliding blocks centred on the diagonal block (odd)
+    global_blocks: NonNegativeInt = 1  # first and last blocks that see and are seen by all
+    random_blocks: NonNegativeInt = 2  # random key blocks per query block, drawn from `seed`
 
 
-class SparseConfig(_Section):
-    pattern: Literal["bigbird", "strided"] = "bigbird"
-    block: PositiveInt | None = None  # bigbird: block size
-    window_blocks: PositiveInt | None = None  # bigbird: sliding blocks centred on the diagonal block (odd)
-    global_blocks: NonNegativeInt | None = None  # bigbird: first and last blocks that see and are seen by all
-    random_blocks: NonNegativeInt | None = None  # bigbird: random key blocks per query block, drawn from `seed`
-    stride: PositiveInt | None = None  # strided: j allowed when |i - j| < stride or (i - j) % stride == 0
+class StridedConfig(_Section):
+    pattern: Literal["strided"] = "strided"
+    stride: PositiveInt = 64  # j allowed when |i - j| < stride or (i - j) % stride == 0
 
-    def value(self, field: str) -> int:
-        """The field's value, or its pattern's default when left out."""
-        given = getattr(self, field)
-        return given if given is not None else SPARSE_DEFAULTS[self.pattern][field]
+
+SPARSE_PATTERNS: dict[str, type[_Section]] = {"bigbird": BigBirdConfig, "strided": StridedConfig}
+
+
+def _sparse_pattern(value: Any) -> str | None:
+    # `sparse:` without `pattern:` is BigBird, the default pattern.
+    if isinstance(value, dict):
+        return value.get("pattern", "bigbird") if value.get("pattern", "bigbird") in SPARSE_PATTERNS else None
+    return getattr(value, "pattern", None)
+
+
+# Each pattern has only its own fields: a field of another pattern is an unknown key there.
+SparseConfig = Annotated[
+    Annotated[BigBirdConfig, Tag("bigbird")] | Annotated[StridedConfig, Tag("strided")],
+    Discriminator(_sparse_pattern, custom_error_type="sparse_pattern",
+                  custom_error_message="pattern must be one of: bigbird, strided"),
+]
 
 
 class Config(_Section):
@@ -142,6 +152,29 @@ class Config(_Section):
             return {**data, "attention": "cross" if sized else "self"}
         return data
 
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Config:
+        # Every rule runs here, so any Config that exists is valid, however it was made
+        # (load_config, Config(...), model_copy): no half-checked config reaches torch.
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError(RULE_ERROR, "{message}", {"message": message, "reads": ",".join(fields)}),
+                loc=parse_path(field_path),
+                input=None,
+            )
+            for fields, rule in _RULES
+            for field_path, message in rule(self)
+        ]
+        if errors:
+            raise ValidationError.from_exception_data("Config", errors)
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Config:
+        """A copy with `update` applied and validated again (pydantic's own copy skips validation)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        return Config.model_validate({**self.model_dump(), **update})
+
     # Derived sizes, named as in nn.MultiheadAttention and the README.
     @property
     def source_length(self) -> int:
@@ -171,14 +204,15 @@ class Config(_Section):
         return self.local if self.local is not None else LocalConfig()
 
     @property
-    def sparse_settings(self) -> SparseConfig:
-        return self.sparse if self.sparse is not None else SparseConfig()
+    def sparse_settings(self) -> BigBirdConfig | StridedConfig:
+        return self.sparse if self.sparse is not None else BigBirdConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------- semantic rules
+RULE_ERROR = "config_rule"  # the pydantic error type of a broken cross-field rule
 # Each rule names the top-level fields it reads; it is skipped when one of them
 # already failed validation, so it never reports a consequence of another error.
 
@@ -260,26 +294,13 @@ def _sections_match_variant(c: Config) -> list[tuple[str, str]]:
     return problems
 
 
-@_rule("variant", "sparse")
-def _sparse_fields_match_pattern(c: Config) -> list[tuple[str, str]]:
-    if c.sparse is None:
-        return []
-    pattern = c.sparse.pattern
-    other = "strided" if pattern == "bigbird" else "bigbird"
-    return [
-        (f"sparse.{field}", f"{field} belongs to pattern: {other}, not pattern: {pattern}; remove it or change the pattern")
-        for field in SPARSE_DEFAULTS[other]
-        if getattr(c.sparse, field) is not None
-    ]
-
-
 @_rule("variant", "sparse", "seq_len", "source_len", "attention")
 def _bigbird_blocks_fit(c: Config) -> list[tuple[str, str]]:
-    if c.variant != "sparse" or c.sparse_settings.pattern != "bigbird":
-        return []
     sparse = c.sparse_settings
-    block, window = sparse.value("block"), sparse.value("window_blocks")
-    global_blocks, random_blocks = sparse.value("global_blocks"), sparse.value("random_blocks")
+    if c.variant != "sparse" or not isinstance(sparse, BigBirdConfig):
+        return []
+    block, window = sparse.block, sparse.window_blocks
+    global_blocks, random_blocks = sparse.global_blocks, sparse.random_blocks
     shortest = min(c.seq_len, c.source_length)
     if block > shortest:
         return [("sparse.block", f"block {block} is longer than the sequence ({shortest}); use a block of at most {shortest}")]
@@ -380,39 +401,51 @@ def _origin(loc: PathKey, origins: dict[PathKey, tuple[str, int | None]], defaul
     return default_source, None
 
 
-def _union_members(annotation: Any) -> tuple[Any, ...]:
-    return get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, unions and Annotated)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _models_in(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [model for member in get_args(annotation) for model in _models_in(member)]
+    return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
 
 
-def _model_at(parent: PathKey) -> type[BaseModel] | None:
-    """The pydantic model whose fields live at `parent` (for key suggestions)."""
-    model: type[BaseModel] = Config
+def _models_at(parent: PathKey) -> list[type[BaseModel]]:
+    """The models whose fields may live at `parent`: one, or each member of a union (`sparse`).
+
+    A pattern tag in the path (pydantic's loc for the union: ("sparse", "strided", ...)) picks its member.
+    """
+    models: list[type[BaseModel]] = [Config]
     for part in parent:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            return None
-        nested = [a for a in _union_members(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not nested:
-            return None
-        model = nested[0]
-    return model
+        if part in SPARSE_PATTERNS and SPARSE_PATTERNS[part] in models:
+            models = [SPARSE_PATTERNS[part]]
+            continue
+        fields = [model.model_fields[part] for model in models if isinstance(part, str) and part in model.model_fields]
+        models = [model for field in fields for model in _models_in(field.annotation)]
+        if not models:
+            return []
+    return models
+
+
+def without_tags(loc: PathKey) -> PathKey:
+    """pydantic's loc for a union member carries its tag (sparse.strided.stride); a user writes sparse.stride."""
+    return tuple(part for index, part in enumerate(loc) if not (index and loc[index - 1] == "sparse" and part in SPARSE_PATTERNS))
 
 
 def field_at(path: str) -> Any:
-    """The pydantic FieldInfo at a dotted path such as "local.window", or None."""
+    """The pydantic FieldInfo at a dotted path such as "local.window" or "sparse.stride", or None."""
     *parents, name = path.split(".")
-    model = _model_at(tuple(parents))
-    return model.model_fields.get(name) if model is not None else None
+    return next((m.model_fields[name] for m in _models_at(tuple(parents)) if name in m.model_fields), None)
 
 
 def field_paths() -> list[str]:
-    """Every dotted field path one level deep into the sections ("mask.causal", ...)."""
+    """Every dotted field path one level deep into the sections ("mask.causal", "sparse.stride", ...)."""
     paths = []
     for name, info in Config.model_fields.items():
         paths.append(name)
-        for member in _union_members(info.annotation):
-            if isinstance(member, type) and issubclass(member, BaseModel):
-                paths += [f"{name}.{sub}" for sub in member.model_fields]
+        for member in _models_in(info.annotation):
+            paths += [f"{name}.{sub}" for sub in member.model_fields if f"{name}.{sub}" not in paths]
     return paths
 
 
@@ -423,8 +456,12 @@ def _describe(error: dict[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        model = _model_at(loc[:-1])
-        valid = list(model.model_fields) if model else []
+        if len(loc) == 3 and loc[0] == "sparse" and loc[1] in SPARSE_PATTERNS:
+            owner = next((name for name, model in SPARSE_PATTERNS.items() if key in model.model_fields), None)
+            if owner is not None:
+                return f"{key} belongs to pattern: {owner}, not pattern: {loc[1]}; remove it or change the pattern"
+        models = _models_at(loc[:-1])
+        valid = list(models[0].model_fields) if len(models) == 1 else []
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
         return f"unknown key '{key}'; {hint}"
@@ -456,42 +493,54 @@ def validate_data(
         raise ConfigError(
             [Problem(source, "", f"the top level must be a mapping of config keys (e.g. `embed_dim: 64`), got {got}")]
         )
-    problems: list[Problem] = []
-    failed_fields: set[str] = set()
     try:
-        config = Config.model_validate(data)
+        return Config.model_validate(data)
     except ValidationError as error:
-        for item in error.errors():
-            loc = tuple(item["loc"])
-            origin_source, line = _origin(loc, origins, source)
-            problems.append(Problem(origin_source, format_path(loc), _describe(item), line))
-            failed_fields.add(str(loc[0]) if loc else "")
-        # Re-validate without the broken fields so the semantic rules can still
-        # report on everything that is fine.
+        errors = error.errors()
+    field_errors = [e for e in errors if e["type"] != RULE_ERROR]
+    rule_errors = [e for e in errors if e["type"] == RULE_ERROR]
+    failed_fields = {str(e["loc"][0]) for e in field_errors if e["loc"]}
+    if field_errors:
+        # Validate again without the broken fields so the cross-field rules still report on
+        # everything that is fine; a rule reading a broken field would only repeat its error.
         try:
-            config = Config.model_validate({k: v for k, v in data.items() if k not in failed_fields})
-        except ValidationError:
-            raise ConfigError(problems) from None
-    for fields, rule in _RULES:
-        if failed_fields.intersection(fields):
+            Config.model_validate({k: v for k, v in data.items() if k not in failed_fields})
+        except ValidationError as again:
+            rule_errors = [e for e in again.errors() if e["type"] == RULE_ERROR]
+    problems: list[Problem] = []
+    for item in field_errors:
+        loc = without_tags(tuple(item["loc"]))
+        origin_source, line = _origin(loc, origins, source)
+        problems.append(Problem(origin_source, format_path(loc), _describe(item), line))
+    for item in rule_errors:
+        if failed_fields.intersection(item["ctx"]["reads"].split(",")):
             continue
-        for field_path, message in rule(config):
-            path = parse_path(field_path)
-            origin_source, line = _origin(path, origins, source)
-            if note_unset and not any(known[: len(path)] == path or path[: len(known)] == known for known in origins):
-                message += " (this field was not set: that is its default value)"
-            problems.append(Problem(origin_source, field_path, message, line))
-    if problems:
-        raise ConfigError(problems)
-    return config
+        path = tuple(item["loc"])
+        origin_source, line = _origin(path, origins, source)
+        message = item["ctx"]["message"]
+        if note_unset and not any(known[: len(path)] == path or path[: len(known)] == known for known in origins):
+            message += " (this field was not set: that is its default value)"
+        problems.append(Problem(origin_source, format_path(path), message, line))
+    raise ConfigError(problems)
 
 
 def _origins_from(document: YamlDocument) -> dict[PathKey, tuple[str, int | None]]:
     return {path: (document.source, line) for path, line in document.lines.items()}
 
 
-def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Read a config file (or the built-in default), apply dotted overrides, validate."""
+def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a config file (or the built-in default, configs/quickstart.yaml), apply dotted overrides, validate.
+
+    Raises ConfigError listing every problem, each with its file (or override), line and field.
+
+    Example:
+
+        >>> from mha_cli import load_config
+        >>> config = load_config("configs/local_window.yaml", ["local.window=32", "mask.causal=true"])
+        >>> config.local.window, config.head_dim
+        (32, 64)
+    """
+    path = Path(path) if isinstance(path, str) else path
     document = _default_document() if path is None else load_yaml_file(path)
     data = document.data
     origins = _origins_from(document)

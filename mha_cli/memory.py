@@ -67,10 +67,10 @@ def blocked_keys_per_query(config: Config) -> int:
         return 128 + 2 * config.local_settings.window
     sparse = config.sparse_settings
     if sparse.pattern == "strided":
-        stride = sparse.value("stride")
+        stride = sparse.stride
         return 128 + 2 * stride + ceil_div(config.source_length, stride)
-    return sparse.value("block") * (
-        sparse.value("window_blocks") + 2 * sparse.value("global_blocks") + sparse.value("random_blocks")
+    return sparse.block * (
+        sparse.window_blocks + 2 * sparse.global_blocks + sparse.random_blocks
     )
 
 
@@ -123,7 +123,7 @@ def estimate(config: Config) -> MemoryEstimate:
         per_impl["blocked"] = mask_batch * length * keys * (1 + b) + 24 * length * keys + b * (6 * projected + 4 * output)
         if config.variant == "sparse" and config.sparse_settings.pattern == "bigbird":
             sparse = config.sparse_settings
-            gathered = 2 * n * length * e * sparse.value("random_blocks") * sparse.value("block")
+            gathered = 2 * n * length * e * sparse.random_blocks * sparse.block
             per_impl["blocked"] += b * gathered
         # FlexAttention: its block mask plus compiled kernels' buffers of O(L * d).
         per_impl["flex"] = b * (projected + 4 * output) + 4 * mask_batch * (length // 128 + 1) * (source // 128 + 1) * 4

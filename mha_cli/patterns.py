@@ -71,13 +71,13 @@ def bigbird_rule(table: torch.Tensor, block: int) -> PatternRule:
 
 def bigbird_table_for(config: Config) -> torch.Tensor:
     sparse = config.sparse_settings
-    block = sparse.value("block")
+    block = sparse.block
     return bigbird_block_table(
         ceil_div(config.seq_len, block),
         ceil_div(config.source_length, block),
-        sparse.value("window_blocks"),
-        sparse.value("global_blocks"),
-        sparse.value("random_blocks"),
+        sparse.window_blocks,
+        sparse.global_blocks,
+        sparse.random_blocks,
         config.seed,
     )
 
@@ -89,8 +89,8 @@ def pattern_rule(config: Config) -> PatternRule | None:
     if config.variant == "sparse":
         sparse = config.sparse_settings
         if sparse.pattern == "strided":
-            return strided_rule(sparse.value("stride"))
-        return bigbird_rule(bigbird_table_for(config), sparse.value("block"))
+            return strided_rule(sparse.stride)
+        return bigbird_rule(bigbird_table_for(config), sparse.block)
     return None
 
 
@@ -102,15 +102,15 @@ def describe(config: Config) -> str:
         w = config.local_settings.window
         rule = f"query i attends key j when |i - j| <= {w}"
     elif config.sparse_settings.pattern == "strided":
-        s = config.sparse_settings.value("stride")
+        s = config.sparse_settings.stride
         rule = f"query i attends key j when |i - j| < {s} or (i - j) is a multiple of {s}"
     else:
         sp = config.sparse_settings
         rule = (
-            f"BigBird with blocks of {sp.value('block')}: each query block attends the {sp.value('window_blocks')} key blocks "
-            f"centred on its diagonal block, the first and last {sp.value('global_blocks')} key blocks, and "
-            f"{sp.value('random_blocks')} random key blocks (seed {config.seed}); the first and last "
-            f"{sp.value('global_blocks')} query blocks attend every key"
+            f"BigBird with blocks of {sp.block}: each query block attends the {sp.window_blocks} key blocks "
+            f"centred on its diagonal block, the first and last {sp.global_blocks} key blocks, and "
+            f"{sp.random_blocks} random key blocks (seed {config.seed}); the first and last "
+            f"{sp.global_blocks} query blocks attend every key"
         )
     extras = []
     if config.mask.causal:

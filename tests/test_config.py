@@ -208,3 +208,27 @@ def test_a_sweep_point_problem_does_not_claim_the_field_was_unset() -> None:
     (point,) = grid.points()
     assert point.config is None and "one length per batch item" in point.problem
     assert "not set" not in point.problem
+
+
+def test_a_config_is_valid_whenever_it_exists() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not divisible by num_heads 3"):
+        Config(embed_dim=64, num_heads=3)
+    config = load_config(None)
+    with pytest.raises(ValidationError, match="one length per batch item"):
+        config.model_copy(update={"batch_size": 2, "mask": {"key_padding": {"lengths": [1, 2, 3]}}})
+    assert config.model_copy(update={"num_heads": 4}).head_dim == 16
+
+
+def test_sparse_sections_are_one_model_per_pattern() -> None:
+    from mha_cli.config import BigBirdConfig, StridedConfig
+
+    assert load_config(None, ["variant=sparse", "seq_len=128"]).sparse_settings == BigBirdConfig()
+    assert isinstance(load_config(None, ["variant=sparse", "seq_len=128", "sparse={}"]).sparse, BigBirdConfig)
+    strided = load_config(None, ["variant=sparse", "sparse.pattern=strided", "sparse.stride=8"]).sparse
+    assert isinstance(strided, StridedConfig) and strided.stride == 8
+    (problem,) = problems_of(None, ["variant=sparse", "sparse.pattern=strided", "sparse.window_blocks=3"])
+    assert problem.field == "sparse.window_blocks" and "belongs to pattern: bigbird" in problem.message
+    (problem,) = problems_of(None, ["variant=sparse", "sparse.pattern=dense"])
+    assert problem.field == "sparse" and "bigbird, strided" in problem.message

@@ -29,7 +29,7 @@ def explain(
     from rich.table import Table
 
     from ..config import load_config
-    from ..explain import explain as explain_config
+    from ..explanation import explain as explain_config
 
     from ..memory import parse_bytes
 

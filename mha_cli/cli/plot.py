@@ -73,7 +73,7 @@ def weights(
 
         new_figure()  # fails early, with the install hint, when matplotlib is missing
 
-    from ..explain import run_steps
+    from ..explanation import run_steps
     from ..inputs import make_inputs, resolve_device
 
     inputs = make_inputs(resolved, resolve_device(resolved.device))

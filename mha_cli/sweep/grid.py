@@ -144,24 +144,42 @@ class Grid:
         return cls(base=data["base"], axes=[Axis(a["path"], a["values"]) for a in data["axes"]])
 
 
-def build_grid(config: Config, flags: dict[str, str | None], impls: str | None) -> Grid:
-    """Axes from the config's `sweep:` section, then from the flags (a flag replaces the same path)."""
-    base = config.to_dict()
-    if impls is not None:
-        base["impls"] = parse_list("impl", impls, str)
-    axes = {path: Axis(path, list(values)) for path, values in (config.sweep or {}).items()}
-    for flag, text in flags.items():
-        if text is not None:
-            path, kind = FLAG_FIELDS[flag]
-            axes[path] = Axis(path, parse_list(flag, text, kind))
-    if not axes:
+def grid_for(config: Config, axes: dict[str, list[Any]]) -> Grid:
+    """The grid of `axes` (config field path -> values, e.g. {"local.window": [64, 128]}) over `config`.
+
+    The config's own `sweep:` section comes first; a path given here replaces it. Values
+    wrong on their own are a UsageError; combinations that clash become skipped points.
+    """
+    merged = {path: Axis(path, list(values)) for path, values in (config.sweep or {}).items()}
+    for path, values in axes.items():
+        values = list(values)
+        if not values:
+            raise UsageError(f"sweep axis {path}: give at least one value")
+        if len({repr(v) for v in values}) != len(values):
+            raise UsageError(f"sweep axis {path}: a value is listed twice in {values}")
+        merged[path] = Axis(path, values)
+    if not merged:
         raise UsageError(
             "nothing to sweep: give at least one axis, e.g. --heads 1,2,4, or a `sweep:` section in the config"
         )
+    base = config.to_dict()
     base["sweep"] = None
-    grid = Grid(base=base, axes=list(axes.values()))
+    grid = Grid(base=base, axes=list(merged.values()))
     check_axes(grid.axes)
     return grid
+
+
+def build_grid(config: Config, flags: dict[str, str | None], impls: str | None) -> Grid:
+    """The grid the CLI's flags describe: comma lists per flag, --impl setting the implementations."""
+    if impls is not None:
+        data = {**config.to_dict(), "impls": parse_list("impl", impls, str)}
+        config = validate_data(data, {("impls",): (f"--impl {impls}", None)}, "base config", note_unset=False)
+    axes = {}
+    for flag, text in flags.items():
+        if text is not None:
+            path, kind = FLAG_FIELDS[flag]
+            axes[path] = parse_list(flag, text, kind)
+    return grid_for(config, axes)
 
 
 @dataclass(frozen=True)

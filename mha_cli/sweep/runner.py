@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import config_to_yaml
+from ..config import Config, config_to_yaml
 from ..errors import ExitCode, MhaError
 from .grid import Point
+from .summary import SweepSummary
 
 Record = dict[str, Any]
 
@@ -138,7 +139,7 @@ def execute(
     memory_limit: int | None = None,
     progress: Progress | None = None,
     plot: bool = True,
-) -> dict[str, Any]:
+) -> SweepSummary:
     """Run the shard's points not yet in the folder, storing each at once; return the summary.
 
     Call with the folder claimed (locked). On Ctrl-C or SIGTERM the finished points are
@@ -197,3 +198,40 @@ def execute(
             pass  # the disk is still full: points.jsonl alone is enough to resume
         raise
     return summary(interrupted=False)
+
+
+def run_sweep(
+    config: Config,
+    grid: dict[str, list[Any]],
+    *,
+    output_dir: Path | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+    memory_limit: int | None = None,
+) -> SweepSummary:
+    """Run every point of `grid` over `config` in this process and return the sweep summary.
+
+    grid maps config field paths to values, e.g. {"num_heads": [1, 2, 4], "local.window": [64, 128]};
+    the points are their Cartesian product, the last path varying fastest. Combinations that do not
+    make a valid config are `skipped` with the reason. With `output_dir` the folder is written as
+    `mha sweep --output-dir` writes it (points.jsonl as points finish, summary files, sweep.png when
+    matplotlib is installed) and can be resumed with `mha sweep --resume`.
+
+    Example:
+
+        >>> from mha_cli import load_config, run_sweep
+        >>> summary = run_sweep(load_config(None, ["timing.min_run_time=0.01"]), {"num_heads": [1, 2]})
+        >>> summary["counts"]["done"], [row["impl"] for row in summary["fastest"]] != []
+        (2, True)
+    """
+    from ..output_folder import claimed
+    from .grid import Shard, grid_for
+    from .store import SweepFolder
+
+    points = grid_for(config, grid)
+    if output_dir is None:
+        return execute(points, Shard(1, 1), None, progress=progress, memory_limit=memory_limit, plot=False)
+    with claimed(output_dir, overwrite=overwrite):
+        folder = SweepFolder(output_dir)
+        folder.create(points, Shard(1, 1), overwrite=overwrite)
+        return execute(points, Shard(1, 1), folder, progress=progress, memory_limit=memory_limit)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypedDict
 
 from ..clock import utc_now_iso
 from ..results import SCHEMA_VERSION
@@ -15,6 +15,26 @@ from .. import __version__
 from .grid import Grid
 
 Record = dict[str, Any]
+
+
+class SweepSummary(TypedDict):
+    """What a sweep found: summary.json, `mha sweep --json`, and what run_sweep returns."""
+
+    schema_version: int
+    mha_version: str
+    created: str  # UTC, ISO 8601
+    status: str  # complete | partial (points pending) | interrupted
+    shards: list[str]  # "I/N" of the shards behind it
+    name: str
+    axes: list[dict[str, Any]]  # {path, values} per swept field
+    base_config: dict[str, Any]
+    env: dict[str, Any] | None  # of the first point that ran
+    counts: dict[str, int]  # points, in_this_sweep, done, skipped, crashed, timeout, pending
+    rows: list[dict[str, Any]]  # one per (point, implementation): the swept values and the result fields
+    fastest: list[dict[str, Any]]  # the fastest implementation per point
+    scaling: list[dict[str, Any]]  # exponent of time in seq_len per (variant, implementation)
+
+
 ROW_FIELDS = ["status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
 
 
@@ -97,7 +117,7 @@ def counts(grid: Grid, records: list[Record], owned: int) -> dict[str, int]:
     return tally
 
 
-def summarize(grid: Grid, records: list[Record], *, shards: list[str], owned: int, interrupted: bool = False) -> dict[str, Any]:
+def summarize(grid: Grid, records: list[Record], *, shards: list[str], owned: int, interrupted: bool = False) -> SweepSummary:
     rows = result_rows(grid, records)
     axes = [a.path for a in grid.axes]
     tally = counts(grid, records, owned)

@@ -89,6 +89,16 @@ def _mask_note(config: Config, allowed: torch.Tensor) -> str:
 
 
 def explain(config: Config, *, memory_limit: int | None = None) -> Explanation:
+    """Every step of the layer on `config`, computed by the manual implementation and checked
+    against nn.MultiheadAttention on the same weights (what `mha explain` prints).
+
+    Example:
+
+        >>> from mha_cli import explain, load_config
+        >>> steps = explain(load_config()).steps
+        >>> [(s.step, s.axes) for s in steps][2]
+        ('scores', '(N=5, H=2, L=10, S=10)')
+    """
     # The manual layer and nn.MultiheadAttention are alive together, beside the reference-sized inputs.
     check_fits(config, *resolve_memory_limit(memory_limit), together=("manual", "torch"))
     device = resolve_device(config.device)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mha_cli.attention.reference import reference_attention
 from mha_cli.cli import app
-from mha_cli.explain import explain, run_steps
+from mha_cli.explanation import explain, run_steps
 from mha_cli.inputs import make_inputs
 from mha_cli.masks import allowed_mask
 
