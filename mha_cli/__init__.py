@@ -34,7 +34,10 @@ _EXPORTS = {
     "explain": "mha_cli.explanation",
     "Explanation": "mha_cli.explanation",
 }
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__", "load_config", "Config", "ConfigError", "MhaError", "run_experiment", "RunReport", "Result",
+    "run_sweep", "SweepSummary", "explain", "Explanation",
+]
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time the names load lazily
     from .config import Config, load_config

@@ -64,3 +64,7 @@ def test_the_notebook_session_in_the_docs_runs(tmp_path: Path) -> None:
     finally:
         os.chdir(cwd)
     assert (tmp_path / "heads.png").stat().st_size > 10_000
+
+
+def test_all_lists_exactly_the_lazy_exports() -> None:
+    assert sorted(mha_cli.__all__) == sorted(["__version__", *mha_cli._EXPORTS])

@@ -224,8 +224,8 @@ def test_a_config_is_valid_whenever_it_exists() -> None:
 def test_sparse_sections_are_one_model_per_pattern() -> None:
     from mha_cli.config import BigBirdConfig, StridedConfig
 
-    assert load_config(None, ["variant=sparse", "seq_len=128"]).sparse_settings == BigBirdConfig()
-    assert isinstance(load_config(None, ["variant=sparse", "seq_len=128", "sparse={}"]).sparse, BigBirdConfig)
+    assert load_config(None, ["variant=sparse", "seq_len=512"]).sparse_settings == BigBirdConfig()
+    assert isinstance(load_config(None, ["variant=sparse", "seq_len=512", "sparse={}"]).sparse, BigBirdConfig)
     strided = load_config(None, ["variant=sparse", "sparse.pattern=strided", "sparse.stride=8"]).sparse
     assert isinstance(strided, StridedConfig) and strided.stride == 8
     (problem,) = problems_of(None, ["variant=sparse", "sparse.pattern=strided", "sparse.window_blocks=3"])
