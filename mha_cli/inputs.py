@@ -103,7 +103,11 @@ class Inputs:
         return self._made["allowed"]
 
     def with_mask(self, allowed: torch.Tensor) -> Inputs:
-        """A copy whose dense mask is `allowed` (N, L, S) instead of the config's: arbitrary masks for experiments."""
+        """A copy whose dense mask is `allowed` (N, L, S) instead of the config's: arbitrary masks for experiments.
+
+        torch, manual, sdpa and flex honour it; blocked has no plan for an arbitrary mask and
+        says so (Unavailable), rather than run the config's pattern instead.
+        """
         copy = replace(self, _made={})
         copy._made["allowed"] = allowed.to(self.device)
         copy._made["mask_override"] = True

@@ -20,7 +20,7 @@ from mha_cli.errors import UsageError
 from mha_cli.inputs import make_inputs
 from mha_cli.check import check_against_reference, run_reference
 
-from .helpers import FAST_TIMING
+from .helpers import FAST_TIMING, small_config
 
 CPU = torch.device("cpu")
 FAST_IMPLS = ("torch", "manual", "sdpa", "blocked")
@@ -153,12 +153,9 @@ def _outputs(config: Config, inputs, allowed: torch.Tensor) -> dict[str, torch.T
         ).output
     }
     with torch.inference_mode():
-        for name in ("manual", "sdpa"):
+        for name in ("manual", "sdpa", "torch"):
             out = get_impl(name)(masked, config)().output
             outputs[name] = (out if config.batch_first else out.transpose(0, 1)).double()
-        blocked = (~allowed).repeat_interleave(config.num_heads, dim=0)  # (N*H, L, S), True = not allowed
-        out, _ = inputs.module(inputs.query, inputs.key, inputs.value, attn_mask=blocked, need_weights=False)
-        outputs["torch"] = (out if config.batch_first else out.transpose(0, 1)).double()
     return outputs
 
 
@@ -203,3 +200,13 @@ def test_every_dtype_layout_and_variant_on_cpu(dtype: str, batch_first: bool, va
 def test_unknown_implementation_names_the_valid_ones() -> None:
     with pytest.raises(UsageError, match="sdpa"):
         get_impl("sdp")
+
+
+def test_blocked_refuses_a_mask_it_has_no_plan_for() -> None:
+    from mha_cli.attention import Unavailable
+
+    config = small_config(variant="local", local={"window": 1})
+    inputs = make_inputs(config, CPU)
+    allowed = torch.ones(config.batch_size, config.seq_len, config.seq_len, dtype=torch.bool)
+    with pytest.raises(Unavailable, match="no block plan"):
+        get_impl("blocked")(inputs.with_mask(allowed), config)

@@ -38,3 +38,15 @@ def test_flex_agrees_with_the_reference_and_reports_its_compile_time(fields: dic
     with torch.inference_mode():
         verdict = check_against_reference(config, forward(), run_reference(config, inputs))
     assert verdict.ok, verdict.problems
+
+
+def test_flex_honours_a_mask_given_through_with_mask() -> None:
+    config = Config.model_validate({"embed_dim": 16, "num_heads": 2, "batch_size": 2, "seq_len": 16, "timing": FAST_TIMING})
+    inputs = make_inputs(config, torch.device("cpu"))
+    allowed = torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3
+    allowed[..., 0] = True
+    masked = inputs.with_mask(allowed)
+    with torch.inference_mode():
+        got = get_impl("flex")(masked, config)().output
+        expected = get_impl("manual")(masked, config)().output
+    assert torch.allclose(got, expected, atol=1e-5)

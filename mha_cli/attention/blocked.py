@@ -24,7 +24,7 @@ from ..arith import ceil_div
 from ..block_plan import Band, BlockPlan, Fixed, Gathered, Piece, Residue, plan_for
 from ..config import Config
 from ..inputs import Inputs
-from . import Forward
+from . import Forward, Unavailable
 from .layer import Core, layer_around
 
 
@@ -212,6 +212,8 @@ def _full_core(config: Config, inputs: Inputs) -> Core:
 
 
 def build_core(inputs: Inputs, config: Config) -> Core:
+    if inputs.mask_override:
+        raise Unavailable("a mask given through Inputs.with_mask has no block plan; blocked runs the config's own pattern")
     if config.variant == "full":
         return _full_core(config, inputs)
     return _sparse_core(plan_for(config), config, inputs.query.dtype, inputs.device)

@@ -29,11 +29,18 @@ def build(inputs: Inputs, config: Config) -> Forward:
     if inputs.device.type == "cpu" and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
         raise Unavailable("FlexAttention on the CPU needs AVX2 or better; this CPU reports none")
     device = inputs.device
-    rule = pair_rule(config, device)
-    batched = config.mask.key_padding is not None
+    if inputs.mask_override:  # a mask given through Inputs.with_mask: read it, per batch item
+        allowed = inputs.dense_allowed()
+        batched = True
 
-    def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
-        return rule(b, q_idx, kv_idx)
+        def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+            return allowed[b, q_idx, kv_idx]
+    else:
+        rule = pair_rule(config, device)
+        batched = config.mask.key_padding is not None
+
+        def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+            return rule(b, q_idx, kv_idx)
 
     start = time.perf_counter()
     try:
