@@ -1,4 +1,4 @@
-"""Small configs that run in milliseconds, shared by the tests."""
+"""What several test modules share: tiny configs, config strategies, sweep flags, a sample report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
+
+from mha_cli.arith import ceil_div
 from mha_cli.config import Config
+from mha_cli.results import Result, RunReport, ShapeRow
 
 FAST_TIMING = {"min_run_time": 0.01, "threads": 1}
 FAST_OVERRIDES = ["timing.min_run_time=0.01", "timing.threads=1"]
@@ -57,3 +61,71 @@ def wait_for_line(process: subprocess.Popen[str], needle: str, count: int = 1) -
             if seen == count:
                 return lines
     raise AssertionError(f"{needle!r} never appeared {count} time(s); stderr was:\n{''.join(lines)}")
+
+
+@st.composite
+def configs(draw: st.DrawFn, variants: tuple[str, ...] = ("full", "local", "sparse")) -> Config:
+    heads = draw(st.sampled_from([1, 2, 4]))
+    embed_dim = heads * draw(st.sampled_from([1, 4, 8]))
+    batch = draw(st.integers(1, 3))
+    length = draw(st.integers(1, 24))
+    cross = draw(st.booleans())
+    source = draw(st.integers(1, 24)) if cross else length
+    fields: dict = {
+        "embed_dim": embed_dim,
+        "num_heads": heads,
+        "batch_size": batch,
+        "seq_len": length,
+        "attention": "cross" if cross else "self",
+        "batch_first": draw(st.booleans()),
+        "bias": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**16)),
+        "need_weights": draw(st.booleans()),
+        "average_attn_weights": draw(st.booleans()),
+        "timing": {**FAST_TIMING, "scope": draw(st.sampled_from(["layer", "core"]))},
+        "variant": draw(st.sampled_from(variants)),
+    }
+    if cross:
+        fields["source_len"] = source
+        fields["kdim"] = draw(st.sampled_from([None, 3, 7]))
+        fields["vdim"] = draw(st.sampled_from([None, 5]))
+    mask: dict = {"causal": draw(st.booleans())}
+    if draw(st.booleans()):
+        mask["key_padding"] = {"lengths": draw(st.lists(st.integers(1, source), min_size=batch, max_size=batch))}
+    fields["mask"] = mask
+    if fields["variant"] == "local":
+        fields["local"] = {"window": draw(st.integers(0, 30))}
+    if fields["variant"] == "sparse":
+        if draw(st.booleans()):
+            fields["sparse"] = {"pattern": "strided", "stride": draw(st.integers(1, 10))}
+        else:
+            block = draw(st.integers(1, min(length, source)))
+            blocks = ceil_div(source, block)
+            window = draw(st.sampled_from([1, 3, 5]))
+            global_blocks = draw(st.integers(0, min(ceil_div(length, block), blocks) // 2))
+            random_blocks = draw(st.integers(0, max(0, blocks - window - 2 * global_blocks)))
+            fields["sparse"] = {"pattern": "bigbird", "block": block, "window_blocks": window,
+                                "global_blocks": global_blocks, "random_blocks": random_blocks}
+    return Config.model_validate(fields)
+
+
+NO_FLAGS = {"heads": None, "seq_len": None, "embed_dim": None, "batch": None, "window": None, "variant": None, "dtype": None}
+
+
+def flags(**given: str) -> dict:
+    return {**NO_FLAGS, **given}
+
+
+def sample_report() -> RunReport:
+    return RunReport(
+        mha_version="0.1.0",
+        created="2026-11-27T10:00:00+00:00",
+        config=small_config().to_dict(),
+        env={"torch": "2.13.0", "python": "3.11", "platform": "linux", "cpu": "cpu", "device": "cpu", "num_threads": 2, "commit": None},
+        shapes={"query": [5, 2, 16], "key": [5, 2, 16], "value": [5, 2, 16], "output": [5, 2, 16], "attn_weights": None},
+        shape_table=[ShapeRow("query", [5, 2, 16], "(L=5, N=2, E=16)", "a | note")],
+        results=[
+            Result("torch", "full", "float32", "cpu", "ok", median_s=1e-3, iqr_s=1e-5, runs=9, ok=True, max_abs_err=float("nan")),
+            Result("sdpa", "full", "float32", "cpu", "skipped", reason="no kernel"),
+        ],
+    )

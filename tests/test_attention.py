@@ -20,57 +20,14 @@ from mha_cli.errors import UsageError
 from mha_cli.inputs import make_inputs
 from mha_cli.check import check_against_reference, run_reference
 
-from .helpers import FAST_TIMING, small_config
+from .helpers import FAST_TIMING, configs, small_config
 
 CPU = torch.device("cpu")
 FAST_IMPLS = ("torch", "manual", "sdpa", "blocked")
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@st.composite
-def configs(draw: st.DrawFn, variants: tuple[str, ...] = ("full", "local", "sparse")) -> Config:
-    heads = draw(st.sampled_from([1, 2, 4]))
-    embed_dim = heads * draw(st.sampled_from([1, 4, 8]))
-    batch = draw(st.integers(1, 3))
-    length = draw(st.integers(1, 24))
-    cross = draw(st.booleans())
-    source = draw(st.integers(1, 24)) if cross else length
-    fields: dict = {
-        "embed_dim": embed_dim,
-        "num_heads": heads,
-        "batch_size": batch,
-        "seq_len": length,
-        "attention": "cross" if cross else "self",
-        "batch_first": draw(st.booleans()),
-        "bias": draw(st.booleans()),
-        "seed": draw(st.integers(0, 2**16)),
-        "need_weights": draw(st.booleans()),
-        "average_attn_weights": draw(st.booleans()),
-        "timing": {**FAST_TIMING, "scope": draw(st.sampled_from(["layer", "core"]))},
-        "variant": draw(st.sampled_from(variants)),
-    }
-    if cross:
-        fields["source_len"] = source
-        fields["kdim"] = draw(st.sampled_from([None, 3, 7]))
-        fields["vdim"] = draw(st.sampled_from([None, 5]))
-    mask: dict = {"causal": draw(st.booleans())}
-    if draw(st.booleans()):
-        mask["key_padding"] = {"lengths": draw(st.lists(st.integers(1, source), min_size=batch, max_size=batch))}
-    fields["mask"] = mask
-    if fields["variant"] == "local":
-        fields["local"] = {"window": draw(st.integers(0, 30))}
-    if fields["variant"] == "sparse":
-        if draw(st.booleans()):
-            fields["sparse"] = {"pattern": "strided", "stride": draw(st.integers(1, 10))}
-        else:
-            block = draw(st.integers(1, min(length, source)))
-            blocks = -(-source // block)
-            window = draw(st.sampled_from([1, 3, 5]))
-            global_blocks = draw(st.integers(0, min(-(-length // block), blocks) // 2))
-            random_blocks = draw(st.integers(0, max(0, blocks - window - 2 * global_blocks)))
-            fields["sparse"] = {"pattern": "bigbird", "block": block, "window_blocks": window,
-                                "global_blocks": global_blocks, "random_blocks": random_blocks}
-    return Config.model_validate(fields)
+
 
 
 def _config(**fields) -> Config:

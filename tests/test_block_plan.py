@@ -10,7 +10,7 @@ from mha_cli.block_plan import Band, Fixed, Gathered, Residue, allowed_pair_coun
 from mha_cli.masks import allowed_mask
 
 from .helpers import small_config
-from .test_attention import configs
+from .helpers import configs
 
 
 def rebuild(config, plan) -> torch.Tensor:
@@ -60,9 +60,16 @@ def test_full_pair_count_matches_the_dense_mask(config) -> None:
 
 
 @given(window=st.integers(0, 5000), length=st.integers(1, 100_000))
-def test_block_size_is_bounded(window: int, length: int) -> None:
+def test_block_size_fits_the_sequence_and_never_shrinks_as_the_window_grows(window: int, length: int) -> None:
     block = block_size_for_window(window, length)
-    assert 1 <= block <= min(128, length)
+    assert 1 <= block <= length
+    assert block_size_for_window(window + 1, length) >= block
+    assert block_size_for_window(window, length + 1) >= block
+
+
+def test_block_size_is_the_measured_best_for_a_window_of_128() -> None:
+    assert block_size_for_window(128, 8192) in (32, 64)  # measured: 32-64 beat 16 and 128 at this window
+    assert block_size_for_window(128, 20) == 20  # a short sequence is one block
 
 
 def test_local_plan_reads_a_band_of_keys_per_query() -> None:

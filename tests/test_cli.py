@@ -32,8 +32,8 @@ def test_quickstart_shows_the_real_shapes(tmp_path: Path) -> None:
     assert "(10, 5, 64)" in result.stdout  # output (L, N, E)
     assert "(5, 10, 10)" in result.stdout  # weights averaged over heads (N, L, S)
     assert "(5, 2, 10, 10)" in result.stdout  # what average_attn_weights=false would give
-    for impl in ("torch", "manual", "sdpa"):
-        assert impl in result.stdout
+    for impl in ("torch", "manual", "sdpa"):  # a timing-table row each, not just the name somewhere
+        assert re.search(rf"│ {impl} +│ ok +│ [\d.]+ (µs|ms) ", result.stdout), result.stdout
     assert "OK: torch, manual, sdpa agree" in result.stdout
     assert "saved to" in result.stderr
 

@@ -1,5 +1,8 @@
+import pytest
 import torch
+from torch.utils import benchmark
 
+from mha_cli import measure
 from mha_cli.measure import Timing, count_flops, peak_memory_bytes, time_call
 
 from .helpers import small_config
@@ -23,9 +26,29 @@ def test_peak_memory_of_sequential_buffers_is_one_buffer() -> None:
     assert 4 * 2**20 <= peak_memory_bytes(one_at_a_time, torch.device("cpu")) < 5 * 2**20
 
 
-def test_time_call_uses_torch_benchmark_and_reports_runs() -> None:
+def test_time_call_sizes_the_timer_blocks_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calibrated Timer overrides a private torch method: this fails if torch stops calling it."""
+    chosen: list[int] = []
+    real = measure._CalibratedTimer._estimate_block_size
+
+    def recording(self, min_run_time: float) -> int:  # type: ignore[no-untyped-def]
+        chosen.append(real(self, min_run_time))
+        return chosen[-1]
+
+    monkeypatch.setattr(measure._CalibratedTimer, "_estimate_block_size", recording)
+    measured_blocks: list[int] = []
+    real_blocked = benchmark.Timer.blocked_autorange
+
+    def spying(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        measurement = real_blocked(self, *args, **kwargs)
+        measured_blocks.append(measurement.number_per_run)
+        return measurement
+
+    monkeypatch.setattr(benchmark.Timer, "blocked_autorange", spying)
     x = torch.randn(64, 64)
     timing = time_call(lambda: x @ x, threads=1, min_run_time=0.02)
+    assert chosen, "torch.utils.benchmark no longer calls Timer._estimate_block_size"
+    assert measured_blocks == [chosen[0]]  # every measurement is a block of the size we chose
     assert timing.runs >= 1 and 0 < timing.median_s < 0.1 and timing.iqr_s >= 0
 
 

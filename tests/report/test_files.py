@@ -4,24 +4,12 @@ import json
 from pathlib import Path
 
 from mha_cli.report.files import results_csv, save_run, to_json
-from mha_cli.results import Result, RunReport, ShapeRow
+from mha_cli.results import RunReport
 
-from ..helpers import small_config
+from ..helpers import sample_report
 
 
-def sample_report() -> RunReport:
-    return RunReport(
-        mha_version="0.1.0",
-        created="2026-11-27T10:00:00+00:00",
-        config=small_config().to_dict(),
-        env={"torch": "2.13.0", "python": "3.11", "platform": "linux", "cpu": "cpu", "device": "cpu", "num_threads": 2, "commit": None},
-        shapes={"query": [5, 2, 16], "key": [5, 2, 16], "value": [5, 2, 16], "output": [5, 2, 16], "attn_weights": None},
-        shape_table=[ShapeRow("query", [5, 2, 16], "(L=5, N=2, E=16)", "a | note")],
-        results=[
-            Result("torch", "full", "float32", "cpu", "ok", median_s=1e-3, iqr_s=1e-5, runs=9, ok=True, max_abs_err=float("nan")),
-            Result("sdpa", "full", "float32", "cpu", "skipped", reason="no kernel"),
-        ],
-    )
+
 
 
 def test_report_round_trips_through_json() -> None:

@@ -1,6 +1,6 @@
 from mha_cli.report.markdown import markdown_table, run_markdown
 
-from .test_files import sample_report
+from ..helpers import sample_report
 
 
 def test_markdown_table_escapes_pipes() -> None:

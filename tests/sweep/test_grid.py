@@ -4,11 +4,9 @@ from mha_cli.config import load_config
 from mha_cli.errors import UsageError
 from mha_cli.sweep.grid import Shard, build_grid, parse_list
 
-NO_FLAGS = {"heads": None, "seq_len": None, "embed_dim": None, "batch": None, "window": None, "variant": None, "dtype": None}
+from ..helpers import flags
 
 
-def flags(**given: str) -> dict:
-    return {**NO_FLAGS, **given}
 
 
 def test_comma_lists() -> None:

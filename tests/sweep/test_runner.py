@@ -18,7 +18,7 @@ from mha_cli.sweep.store import SweepFolder
 from mha_cli.sweep.summary import findings
 
 from ..helpers import FAST_OVERRIDES, mha_process, wait_for_line
-from .test_grid import flags
+from ..helpers import flags
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from mha_cli.errors import UsageError
 from mha_cli.sweep.grid import Shard, build_grid
 from mha_cli.sweep.store import SweepFolder
 
-from .test_grid import flags
+from ..helpers import flags
 
 
 def record(point: int, status: str = "skipped") -> dict:
