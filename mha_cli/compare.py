@@ -132,6 +132,8 @@ BROKEN = ("fail", "error", "crashed", "timeout")
 
 @dataclass
 class Comparison:
+    base: str  # where BASE and CURRENT were read from
+    current: str
     rows: list[Row] = field(default_factory=list)
     only_in_base: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     only_in_current: list[tuple[dict[str, Any], str]] = field(default_factory=list)
@@ -163,6 +165,8 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "base": self.base,
+            "current": self.current,
             "rows": [asdict(r) for r in self.rows],
             "only_in_base": [{"params": p, "impl": i} for p, i in self.only_in_base],
             "only_in_current": [{"params": p, "impl": i} for p, i in self.only_in_current],
@@ -222,7 +226,8 @@ def compare_results(base: Loaded, current: Loaded, thresholds: list[Threshold], 
             f"cannot compare a {base.kind} ({base.source}) with a {current.kind} ({current.source}): "
             "compare two runs or two sweeps"
         )
-    result = Comparison(env_differences=_differences(base.env, current.env, ENV_FIELDS), allow_missing=allow_missing)
+    result = Comparison(base.source, current.source, env_differences=_differences(base.env, current.env, ENV_FIELDS),
+                        allow_missing=allow_missing)
     ignore = {"name", "timing", "impls", "sweep"}
     result.config_differences = [
         d for d in _differences(

@@ -18,6 +18,7 @@ from .attention.manual import Steps, layer_steps
 from .config import Config
 from .inputs import Inputs, make_inputs, resolve_device
 from .masks import fully_masked_rows
+from .results import SCHEMA_VERSION
 from .memory import check_fits, resolve_memory_limit
 from .shapes import named_axes
 
@@ -41,13 +42,28 @@ class Explanation:
     fully_masked_rows: int
     dtype: str
 
+    @property
+    def total_params(self) -> int:
+        return sum(step.params for step in self.steps)
+
+    @property
+    def total_flops(self) -> int:
+        """FLOPs of one forward as computed: masked pairs included (the dense layer computes them)."""
+        return sum(step.flops for step in self.steps)
+
     def to_dict(self) -> dict[str, Any]:
+        """What `mha explain --json` prints: the steps, their totals, and the check against nn.MultiheadAttention."""
         return {
+            "schema_version": SCHEMA_VERSION,
             "steps": [asdict(s) for s in self.steps],
-            "max_abs_err_output": self.max_abs_err_output,
-            "max_abs_err_weights": self.max_abs_err_weights,
-            "fully_masked_rows": self.fully_masked_rows,
-            "dtype": self.dtype,
+            "totals": {"params": self.total_params, "flops": self.total_flops},
+            "check": {
+                "against": "nn.MultiheadAttention, same weights",
+                "dtype": self.dtype,
+                "max_abs_err_output": self.max_abs_err_output,
+                "max_abs_err_weights": self.max_abs_err_weights,
+                "fully_masked_rows": self.fully_masked_rows,
+            },
         }
 
 
@@ -148,3 +164,14 @@ def explain(config: Config, *, memory_limit: int | None = None) -> Explanation:
         fully_masked_rows=int((~defined).sum()),
         dtype=config.dtype,
     )
+
+
+def weights_to_draw(
+    config: Config, batch: int, heads: list[int], *, memory_limit: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attention weights of the chosen heads for one batch item, (h, L, S) float on the CPU,
+    and that item's allowed pairs (L, S): what `mha plot weights` draws."""
+    check_fits(config, *resolve_memory_limit(memory_limit), together=("manual",))  # every head's (N, H, L, S) weights
+    inputs = make_inputs(config, resolve_device(config.device))
+    steps = run_steps(config, inputs)
+    return steps.weights[batch, heads].float().cpu(), inputs.dense_allowed()[batch].cpu()

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from .errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: explain --json became {steps, totals, check}
 NOISY_IQR_RATIO = 0.10  # IQR/median above this is flagged noisy: the machine was busy
 MIN_RUNS = 3  # fewer timed runs give no IQR worth the name: flagged noisy too
 

@@ -72,6 +72,10 @@ def test_explain_cli_table_and_json() -> None:
     table = runner.invoke(app, ["explain"])
     assert table.exit_code == 0 and "(N=5, H=2, L=10, S=10)" in table.stdout and "16,640 parameters" in table.stdout
     assert "manual == nn.MultiheadAttention" in table.stdout
-    steps = json.loads(runner.invoke(app, ["explain", "--json"]).stdout)
+    document = json.loads(runner.invoke(app, ["explain", "--json"]).stdout)
+    assert set(document) == {"schema_version", "steps", "totals", "check"} and document["schema_version"] == 2
+    steps = document["steps"]
     assert [s["step"] for s in steps] == STEP_NAMES
     assert {"step", "formula", "shape", "axes", "note"} <= set(steps[0])
+    assert document["totals"] == {"params": 16_640, "flops": sum(s["flops"] for s in steps)}
+    assert document["check"]["max_abs_err_output"] < 1e-5 and document["check"]["dtype"] == "float32"

@@ -55,14 +55,13 @@ def weights(
       mha plot weights configs/causal_padding_masks.yaml --png weights.png --batch 2 --heads 0,1
     """
     from ..config import load_config
-    from ..memory import check_fits, parse_bytes, resolve_memory_limit
+    from ..memory import parse_bytes
 
-    limit = resolve_memory_limit(parse_bytes(max_memory) if max_memory is not None else None)
+    limit = parse_bytes(max_memory) if max_memory is not None else None
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
     check_batch(batch, resolved.batch_size)
     chosen = _heads(heads, resolved.num_heads)
-    check_fits(resolved, *limit, together=("manual",))  # every head's (N, H, L, S) weights are computed
     if png is None and max(resolved.seq_len, resolved.source_length) > TERMINAL_LIMIT:
         raise UsageError(
             f"L={resolved.seq_len}, S={resolved.source_length} is too large to draw in the terminal "
@@ -73,13 +72,9 @@ def weights(
 
         new_figure()  # fails early, with the install hint, when matplotlib is missing
 
-    from ..explanation import run_steps
-    from ..inputs import make_inputs, resolve_device
+    from ..explanation import weights_to_draw
 
-    inputs = make_inputs(resolved, resolve_device(resolved.device))
-    steps = run_steps(resolved, inputs)
-    maps = steps.weights[batch, chosen].float().cpu()  # (h, L, S)
-    allowed = inputs.dense_allowed()[batch].cpu()  # (L, S)
+    maps, allowed = weights_to_draw(resolved, batch, chosen, memory_limit=limit)  # (h, L, S), (L, S)
     summary = (f"{resolved.name}: E={resolved.embed_dim}, H={resolved.num_heads}, L={resolved.seq_len}, "
                f"S={resolved.source_length}, variant {resolved.variant}, causal={resolved.mask.causal}, batch item {batch}")
     if png is not None:

@@ -74,15 +74,17 @@ def notes(results: Sequence[Result]) -> list[str]:
 
 
 def pattern_words(config: dict[str, Any]) -> str:
-    """The variant and its settings, briefly: "local (window 128)"."""
+    """The variant and its settings, briefly: "local (window 128)". Defaults come from the config models."""
+    from ..config import SPARSE_PATTERNS, LocalConfig
+
     variant = config["variant"]
     if variant == "local":
-        return f"local (window {(config.get('local') or {}).get('window', 128)})"
+        return f"local (window {LocalConfig.model_validate(config.get('local') or {}).window})"
     if variant == "sparse":
-        sparse = config.get("sparse") or {}
-        pattern = sparse.get("pattern", "bigbird")
-        given = ", ".join(f"{k} {v}" for k, v in sparse.items() if k != "pattern" and v is not None)
-        return f"sparse {pattern}" + (f" ({given})" if given else "")
+        section = config.get("sparse") or {}
+        pattern = section.get("pattern", "bigbird")
+        settings = SPARSE_PATTERNS[pattern].model_validate(section).model_dump(exclude={"pattern"})
+        return f"sparse {pattern} (" + ", ".join(f"{k} {v}" for k, v in settings.items()) + ")"
     return "full"
 
 

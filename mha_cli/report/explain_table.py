@@ -1,0 +1,30 @@
+"""`mha explain` as a table: one row per step, then the totals and the check."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..config import Config
+from ..explanation import Explanation
+
+HEADERS = ("step", "formula", "shape", "params", "FLOPs", "note")
+NUMBERS = ("shape", "params", "FLOPs")  # never folded: they read badly in pieces
+
+
+def print_explanation(console: Console, config: Config, found: Explanation) -> None:
+    table = Table(title=escape(f"{config.name}: multi-head attention, step by step ({config.dtype})"),
+                  title_justify="left", header_style="bold", show_lines=True)
+    for header in HEADERS:
+        table.add_column(header, overflow="fold", no_wrap=header in NUMBERS)
+    for step in found.steps:
+        table.add_row(escape(step.step), escape(step.formula), escape(step.axes), f"{step.params:,}",
+                      f"{step.flops:,}", escape(step.note))
+    console.print(table)
+    console.print(f"total: {found.total_params:,} parameters, {found.total_flops:,} FLOPs per forward "
+                  "(masked pairs included, as computed)", highlight=False)
+    weights = f", weights {found.max_abs_err_weights:.2e}" if found.max_abs_err_weights is not None else ""
+    rows = f" (on the rows with an allowed key; {found.fully_masked_rows} rows have none)" if found.fully_masked_rows else ""
+    console.print(escape(f"manual == nn.MultiheadAttention on the same weights: max |difference| output "
+                         f"{found.max_abs_err_output:.2e}{weights}{rows}"), highlight=False)
