@@ -198,6 +198,15 @@ def _commands() -> list[str]:
     return sorted(names)
 
 
+@pytest.mark.parametrize("command", ["", "plot", *_commands()])
+def test_help_shows_no_type_placeholders_and_plain_usage(command: str) -> None:
+    result = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "140"})
+    assert result.exit_code == 0
+    assert not re.search(r"<(bool|str|int|float|path|list\[[^>]*\])>", result.stdout), result.stdout
+    usage = next(line for line in result.stdout.splitlines() if "Usage:" in line)
+    assert "{" not in usage and "]..." not in usage.replace("[ARGS]...", ""), usage
+
+
 @pytest.mark.parametrize("command", _commands())
 def test_every_command_has_help_with_an_example_and_is_in_the_readme(command: str) -> None:
     result = invoke(*command.split(), "--help")

@@ -15,6 +15,7 @@ from .. import __version__
 from .compare import compare
 from .env import env
 from .explain import explain
+from .help_format import PlainHelpCommand, PlainHelpGroup
 from .mask import mask
 from .plot import plot_app
 from .merge import merge
@@ -31,6 +32,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=True,
+    cls=PlainHelpGroup,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -55,15 +57,15 @@ def _root(
         os.environ["MHA_DEBUG"] = "1"  # read by the error handler; inherited by --isolate children
 
 
-app.command()(run)
-app.command()(validate)
-app.command()(explain)
-app.command()(mask)
-app.command()(sweep)
-app.command()(merge)
-app.command()(compare)
+app.command(cls=PlainHelpCommand)(run)
+app.command(cls=PlainHelpCommand)(validate)
+app.command(cls=PlainHelpCommand)(explain)
+app.command(cls=PlainHelpCommand)(mask)
+app.command(cls=PlainHelpCommand)(sweep)
+app.command(cls=PlainHelpCommand)(merge)
+app.command(cls=PlainHelpCommand)(compare)
 app.add_typer(plot_app)
-app.command()(env)
+app.command(cls=PlainHelpCommand)(env)
 
 def main() -> None:
     from ..signals import install_handlers

@@ -15,7 +15,7 @@ def mask(
     config: ConfigArg = None,
     overrides: OverridesArg = None,
     png: Annotated[Path | None, typer.Option("--png", metavar="FILE", help="Also write the picture to FILE (needs matplotlib).")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Which batch item to draw (key padding differs per item).")] = 0,
+    batch: Annotated[int, typer.Option("--batch", metavar="B", help="Which batch item to draw (key padding differs per item).")] = 0,
     max_memory: MaxMemoryOption = None,
 ) -> None:
     """Draw which (query, key) pairs a config allows: its variant's pattern, causal mask and key padding.

@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from .help_format import PlainHelpCommand, PlainHelpGroup
 from .common import ConfigArg, MaxMemoryOption, OverridesArg, check_batch, handle_errors, split_config_args, stderr_console, stdout_console
 
 plot_app = typer.Typer(
     name="plot",
     help="Pictures: attention weights per head, and results of runs and sweeps (needs matplotlib for PNGs).",
     no_args_is_help=True,
+    cls=PlainHelpGroup,
 )
 
 TERMINAL_LIMIT = 64  # longest L or S drawn in the terminal
@@ -32,14 +34,14 @@ def _heads(text: str, count: int) -> list[int]:
     return heads
 
 
-@plot_app.command("weights")
+@plot_app.command("weights", cls=PlainHelpCommand)
 @handle_errors
 def weights(
     config: ConfigArg = None,
     overrides: OverridesArg = None,
     png: Annotated[Path | None, typer.Option("--png", metavar="FILE", help="Write a heatmap per head to FILE.")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Batch item to draw.")] = 0,
-    heads: Annotated[str, typer.Option("--heads", help="all, or head numbers such as 0,1.")] = "all",
+    batch: Annotated[int, typer.Option("--batch", metavar="B", help="Batch item to draw.")] = 0,
+    heads: Annotated[str, typer.Option("--heads", metavar="all|H,H,...", help="all, or head numbers such as 0,1.")] = "all",
     max_memory: MaxMemoryOption = None,
 ) -> None:
     """Heatmaps of the attention weights per head (query rows x key columns), masked pairs marked.
@@ -99,7 +101,7 @@ def weights(
         out.print(text, soft_wrap=True)
 
 
-@plot_app.command("results")
+@plot_app.command("results", cls=PlainHelpCommand)
 @handle_errors
 def results(
     source: Annotated[Path, typer.Argument(metavar="RESULTS", help="results.json or summary.json, or a run or sweep folder.", show_default=False)],
