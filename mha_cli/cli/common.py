@@ -1,6 +1,5 @@
 """What every command shares: consoles, config arguments, and turning errors into exit codes."""
 
-from __future__ import annotations
 
 import contextlib
 import functools
@@ -52,7 +51,7 @@ MaxMemoryOption = Annotated[
 PIPE_WIDTH = 160  # logs and pipes have no terminal width; 80 columns would fold the tables
 
 
-def _console(stderr: bool) -> Console:
+def _console(stderr: bool) -> "Console":
     from rich.console import Console
 
     # Created per call, not at import: the test runner swaps sys.stdout per invocation.
@@ -61,21 +60,21 @@ def _console(stderr: bool) -> Console:
     return Console(stderr=stderr, highlight=False, width=width)
 
 
-def stdout_console() -> Console:
+def stdout_console() -> "Console":
     return _console(stderr=False)
 
 
-def stderr_console() -> Console:
+def stderr_console() -> "Console":
     return _console(stderr=True)
 
 
-def animated(console: Console) -> bool:
+def animated(console: "Console") -> bool:
     """Spinners and bars only on a terminal, and never with NO_COLOR set (no escape sequences at all)."""
     return console.is_terminal and not os.environ.get("NO_COLOR")
 
 
 @contextlib.contextmanager
-def progress_messages(console: Console) -> Iterator[Callable[[str], None]]:
+def progress_messages(console: "Console") -> Iterator[Callable[[str], None]]:
     """Progress on stderr: one updating spinner line on a terminal, one plain line per step otherwise."""
     from rich.markup import escape
 

@@ -1,6 +1,5 @@
 """`mha compare`: the CI gate between two runs or sweeps."""
 
-from __future__ import annotations
 
 import sys
 from pathlib import Path

@@ -1,6 +1,5 @@
 """`mha env`: the software and hardware that timings depend on."""
 
-from __future__ import annotations
 
 import json
 

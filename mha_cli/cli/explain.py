@@ -1,6 +1,5 @@
 """`mha explain`: walk through the layer step by step on your own config."""
 
-from __future__ import annotations
 
 import json
 

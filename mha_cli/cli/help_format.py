@@ -5,7 +5,6 @@ braces around required arguments in the usage line (`{BASE}`); both read as
 syntax a user must type. Every command of `mha` uses this class instead.
 """
 
-from __future__ import annotations
 
 from typing import Any
 

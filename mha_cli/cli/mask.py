@@ -1,6 +1,5 @@
 """`mha mask`: the allowed (query, key) pairs of a config, in the terminal or as a PNG."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated

@@ -1,6 +1,5 @@
 """`mha merge`: combine the shard folders of one sweep."""
 
-from __future__ import annotations
 
 import contextlib
 import sys

@@ -1,6 +1,5 @@
 """`mha plot weights` and `mha plot results`: pictures from a config or from saved results."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated

@@ -1,6 +1,5 @@
 """`mha run`: one config, every implementation, shapes + agreement + timing."""
 
-from __future__ import annotations
 
 import contextlib
 import sys

@@ -1,6 +1,5 @@
 """`mha sweep`: a grid of configs, one point after another, nothing lost on the way."""
 
-from __future__ import annotations
 
 import contextlib
 import sys

@@ -1,6 +1,5 @@
 """`mha validate`: check a config and print it resolved, without importing torch."""
 
-from __future__ import annotations
 
 import json
 
