@@ -29,7 +29,34 @@ def test_weights_png_has_one_panel_per_head(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plot", "weights", "num_heads=4", "mask.causal=true", "--png", str(target), "--heads", "0,1,2"])
     assert result.exit_code == 0, result.output
     width, height = image_size(target)
-    assert (width, height) == (int((3.2 * 3 + 1.2) * 100), int((3.0 + 1.0) * 100))
+    assert width == int((3.2 * 3 + 1.6) * 100) and height > 300
+
+
+def _title_and_panels(heads: list[int], length: int, source: int, title: str):  # type: ignore[no-untyped-def]
+    from mha_cli.report.attention_plots import weights_figure
+
+    weights = torch.rand(len(heads), length, source)
+    figure, rows, cols = weights_figure(weights, torch.ones(length, source, dtype=torch.bool), heads, title)
+    figure.canvas.draw()
+    return figure, [a for a in figure.axes if a.get_label() != "<colorbar>" and a.get_visible()][: len(heads)], (rows, cols)
+
+
+def test_one_head_keeps_its_whole_title_and_square_cells() -> None:
+    title = "quickstart: E=64, H=2, L=10, S=10, batch item 0; masks: causal, key padding (6 of 10 keys valid)"
+    figure, (panel,), _ = _title_and_panels([0], 10, 10, title)
+    box = figure._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= figure.bbox.width and box.y1 <= figure.bbox.height
+    assert "keys valid" in figure._suptitle.get_text()
+    assert panel.get_aspect() == 1.0  # L = S: square cells
+
+
+def test_long_sequences_are_drawn_on_positions_with_a_visible_note() -> None:
+    figure, (panel,), blocks = _title_and_panels([0], 600, 600, "long")
+    assert blocks == (3, 3)
+    assert panel.get_xlim() == (0.0, 600.0) and panel.get_ylim() == (600.0, 0.0)  # positions, not block indices
+    assert "mean of 3 x 3" in figure._suptitle.get_text()
+    box = figure._suptitle.get_window_extent()
+    assert box.y1 <= figure.bbox.height and box.y0 > panel.get_window_extent().y1  # above the panels, not under them
 
 
 def test_large_sequences_are_downsampled_with_a_note(tmp_path: Path) -> None:
@@ -54,7 +81,10 @@ def test_terminal_heatmap_for_small_configs() -> None:
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line and set(line) <= set(" ░▒▓█·")]
     assert lines[0].endswith("··" * 5)  # query 0 sees only key 0 under the causal mask
-    assert "head 1:" in result.stdout
+    assert lines[0].startswith("██")  # query 0's only key takes all its weight: the darkest shade
+    assert "head 1:" in result.stdout and "'█' = this head's largest" in result.stdout
+    padded = runner.invoke(app, ["plot", "weights", "seq_len=6", "mask.causal=true", "--heads", "0", "--batch", "4"])
+    assert "masks: causal, key padding (2 of 6 keys valid)" in padded.stdout
 
 
 @pytest.mark.parametrize(

@@ -74,10 +74,11 @@ def weights(
         new_figure()  # fails early, with the install hint, when matplotlib is missing
 
     from ..explanation import weights_to_draw
+    from ..report.rows import masks_in_force
 
     maps, allowed = weights_to_draw(resolved, batch, chosen, memory_limit=limit)  # (h, L, S), (L, S)
     summary = (f"{resolved.name}: E={resolved.embed_dim}, H={resolved.num_heads}, L={resolved.seq_len}, "
-               f"S={resolved.source_length}, variant {resolved.variant}, causal={resolved.mask.causal}, batch item {batch}")
+               f"S={resolved.source_length}, batch item {batch}; masks: {masks_in_force(resolved, batch)}")
     if png is not None:
         from ..report.attention_plots import save_weights_png
 
@@ -88,12 +89,13 @@ def weights(
     from rich.text import Text
 
     from ..report.attention_plots import terminal_heatmap
+    from ..report.mask_render import SHADES
 
     out = stdout_console()
     out.print(Text(summary))
     for index, head in enumerate(chosen):
         out.print(Text(f"head {head}: rows = queries 0..{resolved.seq_len - 1}, columns = keys 0..{resolved.source_length - 1}; "
-                       "darker = less weight, '··' = masked"))
+                       f"weight from least to most: blank, '{SHADES[1:]}' ('{SHADES[-1]}' = this head's largest), '··' = masked"))
         text = Text()
         for piece, style in terminal_heatmap(maps[index], allowed):
             text.append(piece, style=style or None)

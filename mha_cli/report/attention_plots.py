@@ -29,14 +29,33 @@ def downsample(weights: torch.Tensor, allowed: torch.Tensor, cells: int = MAX_CE
 
 
 def save_weights_png(weights: torch.Tensor, allowed: torch.Tensor, heads: list[int], title: str, path: Path) -> tuple[int, int]:
-    """A grid of heatmaps, one per head: query rows x key columns; masked pairs in grey. Returns the block sizes."""
+    """weights_figure written to `path`; returns the block sizes (1, 1 when every pair has its own cell)."""
+    figure, row_block, col_block = weights_figure(weights, allowed, heads, title)
+    save_figure(figure, path)
+    return row_block, col_block
+
+
+def weights_figure(weights: torch.Tensor, allowed: torch.Tensor, heads: list[int], title: str):  # type: ignore[no-untyped-def]
+    """A grid of heatmaps, one per head: query rows x key columns; masked pairs in grey.
+
+    The axes count positions (also when long sequences are shown as block means), cells are
+    square when L = S, and the title wraps to the figure's width so one head never clips it.
+    """
+    import textwrap
+
     import numpy as np
 
     shown, open_cells, row_block, col_block = downsample(weights.float(), allowed)
+    length, source = allowed.shape
     count = len(heads)
     cols = min(4, count)
     rows = math.ceil(count / cols)
-    figure = new_figure(figsize=(3.2 * cols + 1.2, 3.0 * rows + 1.0), dpi=100)
+    width = max(6.0, 3.2 * cols + 1.6)
+    lines = textwrap.wrap(title, width=int(width * 13))
+    if row_block > 1 or col_block > 1:
+        lines.append(f"L, S above {MAX_CELLS}: each cell is the mean of {row_block} x {col_block} (query, key) pairs")
+    head_room = 0.4 + 0.2 * len(lines)  # inches for the title lines
+    figure = new_figure(figsize=(width, 3.0 * rows + 0.6 + head_room), dpi=100)
     grid = figure.subplots(rows, cols, squeeze=False)
     from matplotlib import colormaps
 
@@ -47,17 +66,18 @@ def save_weights_png(weights: torch.Tensor, allowed: torch.Tensor, heads: list[i
             axes.set_visible(False)
             continue
         values = np.ma.masked_where(~open_cells.numpy(), shown[slot].numpy())
-        image = axes.imshow(values, cmap=cmap, vmin=0.0, vmax=float(shown.max()) or 1.0, interpolation="nearest", aspect="auto")
+        image = axes.imshow(values, cmap=cmap, vmin=0.0, vmax=float(shown.max()) or 1.0, interpolation="nearest",
+                            aspect="equal" if length == source else "auto", extent=(0, source, length, 0))
         axes.set_title(f"head {heads[slot]}", fontsize=9)
-        axes.set_xlabel("key j" + (f" (x{col_block})" if col_block > 1 else ""), fontsize=8)
-        axes.set_ylabel("query i" + (f" (x{row_block})" if row_block > 1 else ""), fontsize=8)
+        axes.set_xlabel("key position j", fontsize=8)
+        axes.set_ylabel("query position i", fontsize=8)
         axes.tick_params(labelsize=7)
-    note = f"  [block means of {row_block}x{col_block} pairs]" if row_block > 1 or col_block > 1 else ""
-    figure.suptitle(title + note, fontsize=9)
-    figure.subplots_adjust(hspace=0.45, wspace=0.35, right=0.84)
+    figure.suptitle("\n".join(lines), fontsize=9)
+    total_height = figure.get_figheight()
+    figure.subplots_adjust(hspace=0.45, wspace=0.35, left=0.1, right=0.8, bottom=0.6 / total_height,
+                           top=1 - head_room / total_height)
     figure.colorbar(image, ax=list(grid.flat), label="attention weight (grey: masked)", shrink=0.9)
-    save_figure(figure, path)
-    return row_block, col_block
+    return figure, row_block, col_block
 
 
 def terminal_heatmap(weights: torch.Tensor, allowed: torch.Tensor) -> list[tuple[str, str]]:

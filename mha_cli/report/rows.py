@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..config import Config
 from ..memory import format_bytes
 from ..results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport
 
@@ -86,6 +87,18 @@ def pattern_words(config: dict[str, Any]) -> str:
         settings = SPARSE_PATTERNS[pattern].model_validate(section).model_dump(exclude={"pattern"})
         return f"sparse {pattern} (" + ", ".join(f"{k} {v}" for k, v in settings.items()) + ")"
     return "full"
+
+
+def masks_in_force(config: Config, batch: int | None = None) -> str:
+    """Every mask that removes pairs, in words: the variant's pattern, causal, key padding (of one item)."""
+    masks = [] if config.variant == "full" else [pattern_words(config.to_dict())]
+    if config.mask.causal:
+        masks.append("causal")
+    if config.key_lengths is not None:
+        lengths = config.key_lengths
+        masks.append(f"key padding ({lengths[batch]} of {config.source_length} keys valid)" if batch is not None
+                     else "key padding")
+    return ", ".join(masks) or "none"
 
 
 def summary_line(report: RunReport) -> str:
