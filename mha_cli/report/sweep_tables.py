@@ -6,15 +6,28 @@ import csv
 import io
 from typing import Any
 
+from ..results import MIN_RUNS, NOISY_IQR_RATIO
 from .rows import format_seconds
 
 Table = tuple[str, list[str], list[list[str]]]  # title, headers, rows
 
 
+NOISY_MARK = " ~"
+
+
 def _cell(row: dict[str, Any]) -> str:
+    """A median with the noise mark, or the status when there is no median."""
     if row["status"] == "ok":
-        return format_seconds(row["median_s"]) + (" ~" if row.get("noisy") else "")
+        return format_seconds(row["median_s"]) + (NOISY_MARK if row.get("noisy") else "")
     return row["status"].upper() if row["status"] in ("fail", "error", "crashed", "timeout") else row["status"]
+
+
+def table_notes(summary: dict[str, Any]) -> list[str]:
+    """What the marks in the tables mean, when a table uses one."""
+    if any(row.get("noisy") and row["status"] == "ok" for row in summary["rows"]):
+        return [f"'{NOISY_MARK.strip()}' after a time: noisy (IQR above {NOISY_IQR_RATIO:.0%} of the median, or fewer "
+                f"than {MIN_RUNS} timed runs); rerun or raise timing.min_run_time"]
+    return []
 
 
 def impl_tables(summary: dict[str, Any]) -> list[Table]:
@@ -37,7 +50,7 @@ def impl_tables(summary: dict[str, Any]) -> list[Table]:
                 [str(r[a]) for a in axes]
                 + [
                     r["status"],
-                    format_seconds(r["median_s"]),
+                    _cell(r) if r["status"] == "ok" else "-",
                     f"±{100 * r['iqr_s'] / r['median_s']:.1f}%" if r["median_s"] and r["iqr_s"] is not None else "-",
                     f"{r['gflops']:.2f}" if r["gflops"] is not None else "-",
                     f"{r['peak_mem_bytes'] / 2**20:.1f} MiB" if r["peak_mem_bytes"] is not None else "-",
@@ -78,10 +91,20 @@ def skipped_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def headline(summary: dict[str, Any]) -> str:
+    """One line: which sweep (or shard of it), its status, and what became of its points."""
     c = summary["counts"]
     axes = ", ".join(f"{a['path']} in {a['values']}" for a in summary["axes"])
     parts = [f"{c['done']} done"] + [f"{c[k]} {k}" for k in ("skipped", "crashed", "timeout", "pending") if c.get(k)]
-    return f"sweep {summary['name']} ({summary['status']}): {c['in_this_sweep']} of {c['points']} points: {', '.join(parts)}; {axes}"
+    shards = summary["shards"]
+    if len(shards) == 1 and shards[0] != "1/1":
+        if not c["in_this_sweep"]:
+            return (f"sweep {summary['name']}, shard {shards[0]}: empty (all {c['points']} points of the grid fall to "
+                    f"other shards); {axes}")
+        finished = c["in_this_sweep"] - c["pending"]
+        return (f"sweep {summary['name']}, shard {shards[0]} ({summary['status']}): {finished} of its "
+                f"{c['in_this_sweep']} points ({c['points']} in the whole grid): {', '.join(parts)}; {axes}")
+    merged = f" merged from shards {', '.join(shards)}" if len(shards) > 1 else ""
+    return f"sweep {summary['name']}{merged} ({summary['status']}): {c['points']} points: {', '.join(parts)}; {axes}"
 
 
 def all_tables(summary: dict[str, Any]) -> list[Table]:
@@ -107,6 +130,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     parts = [f"# mha sweep: {summary['name']}", "", headline(summary), ""]
     for title, headers, body in all_tables(summary):
         parts += [f"## {title}", "", markdown_table(headers, body), ""]
+    parts += [f"{note}" for note in table_notes(summary)] + ([""] if table_notes(summary) else [])
     notes = skipped_lines(summary)
     if notes:
         parts += ["## Not run or not ok", "", *[f"- {line}" for line in notes], ""]
@@ -125,37 +149,80 @@ def print_summary(console, summary: dict[str, Any]) -> None:  # type: ignore[no-
         for row in body:
             table.add_row(*(escape(cell) for cell in row))
         console.print(table)
+    for line in table_notes(summary):
+        console.print(escape(line), highlight=False)
     for line in skipped_lines(summary):
         console.print(f"  • {escape(line)}", highlight=False)
 
 
 def write_plot(summary: dict[str, Any], path) -> bool:  # type: ignore[no-untyped-def]
     """Log-log time against the first swept parameter, one line per implementation (and other settings)."""
+    figure = sweep_figure(summary)
+    if figure is None:
+        return False
+    from .mask_render import save_figure
+
+    save_figure(figure, path)
+    return True
+
+
+def sweep_figure(summary: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The figure write_plot saves, or None when there is nothing to draw."""
     first = summary["axes"][0]["path"]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in summary["axes"][0]["values"]):
-        return False
-    from .mask_render import new_figure, save_figure
+        return None
+    from .mask_render import new_figure
 
     others = [a["path"] for a in summary["axes"][1:]]
     lines: dict[str, list[tuple[float, float]]] = {}
+    order: dict[str, tuple[Any, ...]] = {}  # legend order: by implementation, then the other values as numbers
     for row in summary["rows"]:
         if row["status"] == "ok" and row["median_s"]:
             label = row["impl"] + "".join(f" {o}={row[o]}" for o in others)
             lines.setdefault(label, []).append((row[first], row["median_s"]))
+            order[label] = (row["impl"], *(str(row[o]) if not isinstance(row[o], (int, float)) else row[o] for o in others))
     if not lines:
-        return False
-    figure = new_figure(figsize=(7, 4.5), dpi=100)
+        return None
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    outside = len(lines) > LEGEND_INSIDE_MAX  # a legend this long would cover the lines
+    figure = new_figure(figsize=(10 if outside else 7, 4.5), dpi=100)
     axes = figure.add_subplot()
-    for label, points in sorted(lines.items()):
+    labels = sorted(lines, key=lambda label: order[label])
+    for label, colour in zip(labels, distinct_colours(len(lines)), strict=True):
+        points = lines[label]
         points.sort()
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label, color=colour)
     axes.set_xscale("log")
     axes.set_yscale("log")
+    # Ticks at the values the sweep measured (128, 512, 2048), written out, not 2x10^2.
+    measured = sorted({p[0] for points in lines.values() for p in points})
+    axes.xaxis.set_major_locator(FixedLocator(measured))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.xaxis.set_minor_locator(NullLocator())
+    axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel(first)
     axes.set_ylabel("median time (s)")
     axes.set_title(f"mha sweep {summary['name']}: time against {first}", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.12)  # fixed margins: tight_layout costs ~0.4 s
-    save_figure(figure, path)
-    return True
+    if outside:
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        figure.subplots_adjust(left=0.08, right=0.68, top=0.92, bottom=0.12)
+    else:
+        axes.legend(fontsize=7)
+        figure.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.12)  # fixed margins: tight_layout costs ~0.4 s
+    return figure
+
+
+LEGEND_INSIDE_MAX = 6
+
+
+def distinct_colours(count: int) -> list[Any]:
+    """`count` colours, none repeated: tab10, then tab20, then evenly spaced along a wide colour map."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    return [colormaps["turbo"](i / (count - 1)) for i in range(count)]
