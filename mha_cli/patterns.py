@@ -103,7 +103,7 @@ def describe(config: Config) -> str:
         rule = f"query i attends key j when |i - j| <= {w}"
     elif config.sparse_settings.pattern == "strided":
         s = config.sparse_settings.stride
-        rule = f"query i attends key j when |i - j| < {s} or (i - j) is a multiple of {s}"
+        rule = f"query i attends key j when (|i - j| < {s} or i - j is a multiple of {s})"
     else:
         sp = config.sparse_settings
         rule = (

@@ -53,7 +53,9 @@ def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | N
     other_average = not config.average_attn_weights
     with torch.inference_mode():
         output, weights = module(query, key, value, need_weights=config.need_weights, average_attn_weights=config.average_attn_weights)
-        _, other_weights = module(query, key, value, need_weights=True, average_attn_weights=other_average)
+        other_weights = (
+            module(query, key, value, need_weights=True, average_attn_weights=other_average)[1] if config.need_weights else None
+        )
         as_batch_first = (lambda x: x) if config.batch_first else (lambda x: x.transpose(0, 1))
         steps = reference_attention(
             as_batch_first(query), as_batch_first(key), as_batch_first(value), Weights.of(module),
@@ -69,9 +71,8 @@ def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | N
         return ShapeRow(tensor, list(value.shape), named_axes(value.shape, axes), note)
 
     weights_note = (
-        "need_weights=false: none are returned"
-        if not config.need_weights
-        else ("averaged over heads (average_attn_weights=true)" if config.average_attn_weights else "one map per head (average_attn_weights=false)")
+        "averaged over heads (average_attn_weights=true)" if config.average_attn_weights
+        else "one map per head (average_attn_weights=false)"
     )
     source_note = "self attention: the query tensor" if config.attention == "self" else "cross attention source"
     rows = [
@@ -82,15 +83,19 @@ def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | N
         row("K per head", steps.k, "N H S d", "projected, split into heads"),
         row("V per head", steps.v, "N H S d", "projected, split into heads"),
         row("scores", steps.scores, "N H L S", "Q K^T / sqrt(d): one L x S map per head"),
-        row("attn weights (returned)", weights, _weights_axes(config.average_attn_weights), weights_note),
-        row(
-            f"attn weights if average_attn_weights={str(other_average).lower()}",
-            other_weights,
-            _weights_axes(other_average),
-            "averaged over heads" if other_average else "one map per head",
-        ),
-        row("output", output, query_axes, "same layout as the query"),
     ]
+    if config.need_weights:  # with need_weights=false nothing is returned: no rows for it
+        rows += [
+            row("attn weights (returned)", weights, _weights_axes(config.average_attn_weights), weights_note),
+            row(
+                f"attn weights if average_attn_weights={str(other_average).lower()}",
+                other_weights,
+                _weights_axes(other_average),
+                "averaged over heads" if other_average else "one map per head",
+            ),
+        ]
+    output_note = "same layout as the query" + ("; need_weights=false: no weights returned" if not config.need_weights else "")
+    rows.append(row("output", output, query_axes, output_note))
     shapes = {
         "query": list(query.shape),
         "key": list(key.shape),
