@@ -1,4 +1,4 @@
-"""Every `mha` command the README shows runs, in README order, in a fresh folder.
+"""Every `mha` command the README and the docs/ pages show runs, page by page in page order, each page in a fresh folder.
 
 Commands run through bash exactly as written (quotes, variables, redirections),
 with three kinds of help a reader would not need: timing budgets are cut to
@@ -75,9 +75,19 @@ def expanded(command: str) -> list[str]:
     return [command]
 
 
-def test_every_readme_command_runs(tmp_path: Path) -> None:
-    commands = readme_commands((REPO / "README.md").read_text(encoding="utf-8"))
-    assert len(commands) >= 20 and any(c.startswith("mha merge") for c in commands)
+PAGES = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
+
+
+def test_the_pages_show_the_commands_worth_showing() -> None:
+    commands = [c for page in PAGES for c in readme_commands((REPO / page).read_text(encoding="utf-8"))]
+    assert len(commands) >= 25
+    for verb in ("run", "validate", "explain", "mask", "plot weights", "plot results", "sweep", "merge", "compare", "env"):
+        assert any(c.startswith(f"mha {verb}") for c in commands), f"no page shows `mha {verb}`"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if readme_commands((REPO / p).read_text(encoding="utf-8"))])
+def test_every_command_on_the_page_runs(page: str, tmp_path: Path) -> None:
+    commands = readme_commands((REPO / page).read_text(encoding="utf-8"))
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -96,9 +106,10 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
         for concrete in expanded(command):
             done = subprocess.run(["bash", "-c", concrete], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
             allowed = EXIT_CODES.get(concrete.split()[1], {0})
-            assert done.returncode in allowed, f"`{concrete}` exited {done.returncode}:\n{done.stderr[-3000:]}"
-            assert "Traceback" not in done.stderr, f"`{concrete}` printed a traceback:\n{done.stderr[-3000:]}"
-    assert (tmp_path / "step-summary.md").read_text().startswith("## mha compare")
+            assert done.returncode in allowed, f"{page}: `{concrete}` exited {done.returncode}:\n{done.stderr[-3000:]}"
+            assert "Traceback" not in done.stderr, f"{page}: `{concrete}` printed a traceback:\n{done.stderr[-3000:]}"
+    if any("GITHUB_STEP_SUMMARY" in c for c in commands):
+        assert (tmp_path / "step-summary.md").read_text().startswith("## mha compare")
 
 
 @pytest.mark.parametrize(
