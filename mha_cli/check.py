@@ -1,6 +1,6 @@
 """Agreement with the float64 reference.
 
-Tolerance (see README "How results are checked"): the reference math is also
+Tolerance (see docs/results.md, "How results are checked"): the reference math is also
 run in the test dtype; the error that costs, times 5, is the absolute
 tolerance (never below the fixed per-dtype floor), plus a relative term:
     |out - ref64| <= max(atol_dtype, 5 * max|ref64 - ref_dtype|) + rtol_dtype * |ref64|

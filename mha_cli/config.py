@@ -15,12 +15,29 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .arith import ceil_div
 from .errors import ConfigError, Problem
-from .yaml_source import PathKey, YamlDocument, format_path, load_yaml_file, parse_path, load_yaml_text, parse_value
+from .yaml_source import (
+    PathKey,
+    YamlDocument,
+    format_path,
+    load_yaml_file,
+    load_yaml_text,
+    parse_path,
+    parse_value,
+)
 
 ImplName = Literal["torch", "manual", "sdpa", "blocked", "flex"]
 Variant = Literal["full", "local", "sparse"]

@@ -18,8 +18,8 @@ from .attention.manual import Steps, layer_steps
 from .config import Config
 from .inputs import Inputs, make_inputs, resolve_device
 from .masks import fully_masked_rows
-from .results import SCHEMA_VERSION
 from .memory import check_fits, resolve_memory_limit
+from .results import SCHEMA_VERSION
 from .shapes import named_axes
 
 

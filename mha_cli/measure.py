@@ -22,7 +22,6 @@ from .config import Config
 from .results import MIN_RUNS, NOISY_IQR_RATIO
 
 
-
 @dataclass(frozen=True)
 class Timing:
     median_s: float

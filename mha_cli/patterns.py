@@ -95,7 +95,7 @@ def pattern_rule(config: Config) -> PatternRule | None:
 
 
 def describe(config: Config) -> str:
-    """The pattern's exact rule in words (shown by `mha mask` and in the README)."""
+    """The pattern's exact rule in words (shown by `mha mask` and in docs/variants.md)."""
     if config.variant == "full":
         rule = "every query attends every key"
     elif config.variant == "local":

@@ -14,11 +14,11 @@ from dataclasses import replace
 
 import torch
 
-from .clock import utc_now_iso
 from . import __version__
 from .attention import Unavailable, get_impl
 from .block_plan import allowed_pair_count
 from .check import Reference, check_against_reference, run_reference
+from .clock import utc_now_iso
 from .config import Config
 from .envinfo import run_env
 from .inputs import Inputs, make_inputs, resolve_device

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from mha_cli.attention import get_impl
 from mha_cli.attention.reference import reference_attention
+from mha_cli.check import check_against_reference, run_reference
 from mha_cli.config import Config
 from mha_cli.errors import UsageError
 from mha_cli.inputs import make_inputs
-from mha_cli.check import check_against_reference, run_reference
 
 from .helpers import FAST_TIMING, configs, small_config
 

@@ -6,11 +6,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mha_cli.block_plan import Band, Fixed, Gathered, Residue, allowed_pair_count, block_size_for_window, plan_for
+from mha_cli.block_plan import (
+    Band,
+    Fixed,
+    Gathered,
+    Residue,
+    allowed_pair_count,
+    block_size_for_window,
+    plan_for,
+)
 from mha_cli.masks import allowed_mask
 
-from .helpers import small_config
-from .helpers import configs
+from .helpers import configs, small_config
 
 
 def rebuild(config, plan) -> torch.Tensor:

@@ -4,9 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mha_cli.attention.reference import reference_attention
 from mha_cli.attention import get_impl
-from mha_cli.check import FIXED_TOLERANCES, Tolerance, check_against_reference, compare_tensors, run_reference
+from mha_cli.attention.reference import reference_attention
+from mha_cli.check import (
+    FIXED_TOLERANCES,
+    Tolerance,
+    check_against_reference,
+    compare_tensors,
+    run_reference,
+)
 from mha_cli.inputs import make_inputs
 from mha_cli.masks import allowed_mask, causal_allowed, fully_masked_rows
 

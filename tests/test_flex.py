@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from mha_cli.attention import get_impl
+from mha_cli.check import check_against_reference, run_reference
 from mha_cli.config import Config
 from mha_cli.inputs import make_inputs
-from mha_cli.check import check_against_reference, run_reference
 
 from .helpers import FAST_TIMING
 

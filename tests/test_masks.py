@@ -1,6 +1,11 @@
 import torch
 
-from mha_cli.masks import allowed_mask, causal_allowed, fully_masked_rows, key_padding_allowed
+from mha_cli.masks import (
+    allowed_mask,
+    causal_allowed,
+    fully_masked_rows,
+    key_padding_allowed,
+)
 
 from .helpers import small_config
 

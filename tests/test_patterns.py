@@ -1,4 +1,4 @@
-"""Each pattern's mask against a direct, loop-by-loop reading of its rule (README "Patterns")."""
+"""Each pattern's mask against a direct, loop-by-loop reading of its rule (docs/variants.md)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from mha_cli.errors import ConfigError
-from mha_cli.yaml_source import format_path, load_yaml_file, load_yaml_text, parse_path, parse_value
+from mha_cli.yaml_source import (
+    format_path,
+    load_yaml_file,
+    load_yaml_text,
+    parse_path,
+    parse_value,
+)
 
 
 def test_lines_are_recorded_by_path() -> None:

@@ -16,8 +16,8 @@ from .env import env
 from .explain import explain
 from .help_format import PlainHelpCommand, PlainHelpGroup
 from .mask import mask
-from .plot import plot_app
 from .merge import merge
+from .plot import plot_app
 from .run import run
 from .sweep import sweep
 from .validate import validate

@@ -5,7 +5,15 @@ import json
 
 import typer
 
-from .common import ConfigArg, JsonOption, MaxMemoryOption, OverridesArg, handle_errors, split_config_args, stdout_console
+from .common import (
+    ConfigArg,
+    JsonOption,
+    MaxMemoryOption,
+    OverridesArg,
+    handle_errors,
+    split_config_args,
+    stdout_console,
+)
 
 
 @handle_errors

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from .common import ConfigArg, MaxMemoryOption, OverridesArg, check_batch, handle_errors, split_config_args, stderr_console, stdout_console
+from .common import (
+    ConfigArg,
+    MaxMemoryOption,
+    OverridesArg,
+    check_batch,
+    handle_errors,
+    split_config_args,
+    stderr_console,
+    stdout_console,
+)
 
 
 @handle_errors

@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .common import JsonOption, OverwriteOption, handle_errors, stderr_console, stdout_console
+from .common import (
+    JsonOption,
+    OverwriteOption,
+    handle_errors,
+    stderr_console,
+    stdout_console,
+)
 
 
 @handle_errors
@@ -28,7 +34,12 @@ def merge(
 
       mha merge shards/1 shards/2 shards/3 --output-dir sweeps/merged
     """
-    from ..output_folder import DEFAULT_ROOT, claimed, new_timestamped_folder, point_latest
+    from ..output_folder import (
+        DEFAULT_ROOT,
+        claimed,
+        new_timestamped_folder,
+        point_latest,
+    )
     from ..sweep.merge import merge_shards
     from ..sweep.store import SweepFolder
 

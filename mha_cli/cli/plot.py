@@ -7,8 +7,17 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from .common import (
+    ConfigArg,
+    MaxMemoryOption,
+    OverridesArg,
+    check_batch,
+    handle_errors,
+    split_config_args,
+    stderr_console,
+    stdout_console,
+)
 from .help_format import PlainHelpCommand, PlainHelpGroup
-from .common import ConfigArg, MaxMemoryOption, OverridesArg, check_batch, handle_errors, split_config_args, stderr_console, stdout_console
 
 plot_app = typer.Typer(
     name="plot",
@@ -117,9 +126,9 @@ def results(
 
       mha plot results outputs/20261127T120000Z-quickstart-sweep/summary.json --png sweep.png
     """
-    from ..results import read_results
     from ..report.attention_plots import save_run_bars
     from ..report.sweep_tables import write_plot
+    from ..results import read_results
 
     kind, path, document = read_results(source)
     if kind == "run":

@@ -49,7 +49,10 @@ def run(
 
       mha run configs/cross_attention.yaml impls=\\[sdpa,manual] --json --no-save
     """
-    from ..config import config_to_yaml, load_config  # pydantic: only once a command runs
+    from ..config import (  # pydantic: only once a command runs
+        config_to_yaml,
+        load_config,
+    )
     from ..memory import parse_bytes
 
     if no_save and (output_dir is not None or overwrite):
@@ -58,7 +61,12 @@ def run(
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
 
-    from ..output_folder import DEFAULT_ROOT, claimed, new_timestamped_folder, point_latest
+    from ..output_folder import (
+        DEFAULT_ROOT,
+        claimed,
+        new_timestamped_folder,
+        point_latest,
+    )
 
     with contextlib.ExitStack() as stack:
         folder = None
@@ -87,7 +95,9 @@ def run(
 
 
 def _measure(resolved, limit: int | None):  # type: ignore[no-untyped-def]
-    from ..runner import run_experiment  # imports torch: only once the config is known to be good
+    from ..runner import (
+        run_experiment,  # imports torch: only once the config is known to be good
+    )
 
     with progress_messages(stderr_console()) as progress:
         return run_experiment(resolved, memory_limit=limit, progress=progress)

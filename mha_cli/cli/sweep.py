@@ -48,7 +48,14 @@ class _ConsoleProgress:
         if already_done:
             self.console.print(f"{already_done} of {total} points already done; running the other {total - already_done}")
         if animated(self.console):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -127,7 +134,12 @@ def sweep(
       mha sweep --resume outputs/20261127T120000Z-quickstart-sweep
     """
     from ..memory import parse_bytes
-    from ..output_folder import DEFAULT_ROOT, claimed, new_timestamped_folder, point_latest
+    from ..output_folder import (
+        DEFAULT_ROOT,
+        claimed,
+        new_timestamped_folder,
+        point_latest,
+    )
     from ..sweep.grid import FLAG_FIELDS, Shard, build_grid
     from ..sweep.runner import execute
     from ..sweep.store import SWEEP_FILES, SweepFolder

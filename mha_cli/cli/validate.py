@@ -5,7 +5,14 @@ import json
 
 import typer
 
-from .common import ConfigArg, JsonOption, MaxMemoryOption, OverridesArg, handle_errors, split_config_args
+from .common import (
+    ConfigArg,
+    JsonOption,
+    MaxMemoryOption,
+    OverridesArg,
+    handle_errors,
+    split_config_args,
+)
 
 
 @handle_errors
@@ -25,8 +32,17 @@ def validate(
 
       mha validate configs/cross_attention.yaml num_heads=8 --json
     """
-    from ..config import config_to_yaml, load_config  # pydantic: only once a command runs
-    from ..memory import check_fits, format_bytes, parse_bytes, required_bytes, resolve_memory_limit
+    from ..config import (  # pydantic: only once a command runs
+        config_to_yaml,
+        load_config,
+    )
+    from ..memory import (
+        check_fits,
+        format_bytes,
+        parse_bytes,
+        required_bytes,
+        resolve_memory_limit,
+    )
 
     limit, limit_source = resolve_memory_limit(parse_bytes(max_memory) if max_memory is not None else None)
     path, extra = split_config_args(config, overrides)

@@ -183,7 +183,12 @@ def sweep_figure(summary: dict[str, Any]):  # type: ignore[no-untyped-def]
             order[label] = (row["impl"], *(str(row[o]) if not isinstance(row[o], (int, float)) else row[o] for o in others))
     if not lines:
         return None
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+    from matplotlib.ticker import (
+        FixedLocator,
+        FuncFormatter,
+        NullFormatter,
+        NullLocator,
+    )
 
     outside = len(lines) > LEGEND_INSIDE_MAX  # a legend this long would cover the lines
     figure = new_figure(figsize=(10 if outside else 7, 4.5), dpi=100)

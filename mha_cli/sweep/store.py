@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..clock import utc_now_iso
-from ..results import SCHEMA_VERSION
 from .. import __version__
+from ..clock import utc_now_iso
 from ..errors import UsageError
 from ..output_folder import create_exclusive, file_mode, write_atomic
 from ..report.files import to_json
+from ..results import SCHEMA_VERSION
 from .grid import Grid, Shard
 
 SWEEP_FILE = "sweep.json"

@@ -9,9 +9,9 @@ import math
 from collections import defaultdict
 from typing import Any, TypedDict
 
+from .. import __version__
 from ..clock import utc_now_iso
 from ..results import SCHEMA_VERSION
-from .. import __version__
 from .grid import Grid
 
 Record = dict[str, Any]

@@ -9,9 +9,6 @@ from mha_cli.results import RunReport
 from ..helpers import sample_report
 
 
-
-
-
 def test_report_round_trips_through_json() -> None:
     report = sample_report()
     document = json.loads(to_json(report.to_dict()))

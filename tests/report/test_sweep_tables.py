@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mha_cli.report.sweep_tables import headline, impl_tables, summary_markdown, sweep_figure
+from mha_cli.report.sweep_tables import (
+    headline,
+    impl_tables,
+    summary_markdown,
+    sweep_figure,
+)
 
 
 def summary_of(rows: list[dict[str, Any]], axes: dict[str, list[Any]], shards: list[str] | None = None,

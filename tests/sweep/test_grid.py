@@ -7,8 +7,6 @@ from mha_cli.sweep.grid import Shard, build_grid, parse_list
 from ..helpers import flags
 
 
-
-
 def test_comma_lists() -> None:
     assert parse_list("heads", "1,2, 4", int) == [1, 2, 4]
     assert parse_list("variant", "full,local", str) == ["full", "local"]

@@ -17,8 +17,7 @@ from mha_cli.sweep.runner import Progress, execute
 from mha_cli.sweep.store import SweepFolder
 from mha_cli.sweep.summary import findings
 
-from ..helpers import FAST_OVERRIDES, mha_process, wait_for_line
-from ..helpers import flags
+from ..helpers import FAST_OVERRIDES, flags, mha_process, wait_for_line
 
 REPO = Path(__file__).resolve().parents[2]
 
