@@ -131,6 +131,16 @@ SparseConfig = Annotated[
 
 
 class Config(_Section):
+    """One experiment, valid whenever it exists (frozen; change it through overrides or model_copy(update=...)).
+
+    Example:
+
+        >>> from mha_cli import Config
+        >>> config = Config(embed_dim=64, num_heads=4, seq_len=128, variant="local", local={"window": 16})
+        >>> config.head_dim, config.local_settings.window, config.attention
+        (16, 16, 'self')
+    """
+
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
     embed_dim: PositiveInt = 64
     num_heads: PositiveInt = 2

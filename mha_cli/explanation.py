@@ -36,6 +36,9 @@ class Step:
 
 @dataclass(frozen=True)
 class Explanation:
+    """The steps of the layer on one config (what explain returns), their totals, and the check of the
+    manual steps against nn.MultiheadAttention on the same weights."""
+
     steps: list[Step]
     max_abs_err_output: float  # manual against nn.MultiheadAttention, same weights
     max_abs_err_weights: float | None

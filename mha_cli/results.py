@@ -64,6 +64,17 @@ class ShapeRow:
 
 @dataclass(frozen=True)
 class RunReport:
+    """What run_experiment found: the resolved config, the environment, the shapes, and one Result per
+    implementation. to_dict() is the JSON `mha run --json` prints; from_dict() reads it back.
+
+    Example:
+
+        >>> from mha_cli import RunReport
+        >>> import json, pathlib
+        >>> report = RunReport.from_dict(json.loads(pathlib.Path(folder, "results.json").read_text()))  # doctest: +SKIP
+        >>> [(r.impl, r.status, r.median_s) for r in report.results]  # doctest: +SKIP
+    """
+
     mha_version: str
     created: str  # UTC, ISO 8601
     config: dict[str, Any]

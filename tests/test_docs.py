@@ -123,3 +123,23 @@ def test_every_command_on_the_page_runs(page: str, tmp_path: Path) -> None:
 )
 def test_commands_are_read_as_a_reader_would(text: str, expected: list[str]) -> None:
     assert readme_commands(text) == expected
+
+
+def config_blocks() -> list[tuple[str, str]]:
+    """Every YAML block of the pages that is a config (a CI workflow, with `jobs:`, is not)."""
+    return [(page, block) for page in PAGES
+            for language, block in re.findall(r"```(\w*)\n(.*?)```", (REPO / page).read_text(encoding="utf-8"), re.S)
+            if language == "yaml" and not block.lstrip().startswith("jobs:")]
+
+
+@pytest.mark.parametrize(("page", "block"), config_blocks())
+def test_every_config_shown_is_valid(page: str, block: str, tmp_path: Path) -> None:
+    from mha_cli.config import load_config
+
+    path = tmp_path / "shown.yaml"
+    path.write_text(block)
+    config = load_config(path)  # raises ConfigError, naming the line, if the page shows a broken config
+    if config.sweep:
+        from mha_cli.sweep.grid import grid_for
+
+        assert grid_for(config.model_copy(update={"variant": "local"}), {}).size() > 1
