@@ -1,4 +1,6 @@
-"""How a local or sparse pattern splits into pieces that never need an L x S tensor.
+"""The pieces a pattern splits into so that blocked never needs an L x S tensor.
+
+Each pattern module (patterns/) builds its own plan from these pieces and Positions.
 
 Queries are cut into blocks of `block` rows. Each piece says which keys every
 query block reads, in a shape that can be taken from K and V without copying
@@ -31,7 +33,6 @@ import torch
 from .arith import ceil_div
 from .config import Config
 from .masks import PairRule, pair_rule
-from .patterns import bigbird_table_for
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def block_size_for_window(window: int, length: int) -> int:
     return max(1, min(length, max(16, min(128, target))))
 
 
-class _Positions:
+class Positions:
     """Absolute positions and the combined rule for one plan."""
 
     def __init__(self, config: Config, block: int) -> None:
@@ -119,81 +120,14 @@ class _Positions:
         return Band(offset, width, allowed)
 
 
-def _local_plan(config: Config) -> BlockPlan:
-    window = config.local_settings.window
-    block = block_size_for_window(window, config.seq_len)
-    at = _Positions(config, block)
-    width = block + window + (0 if config.mask.causal else window)
-    band = at.band(-window, width)
-    return BlockPlan(block, at.query_blocks, at.key_blocks, [band], batch_size=config.batch_size)
-
-
-def _strided_plan(config: Config) -> BlockPlan:
-    stride = config.sparse_settings.stride
-    near = stride - 1
-    block = block_size_for_window(near, config.seq_len)
-    at = _Positions(config, block)
-    width = block + near + (0 if config.mask.causal else near)
-    band = at.band(-near, width, member=lambda i, j: (i - j).abs() < stride)
-    # Residue class r: queries a * stride + r against keys c * stride + r.
-    rows, cols = ceil_div(at.length, stride), ceil_div(at.source, stride)
-    residue = torch.arange(stride)[:, None, None]
-    i = (torch.arange(rows)[None, :, None] * stride + residue)[None]
-    j = (torch.arange(cols)[None, None, :] * stride + residue)[None]
-    far = at.allowed(j, i != j, query=i)  # j = i is in the band already
-    return BlockPlan(block, at.query_blocks, at.key_blocks, [band, Residue(stride, far)], batch_size=config.batch_size)
-
-
-def _bigbird_plan(config: Config) -> BlockPlan:
-    sparse = config.sparse_settings
-    block, half = sparse.block, (sparse.window_blocks - 1) // 2
-    global_blocks = sparse.global_blocks
-    at = _Positions(config, block)
-    table = bigbird_table_for(config)
-
-    def is_global_key(j: torch.Tensor) -> torch.Tensor:
-        key_block = j // block
-        return (key_block < global_blocks) | (key_block >= at.key_blocks - global_blocks)
-
-    query_block = torch.arange(at.query_blocks)
-    global_query = (query_block < global_blocks) | (query_block >= at.query_blocks - global_blocks)
-    global_rows = global_query[None, :, None, None]
-    pieces: list[Piece] = [
-        at.band(-half * block, (2 * half + 1) * block, member=lambda i, j: ~is_global_key(j), exclude_rows=global_rows)
-    ]
-    key_block_ids = torch.arange(at.key_blocks)
-    global_keys = torch.nonzero(is_global_key(key_block_ids * block)).flatten()
-    if len(global_keys):
-        keys = (global_keys[:, None] * block + torch.arange(block)[None, :]).flatten()
-        keys = keys[keys < at.source]
-        pieces.append(Fixed(keys, at.allowed(keys[None, None, None, :]) & ~global_rows))
-    # Random blocks: what the table allows beyond the sliding and global blocks.
-    sliding = (query_block[:, None] - key_block_ids[None, :]).abs() <= half
-    extra = table & ~sliding & ~is_global_key(key_block_ids * block)[None, :] & ~global_query[:, None]
-    count = int(extra.sum(dim=1).max()) if extra.numel() else 0
-    if count:
-        # Rows with fewer random blocks (none for global rows) repeat block 0, masked out.
-        order = torch.argsort(extra.to(torch.int8), dim=1, descending=True, stable=True)[:, :count]
-        real = torch.gather(extra, 1, order)
-        key_blocks = torch.where(real, order, 0)
-        keys = (key_blocks[:, :, None] * block + torch.arange(block)[None, None, :]).flatten(1)[None, :, None, :]
-        member = real.repeat_interleave(block, dim=1)[None, :, None, :]
-        pieces.append(Gathered(key_blocks, at.allowed(keys, member) & ~global_rows))
-    rows = (torch.nonzero(global_query).flatten()[:, None] * block + torch.arange(block)[None, :]).flatten()
-    rows = rows[rows < at.length]
-    dense = at.rule(at.n[..., 0], rows[None, :, None], torch.arange(at.source)[None, None, :])
-    return BlockPlan(
-        block, at.query_blocks, at.key_blocks, pieces, dense_rows=rows, dense_allowed=dense, batch_size=config.batch_size
-    )
-
-
 def plan_for(config: Config) -> BlockPlan:
-    """The block plan of a local or sparse config (full attention needs none)."""
-    if config.variant == "local":
-        return _local_plan(config)
-    if config.variant == "sparse":
-        return _bigbird_plan(config) if config.sparse_settings.pattern == "bigbird" else _strided_plan(config)
-    raise ValueError("full attention has no block plan")
+    """The block plan of a local or sparse config, from its pattern module (full attention needs none)."""
+    from .patterns import pattern_of
+
+    pattern = pattern_of(config)
+    if pattern is None:
+        raise ValueError("full attention has no block plan")
+    return pattern.plan(config)
 
 
 def allowed_pair_count(config: Config) -> int:

@@ -17,18 +17,17 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
-    Strict,
     Tag,
     ValidationError,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .arith import ceil_div
+from .config_fields import Fraction, PositiveInt, Seconds, Section, Seed, Threads
 from .errors import ConfigError, Problem
+from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_PATTERNS, local, pattern_of
 from .yaml_source import (
     PathKey,
     YamlDocument,
@@ -49,21 +48,9 @@ DEFAULT_CONFIG_NAME = "quickstart.yaml"
 DEFAULT_SOURCE = "built-in default (configs/quickstart.yaml)"
 
 
-# Strict integers: YAML `true` or `4.0` is not a count of heads. Bounds keep every
-# number inside what torch and JSON can hold (the memory guard judges the sizes).
-PositiveInt = Annotated[int, Strict(), Field(gt=0, le=2**40)]
-NonNegativeInt = Annotated[int, Strict(), Field(ge=0, le=2**40)]
-Seed = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
-Threads = Annotated[int, Strict(), Field(gt=0, le=4096)]
-Seconds = Annotated[float, Strict(), Field(gt=0, le=3600, allow_inf_nan=False)]
-Fraction = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class KeyPadding(_Section):
+class KeyPadding(Section):
     """Which keys of each batch item are real; keys at positions >= its length are padding.
 
     `lengths` gives exact counts, one per batch item. `fractions` gives shares of
@@ -82,55 +69,38 @@ class KeyPadding(_Section):
         return [max(1, math.floor(self.fractions[n % len(self.fractions)] * source + 0.5)) for n in range(batch_size)]
 
 
-class MaskConfig(_Section):
+class MaskConfig(Section):
     causal: bool = False
     key_padding: KeyPadding | None = None
 
 
-class TimingConfig(_Section):
+class TimingConfig(Section):
     min_run_time: Seconds = 0.2
     threads: Threads | None = None
     # layer: projections + attention; core: attention on already-projected q, k, v
     scope: Literal["layer", "core"] = "layer"
 
 
-class LocalConfig(_Section):
-    # Query i may attend key j when |i - j| <= window (with mask.causal: i - window <= j <= i).
-    window: NonNegativeInt = 128
-
-
-class BigBirdConfig(_Section):
-    pattern: Literal["bigbird"] = "bigbird"
-    block: PositiveInt = 64  # block size
-    window_blocks: PositiveInt = 3  # sliding blocks centred on the diagonal block (odd)
-    global_blocks: NonNegativeInt = 1  # first and last blocks that see and are seen by all
-    random_blocks: NonNegativeInt = 2  # random key blocks per query block, drawn from `seed`
-
-
-class StridedConfig(_Section):
-    pattern: Literal["strided"] = "strided"
-    stride: PositiveInt = 64  # j allowed when |i - j| < stride or (i - j) % stride == 0
-
-
-SPARSE_PATTERNS: dict[str, type[_Section]] = {"bigbird": BigBirdConfig, "strided": StridedConfig}
+LocalConfig = local.LocalConfig  # the `local:` section is its pattern's settings
 
 
 def _sparse_pattern(value: Any) -> str | None:
-    # `sparse:` without `pattern:` is BigBird, the default pattern.
+    # `sparse:` without `pattern:` is the default sparse pattern.
     if isinstance(value, dict):
-        return value.get("pattern", "bigbird") if value.get("pattern", "bigbird") in SPARSE_PATTERNS else None
+        name = value.get("pattern", DEFAULT_SPARSE_PATTERN)
+        return name if name in SPARSE_PATTERNS else None
     return getattr(value, "pattern", None)
 
 
 # Each pattern has only its own fields: a field of another pattern is an unknown key there.
 SparseConfig = Annotated[
-    Annotated[BigBirdConfig, Tag("bigbird")] | Annotated[StridedConfig, Tag("strided")],
+    Union[tuple(Annotated[model, Tag(name)] for name, model in SPARSE_PATTERNS.items())],  # noqa: UP007
     Discriminator(_sparse_pattern, custom_error_type="sparse_pattern",
-                  custom_error_message="pattern must be one of: bigbird, strided"),
+                  custom_error_message=f"pattern must be one of: {', '.join(SPARSE_PATTERNS)}"),
 ]
 
 
-class Config(_Section):
+class Config(Section):
     """One experiment, valid whenever it exists (frozen; change it through overrides or model_copy(update=...)).
 
     Example:
@@ -231,8 +201,9 @@ class Config(_Section):
         return self.local if self.local is not None else LocalConfig()
 
     @property
-    def sparse_settings(self) -> BigBirdConfig | StridedConfig:
-        return self.sparse if self.sparse is not None else BigBirdConfig()
+    def sparse_settings(self) -> Any:
+        """The `sparse:` settings, or the default sparse pattern's defaults (a model from patterns/)."""
+        return self.sparse if self.sparse is not None else SPARSE_PATTERNS[DEFAULT_SPARSE_PATTERN]()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -321,32 +292,10 @@ def _sections_match_variant(c: Config) -> list[tuple[str, str]]:
     return problems
 
 
-@_rule("variant", "sparse", "seq_len", "source_len", "attention")
-def _bigbird_blocks_fit(c: Config) -> list[tuple[str, str]]:
-    sparse = c.sparse_settings
-    if c.variant != "sparse" or not isinstance(sparse, BigBirdConfig):
-        return []
-    block, window = sparse.block, sparse.window_blocks
-    global_blocks, random_blocks = sparse.global_blocks, sparse.random_blocks
-    shortest = min(c.seq_len, c.source_length)
-    if block > shortest:
-        return [("sparse.block", f"block {block} is longer than the sequence ({shortest}); use a block of at most {shortest}")]
-    problems = []
-    if window % 2 == 0:
-        problems.append(("sparse.window_blocks", f"{window} cannot be centred on the diagonal block; use an odd number such as {window + 1}"))
-    query_blocks, key_blocks = ceil_div(c.seq_len, block), ceil_div(c.source_length, block)
-    if 2 * global_blocks > min(query_blocks, key_blocks):
-        problems.append(
-            ("sparse.global_blocks", f"{global_blocks} first and {global_blocks} last blocks overlap: there are only "
-             f"{min(query_blocks, key_blocks)} blocks of {block}; use at most {min(query_blocks, key_blocks) // 2}")
-        )
-    available = max(0, key_blocks - window - 2 * global_blocks)
-    if random_blocks > available:
-        problems.append(
-            ("sparse.random_blocks", f"{random_blocks} random blocks per query block, but only {available} key blocks are "
-             f"neither sliding nor global ({key_blocks} blocks of {block}); use at most {available}")
-        )
-    return problems
+@_rule("variant", "local", "sparse", "seq_len", "source_len", "attention")
+def _pattern_fits_the_sizes(c: Config) -> list[tuple[str, str]]:
+    pattern = pattern_of(c)
+    return pattern.problems(c) if pattern is not None else []
 
 
 @_rule("sweep")

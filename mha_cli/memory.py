@@ -12,9 +12,9 @@ import os
 import re
 from dataclasses import dataclass
 
-from .arith import ceil_div
 from .config import Config
 from .errors import UsageError
+from .patterns import pattern_of
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
@@ -62,16 +62,10 @@ def reference_row_count(config: Config) -> int:
 
 
 def blocked_keys_per_query(config: Config) -> int:
-    """Keys each query reads in the blocked implementation (an upper bound: blocks of up to 128)."""
-    if config.variant == "local":
-        return 128 + 2 * config.local_settings.window
-    sparse = config.sparse_settings
-    if sparse.pattern == "strided":
-        stride = sparse.stride
-        return 128 + 2 * stride + ceil_div(config.source_length, stride)
-    return sparse.block * (
-        sparse.window_blocks + 2 * sparse.global_blocks + sparse.random_blocks
-    )
+    """Keys each query reads in the blocked implementation: its pattern's upper bound."""
+    pattern = pattern_of(config)
+    assert pattern is not None, "full attention reads every key"
+    return pattern.keys_per_query(config)
 
 
 @dataclass(frozen=True)
@@ -121,10 +115,9 @@ def estimate(config: Config) -> MemoryEstimate:
         # Masks (bool + additive, and the int64 positions they are built from), the
         # projected tensors, padded and gathered keys, and one output per piece.
         per_impl["blocked"] = mask_batch * length * keys * (1 + b) + 24 * length * keys + b * (6 * projected + 4 * output)
-        if config.variant == "sparse" and config.sparse_settings.pattern == "bigbird":
-            sparse = config.sparse_settings
-            gathered = 2 * n * length * e * sparse.random_blocks * sparse.block
-            per_impl["blocked"] += b * gathered
+        pattern = pattern_of(config)
+        assert pattern is not None
+        per_impl["blocked"] += b * pattern.extra_blocked_elements(config)  # e.g. BigBird's gathered random blocks
         # FlexAttention: its block mask plus compiled kernels' buffers of O(L * d).
         per_impl["flex"] = b * (projected + 4 * output) + 4 * mask_batch * (length // 128 + 1) * (source // 128 + 1) * 4
     rows = reference_row_count(config)

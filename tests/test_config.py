@@ -222,7 +222,8 @@ def test_a_config_is_valid_whenever_it_exists() -> None:
 
 
 def test_sparse_sections_are_one_model_per_pattern() -> None:
-    from mha_cli.config import BigBirdConfig, StridedConfig
+    from mha_cli.patterns.bigbird import BigBirdConfig
+    from mha_cli.patterns.strided import StridedConfig
 
     assert load_config(None, ["variant=sparse", "seq_len=512"]).sparse_settings == BigBirdConfig()
     assert isinstance(load_config(None, ["variant=sparse", "seq_len=512", "sparse={}"]).sparse, BigBirdConfig)

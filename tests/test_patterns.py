@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mha_cli.masks import allowed_mask
-from mha_cli.patterns import bigbird_block_table, describe
+from mha_cli.patterns import describe
+from mha_cli.patterns.bigbird import bigbird_block_table
 
 from .helpers import small_config
 

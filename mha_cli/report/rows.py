@@ -75,18 +75,10 @@ def notes(results: Sequence[Result]) -> list[str]:
 
 
 def pattern_words(config: dict[str, Any]) -> str:
-    """The variant and its settings, briefly: "local (window 128)". Defaults come from the config models."""
-    from ..config import SPARSE_PATTERNS, LocalConfig
+    """The variant and its settings, briefly: "local (window 128)". Defaults come from the pattern modules."""
+    from ..patterns import brief
 
-    variant = config["variant"]
-    if variant == "local":
-        return f"local (window {LocalConfig.model_validate(config.get('local') or {}).window})"
-    if variant == "sparse":
-        section = config.get("sparse") or {}
-        pattern = section.get("pattern", "bigbird")
-        settings = SPARSE_PATTERNS[pattern].model_validate(section).model_dump(exclude={"pattern"})
-        return f"sparse {pattern} (" + ", ".join(f"{k} {v}" for k, v in settings.items()) + ")"
-    return "full"
+    return brief(config["variant"], config.get(config["variant"]) if config["variant"] != "full" else None)
 
 
 def masks_in_force(config: Config, batch: int | None = None) -> str:
