@@ -94,7 +94,8 @@ def configs(draw: st.DrawFn, variants: tuple[str, ...] = ("full", "local", "spar
         mask["key_padding"] = {"lengths": draw(st.lists(st.integers(1, source), min_size=batch, max_size=batch))}
     fields["mask"] = mask
     if fields["variant"] == "local":
-        fields["local"] = {"window": draw(st.integers(0, 30))}
+        fields["local"] = {"window": draw(st.integers(0, 30)), "dilation": draw(st.sampled_from([1, 1, 2, 3])),
+                           "sinks": draw(st.sampled_from([0, 0, 1, 4]))}
     if fields["variant"] == "sparse":
         if draw(st.booleans()):
             fields["sparse"] = {"pattern": "strided", "stride": draw(st.integers(1, 10))}

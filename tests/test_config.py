@@ -233,3 +233,10 @@ def test_sparse_sections_are_one_model_per_pattern() -> None:
     assert problem.field == "sparse.window_blocks" and "belongs to pattern: bigbird" in problem.message
     (problem,) = problems_of(None, ["variant=sparse", "sparse.pattern=dense"])
     assert problem.field == "sparse" and "bigbird, strided" in problem.message
+
+
+@pytest.mark.parametrize(("override", "words"), [("local.dilation=0", "greater than 0"), ("local.sinks=-1", "greater than or equal to 0"),
+                                                 ("local.dilation=true", "valid integer")])
+def test_dilation_and_sinks_are_checked(override: str, words: str) -> None:
+    (problem,) = problems_of(None, ["variant=local", override])
+    assert problem.field == override.split("=")[0] and words in problem.message

@@ -36,6 +36,15 @@ def test_local(mask: dict, window: int) -> None:
 
 
 @pytest.mark.parametrize("mask", MASKS)
+@pytest.mark.parametrize(("window", "dilation", "sinks"), [(4, 2, 0), (6, 3, 0), (2, 1, 3), (5, 2, 2), (0, 4, 13), (20, 5, 1)])
+def test_dilated_window_with_sinks(mask: dict, window: int, dilation: int, sinks: int) -> None:
+    config = small_config(seq_len=13, variant="local", local={"window": window, "dilation": dilation, "sinks": sinks},
+                          mask=mask)
+    expected = direct(config, lambda i, j: (abs(i - j) <= window and abs(i - j) % dilation == 0) or j < sinks)
+    assert torch.equal(allowed_mask(config), expected)
+
+
+@pytest.mark.parametrize("mask", MASKS)
 @pytest.mark.parametrize("stride", [1, 2, 4, 13])
 def test_strided(mask: dict, stride: int) -> None:
     config = small_config(seq_len=13, variant="sparse", sparse={"pattern": "strided", "stride": stride}, mask=mask)

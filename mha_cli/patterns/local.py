@@ -1,14 +1,20 @@
 """Local (sliding window) attention: query i attends key j when |i - j| <= window.
 
-With mask.causal the window is one-sided (i - window <= j <= i). blocked runs
-it as one band: each query block reads an overlapping, strided view of the keys.
+`dilation` d keeps every d-th key of the window (|i - j| divisible by d; the
+dilated sliding window); `sinks` s makes the first s keys visible to every
+query as well (StreamingLLM's attention sinks). With mask.causal the window is
+one-sided (i - window <= j <= i) and the sinks too obey j <= i.
+
+blocked runs it as one band (each query block reads an overlapping, strided
+view of the keys) plus, with sinks, one fixed set of the sink keys that lie
+outside the query block's band.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..config_fields import NonNegativeInt, Section
+from ..config_fields import NonNegativeInt, PositiveInt, Section
 
 if TYPE_CHECKING:
     import torch
@@ -24,30 +30,47 @@ SECTION = "local"
 class LocalConfig(Section):
     # Query i may attend key j when |i - j| <= window (with mask.causal: i - window <= j <= i).
     window: NonNegativeInt = 128
+    dilation: PositiveInt = 1  # ... and |i - j| is a multiple of dilation
+    sinks: NonNegativeInt = 0  # the first `sinks` keys are allowed for every query as well
 
 
 Settings = LocalConfig
 
 
-def local_rule(window: int) -> PatternRule:
-    """|i - j| <= window: a band of 2 * window + 1 keys around the diagonal."""
+def local_rule(window: int, dilation: int = 1, sinks: int = 0) -> PatternRule:
+    """|i - j| <= window (and a multiple of dilation), or j < sinks."""
 
     def rule(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        return (i - j).abs() <= window
+        distance = (i - j).abs()
+        allowed = distance <= window
+        if dilation > 1:
+            allowed = allowed & (distance % dilation == 0)
+        if sinks:
+            allowed = allowed | (j < sinks)
+        return allowed
 
     return rule
 
 
 def rule(config: Config) -> PatternRule:
-    return local_rule(config.local_settings.window)
+    settings = config.local_settings
+    return local_rule(settings.window, settings.dilation, settings.sinks)
 
 
 def words(config: Config) -> str:
-    return f"query i attends key j when |i - j| <= {config.local_settings.window}"
+    settings = config.local_settings
+    text = f"|i - j| <= {settings.window}"
+    if settings.dilation > 1:
+        text += f" and |i - j| is a multiple of {settings.dilation}"
+    if settings.sinks:  # the sinks: the first keys, visible to every query
+        text = f"({text} or j < {settings.sinks})"
+    return f"query i attends key j when {text}"
 
 
 def brief(settings: LocalConfig) -> str:
-    return f"window {settings.window}"
+    extras = (f", dilation {settings.dilation}" if settings.dilation > 1 else "") + (
+        f", sinks {settings.sinks}" if settings.sinks else "")
+    return f"window {settings.window}{extras}"
 
 
 def problems(config: Config) -> list[tuple[str, str]]:
@@ -55,19 +78,31 @@ def problems(config: Config) -> list[tuple[str, str]]:
 
 
 def plan(config: Config) -> BlockPlan:
-    from ..block_plan import BlockPlan, Positions, block_size_for_window
+    import torch
 
-    window = config.local_settings.window
+    from ..block_plan import BlockPlan, Fixed, Piece, Positions, block_size_for_window
+
+    settings = config.local_settings
+    window = settings.window
     block = block_size_for_window(window, config.seq_len)
     at = Positions(config, block)
     width = block + window + (0 if config.mask.causal else window)
-    band = at.band(-window, width)
-    return BlockPlan(block, at.query_blocks, at.key_blocks, [band], batch_size=config.batch_size)
+    band = at.band(-window, width)  # the whole rule inside the band: dilation and sinks included
+    pieces: list[Piece] = [band]
+    sinks = min(settings.sinks, config.source_length)
+    if sinks:
+        # Sink keys outside a query block's band, so that no pair is in two pieces.
+        keys = torch.arange(sinks)[None, None, None, :]
+        first = torch.arange(at.query_blocks)[None, :, None, None] * block - window
+        outside = (keys < first) | (keys >= first + width)
+        pieces.append(Fixed(torch.arange(sinks), at.allowed(keys, outside)))
+    return BlockPlan(block, at.query_blocks, at.key_blocks, pieces, batch_size=config.batch_size)
 
 
 def keys_per_query(config: Config) -> int:
     """An upper bound on the keys blocked reads per query (blocks of up to 128)."""
-    return 128 + 2 * config.local_settings.window
+    settings = config.local_settings
+    return 128 + 2 * settings.window + settings.sinks
 
 
 def extra_blocked_elements(config: Config) -> int:
