@@ -138,9 +138,15 @@ def allowed_pair_count(config: Config) -> int:
     limits = config.key_lengths or [source] * config.batch_size
     if not config.mask.causal:
         return length * sum(limits)
-    # Query i sees keys 0..min(i, limit - 1): sum over i of min(i + 1, limit).
+    # Query i sees min(max(i + 1, prefix), limit) keys: keys 0..i, or the whole prefix, cut at its limit.
+    prefix = config.mask.prefix or 0
     total = 0
     for limit in limits:
-        ramp = min(length, limit)
-        total += ramp * (ramp + 1) // 2 + (length - ramp) * limit
+        reach = min(prefix, limit)
+        flat = min(length, reach)  # queries i < reach see `reach` keys
+        total += flat * reach
+        ramp_end = min(length, limit)  # queries flat..ramp_end-1 see i + 1 keys; the rest see `limit`
+        if ramp_end > flat:
+            total += (ramp_end * (ramp_end + 1) - flat * (flat + 1)) // 2
+        total += max(0, length - max(ramp_end, flat)) * limit
     return total

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .config_fields import Fraction, PositiveInt, Seconds, Section, Seed, Threads
+from .config_fields import Fraction, NonNegativeInt, PositiveInt, Seconds, Section, Seed, Threads
 from .errors import ConfigError, Problem
 from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_PATTERNS, local, pattern_of
 from .yaml_source import (
@@ -71,7 +71,15 @@ class KeyPadding(Section):
 
 class MaskConfig(Section):
     causal: bool = False
+    # With causal: keys j < prefix are visible to every query as well (a prefix LM: the prefix is
+    # read bidirectionally, the rest causally).
+    prefix: NonNegativeInt | None = None
     key_padding: KeyPadding | None = None
+
+    @property
+    def plain_causal(self) -> bool:
+        """Causal with no prefix: every allowed key is at or before its query (one-sided bands, is_causal)."""
+        return self.causal and not self.prefix
 
 
 class TimingConfig(Section):
@@ -279,6 +287,19 @@ def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
                 (f"mask.key_padding.lengths[{index}]", f"{length} is longer than the key length S={s}; allowed 1..{s}")
             )
     return problems
+
+
+@_rule("mask", "seq_len", "source_len", "attention")
+def _prefix_needs_causal(c: Config) -> list[tuple[str, str]]:
+    prefix = c.mask.prefix
+    if prefix is None:
+        return []
+    if not c.mask.causal:
+        return [("mask.prefix", "a prefix only means something with mask.causal: true (without it every key is "
+                 "visible already); set mask.causal=true or remove the prefix")]
+    if prefix > c.source_length:
+        return [("mask.prefix", f"{prefix} is longer than the key length S={c.source_length}; allowed 0..{c.source_length}")]
+    return []
 
 
 @_rule("variant", "local", "sparse")

@@ -23,9 +23,12 @@ from .patterns import pattern_rule
 PairRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def causal_allowed(length: int, source: int) -> torch.Tensor:
-    """(L, S): key j is allowed for query i when j <= i (upper-left aligned, as SDPA's is_causal)."""
-    return torch.ones(length, source, dtype=torch.bool).tril()
+def causal_allowed(length: int, source: int, prefix: int = 0) -> torch.Tensor:
+    """(L, S): key j is allowed for query i when j <= i (upper-left aligned, as SDPA's is_causal),
+    or j < prefix (a prefix LM)."""
+    allowed = torch.ones(length, source, dtype=torch.bool).tril()
+    allowed[:, :prefix] = True
+    return allowed
 
 
 def key_padding_allowed(lengths: Sequence[int], source: int) -> torch.Tensor:
@@ -36,14 +39,14 @@ def key_padding_allowed(lengths: Sequence[int], source: int) -> torch.Tensor:
 def pair_rule(config: Config, device: torch.device | str = "cpu") -> PairRule:
     """(n, i, j) -> allowed, on broadcasting integer tensors."""
     pattern = pattern_rule(config)
-    causal = config.mask.causal
+    causal, prefix = config.mask.causal, config.mask.prefix or 0
     key_lengths = config.key_lengths
     lengths = torch.tensor(key_lengths, device=device, dtype=torch.int32) if key_lengths is not None else None
 
     def rule(n: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         allowed = torch.ones_like(n + i + j, dtype=torch.bool) if pattern is None else pattern(i, j) & (n >= 0)
         if causal:
-            allowed = allowed & (j <= i)
+            allowed = allowed & ((j <= i) | (j < prefix)) if prefix else allowed & (j <= i)
         if lengths is not None:
             # torch.where, not &: Inductor mis-compiles `& (j < lengths[n])` in a compiled block mask.
             allowed = torch.where(j < lengths[n], allowed, False)

@@ -90,6 +90,8 @@ def configs(draw: st.DrawFn, variants: tuple[str, ...] = ("full", "local", "spar
         fields["kdim"] = draw(st.sampled_from([None, 3, 7]))
         fields["vdim"] = draw(st.sampled_from([None, 5]))
     mask: dict = {"causal": draw(st.booleans())}
+    if mask["causal"] and draw(st.booleans()):
+        mask["prefix"] = draw(st.integers(0, source))
     if draw(st.booleans()):
         mask["key_padding"] = {"lengths": draw(st.lists(st.integers(1, source), min_size=batch, max_size=batch))}
     fields["mask"] = mask

@@ -240,3 +240,11 @@ def test_sparse_sections_are_one_model_per_pattern() -> None:
 def test_dilation_and_sinks_are_checked(override: str, words: str) -> None:
     (problem,) = problems_of(None, ["variant=local", override])
     assert problem.field == override.split("=")[0] and words in problem.message
+
+
+def test_a_prefix_needs_causal_and_fits_the_keys() -> None:
+    (problem,) = problems_of(None, ["mask.prefix=4"])
+    assert problem.field == "mask.prefix" and "mask.causal: true" in problem.message
+    (problem,) = problems_of(None, ["mask.causal=true", "mask.prefix=11"])
+    assert "longer than the key length S=10" in problem.message
+    assert load_config(None, ["mask.causal=true", "mask.prefix=4"]).mask.prefix == 4

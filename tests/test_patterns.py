@@ -13,19 +13,21 @@ from .helpers import small_config
 
 
 def direct(config, allowed_pair) -> torch.Tensor:
-    """(N, L, S) from a plain Python predicate, plus causal and key padding."""
+    """(N, L, S) from a plain Python predicate, plus causal (with its prefix) and key padding."""
     n_items, length, source = config.batch_size, config.seq_len, config.source_length
     lengths = config.key_lengths or [source] * n_items
     out = torch.zeros(n_items, length, source, dtype=torch.bool)
     for n in range(n_items):
         for i in range(length):
             for j in range(source):
-                ok = allowed_pair(i, j) and (not config.mask.causal or j <= i) and j < lengths[n]
+                causal_ok = not config.mask.causal or j <= i or j < (config.mask.prefix or 0)
+                ok = allowed_pair(i, j) and causal_ok and j < lengths[n]
                 out[n, i, j] = ok
     return out
 
 
-MASKS = [{}, {"causal": True}, {"key_padding": {"lengths": [13, 5]}}, {"causal": True, "key_padding": {"lengths": [2, 13]}}]
+MASKS = [{}, {"causal": True}, {"key_padding": {"lengths": [13, 5]}}, {"causal": True, "key_padding": {"lengths": [2, 13]}},
+         {"causal": True, "prefix": 4}, {"causal": True, "prefix": 9, "key_padding": {"lengths": [6, 13]}}]
 
 
 @pytest.mark.parametrize("mask", MASKS)
@@ -92,3 +94,14 @@ def test_descriptions_state_the_rule() -> None:
     strided = describe(small_config(variant="sparse", sparse={"pattern": "strided", "stride": 3}, mask={"causal": True}))
     assert "multiple of 3" in strided and "causal" in strided
     assert "every query attends every key" in describe(small_config())
+
+
+@pytest.mark.parametrize("mask", MASKS)
+def test_full_attention_with_every_mask(mask: dict) -> None:
+    config = small_config(seq_len=13, mask=mask)
+    assert torch.equal(allowed_mask(config), direct(config, lambda i, j: True))
+
+
+def test_prefix_lm_in_words() -> None:
+    config = small_config(seq_len=13, mask={"causal": True, "prefix": 4})
+    assert describe(config) == "every query attends every key and (j <= i or j < 4) (causal, prefix LM)"

@@ -21,7 +21,7 @@ def build(inputs: Inputs, config: Config) -> Forward:
         attn_mask = (~inputs.dense_allowed()).repeat_interleave(config.num_heads, dim=0)
     else:
         if config.mask.causal:
-            attn_mask = ~causal_allowed(config.seq_len, config.source_length).to(device)
+            attn_mask = ~causal_allowed(config.seq_len, config.source_length, config.mask.prefix or 0).to(device)
         if config.mask.key_padding is not None:
             key_padding_mask = ~key_padding_allowed(config.key_lengths, config.source_length).to(device)
     module = inputs.module

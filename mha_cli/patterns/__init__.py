@@ -43,7 +43,9 @@ def describe(config: Config) -> str:
     pattern = pattern_of(config)
     words = pattern.words(config) if pattern is not None else "every query attends every key"
     extras = []
-    if config.mask.causal:
+    if config.mask.causal and config.mask.prefix:
+        extras.append(f"and (j <= i or j < {config.mask.prefix}) (causal, prefix LM)")
+    elif config.mask.causal:
         extras.append("and j <= i (causal)")
     if config.mask.key_padding is not None:
         extras.append("and j < the batch item's key_padding length")

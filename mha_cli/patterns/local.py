@@ -86,7 +86,7 @@ def plan(config: Config) -> BlockPlan:
     window = settings.window
     block = block_size_for_window(window, config.seq_len)
     at = Positions(config, block)
-    width = block + window + (0 if config.mask.causal else window)
+    width = block + window + (0 if config.mask.plain_causal else window)  # a prefix reaches past the diagonal
     band = at.band(-window, width)  # the whole rule inside the band: dilation and sinks included
     pieces: list[Piece] = [band]
     sinks = min(settings.sinks, config.source_length)

@@ -71,7 +71,7 @@ def plan(config: Config) -> BlockPlan:
     near = stride - 1
     block = block_size_for_window(near, config.seq_len)
     at = Positions(config, block)
-    width = block + near + (0 if config.mask.causal else near)
+    width = block + near + (0 if config.mask.plain_causal else near)  # a prefix reaches past the diagonal
     band = at.band(-near, width, member=lambda i, j: (i - j).abs() < stride)
     # Residue class r: queries a * stride + r against keys c * stride + r.
     rows, cols = ceil_div(at.length, stride), ceil_div(at.source, stride)

@@ -85,7 +85,7 @@ def masks_in_force(config: Config, batch: int | None = None) -> str:
     """Every mask that removes pairs, in words: the variant's pattern, causal, key padding (of one item)."""
     masks = [] if config.variant == "full" else [pattern_words(config.to_dict())]
     if config.mask.causal:
-        masks.append("causal")
+        masks.append(f"causal with a {config.mask.prefix}-key prefix" if config.mask.prefix else "causal")
     if config.key_lengths is not None:
         lengths = config.key_lengths
         masks.append(f"key padding ({lengths[batch]} of {config.source_length} keys valid)" if batch is not None
@@ -99,7 +99,8 @@ def summary_line(report: RunReport) -> str:
     source = config["source_len"] or config["seq_len"]
     mask = []
     if config["mask"]["causal"]:
-        mask.append("causal")
+        prefix = config["mask"].get("prefix")
+        mask.append(f"causal with a {prefix}-key prefix" if prefix else "causal")
     if config["mask"]["key_padding"]:
         mask.append("key padding")
     density = next((r.density for r in report.results if r.density is not None), None)
