@@ -25,7 +25,15 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .config_fields import Fraction, NonNegativeInt, PositiveInt, Seconds, Section, Seed, Threads
+from .config_fields import (
+    Fraction,
+    NonNegativeInt,
+    PositiveInt,
+    Seconds,
+    Section,
+    Seed,
+    Threads,
+)
 from .errors import ConfigError, Problem
 from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_PATTERNS, local, pattern_of
 from .yaml_source import (
