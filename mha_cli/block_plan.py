@@ -110,7 +110,8 @@ class Positions:
         """The rule on (query, key) positions, restricted to real positions and to this piece's members."""
         i = self.query if query is None else query
         in_range = (i < self.length) & (keys >= 0) & (keys < self.source)
-        return self.rule(self.n, i, keys.clamp(0, self.source - 1)) & in_range & member
+        # Padded positions past L or S are clamped for the rule (it may index by position) and masked out.
+        return self.rule(self.n, i.clamp(0, self.length - 1), keys.clamp(0, self.source - 1)) & in_range & member
 
     def band(self, offset: int, width: int, member=lambda i, j: True, exclude_rows: torch.Tensor | None = None) -> Band:
         keys = (torch.arange(self.query_blocks)[:, None, None] * self.block + offset + torch.arange(width)[None, None, :])[None]
@@ -134,6 +135,8 @@ def allowed_pair_count(config: Config) -> int:
     """Allowed (query, key) pairs over the batch, without building an L x S mask."""
     if config.variant != "full":
         return plan_for(config).allowed_pairs()
+    if config.mask.documents is not None:
+        return _counted_row_by_row(config)
     length, source = config.seq_len, config.source_length
     limits = config.key_lengths or [source] * config.batch_size
     if not config.mask.causal:
@@ -149,4 +152,17 @@ def allowed_pair_count(config: Config) -> int:
         if ramp_end > flat:
             total += (ramp_end * (ramp_end + 1) - flat * (flat + 1)) // 2
         total += max(0, length - max(ramp_end, flat)) * limit
+    return total
+
+
+def _counted_row_by_row(config: Config, elements: int = 2**24) -> int:
+    """Allowed pairs by evaluating the rule on slices of rows (never more than `elements` at once)."""
+    rule = pair_rule(config)
+    n = torch.arange(config.batch_size)[:, None, None]
+    j = torch.arange(config.source_length)[None, None, :]
+    rows = max(1, elements // (config.batch_size * config.source_length))
+    total = 0
+    for start in range(0, config.seq_len, rows):
+        i = torch.arange(start, min(config.seq_len, start + rows))[None, :, None]
+        total += int(rule(n, i, j).sum())
     return total

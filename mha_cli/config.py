@@ -77,17 +77,48 @@ class KeyPadding(Section):
         return [max(1, math.floor(self.fractions[n % len(self.fractions)] * source + 0.5)) for n in range(batch_size)]
 
 
+class Documents(Section):
+    """Packed sequences: query i and key j must lie in the same document.
+
+    `lengths` gives the documents' lengths in positions, summing to the sequence length;
+    `fractions` gives shares of it (summing to 1), rounded so that the lengths sum exactly.
+    """
+
+    lengths: list[PositiveInt] | None = Field(None, min_length=1)
+    fractions: list[Fraction] | None = Field(None, min_length=1)
+
+    def lengths_for(self, total: int) -> list[int]:
+        if self.lengths is not None:
+            return list(self.lengths)
+        assert self.fractions is not None  # the config rules require one of the two
+        # Cumulative rounding: the documents tile the sequence exactly, none empty when possible.
+        edges, running = [0], 0.0
+        for share in self.fractions:
+            running += share
+            edges.append(min(total, max(edges[-1] + 1, math.floor(running * total + 0.5))))
+        edges[-1] = total
+        return [b - a for a, b in zip(edges, edges[1:], strict=False)]
+
+
 class MaskConfig(Section):
     causal: bool = False
     # With causal: keys j < prefix are visible to every query as well (a prefix LM: the prefix is
     # read bidirectionally, the rest causally).
     prefix: NonNegativeInt | None = None
     key_padding: KeyPadding | None = None
+    # Packed sequences (self attention): query and key must be in the same document; with causal,
+    # causal within each document.
+    documents: Documents | None = None
 
     @property
     def plain_causal(self) -> bool:
         """Causal with no prefix: every allowed key is at or before its query (one-sided bands, is_causal)."""
         return self.causal and not self.prefix
+
+    @property
+    def only_causal_and_padding(self) -> bool:
+        """No prefix and no documents: what nn.MultiheadAttention's (L, S) and key-padding masks can say."""
+        return not self.prefix and self.documents is None
 
 
 class TimingConfig(Section):
@@ -203,6 +234,12 @@ class Config(Section):
         return self.vdim if self.vdim is not None else self.embed_dim
 
     @property
+    def document_lengths(self) -> list[int] | None:
+        """The documents' lengths when sequences are packed, or None."""
+        documents = self.mask.documents
+        return None if documents is None else documents.lengths_for(self.seq_len)
+
+    @property
     def key_lengths(self) -> list[int] | None:
         """Valid key count per batch item under key padding, or None without padding."""
         padding = self.mask.key_padding
@@ -310,6 +347,27 @@ def _prefix_needs_causal(c: Config) -> list[tuple[str, str]]:
     return []
 
 
+@_rule("mask", "seq_len", "attention")
+def _documents_tile_the_sequence(c: Config) -> list[tuple[str, str]]:
+    documents = c.mask.documents
+    if documents is None:
+        return []
+    if (documents.lengths is None) == (documents.fractions is None):
+        return [("mask.documents", "give either `lengths` (positions per document, summing to seq_len) or "
+                 "`fractions` (shares summing to 1), not both or neither")]
+    if c.attention != "self":
+        return [("mask.documents", "packed documents need self attention (queries and keys share positions)")]
+    if documents.lengths is not None and sum(documents.lengths) != c.seq_len:
+        return [("mask.documents.lengths", f"sum to {sum(documents.lengths)}, but seq_len is {c.seq_len}; "
+                 "the documents must tile the sequence exactly")]
+    if documents.fractions is not None:
+        if abs(sum(documents.fractions) - 1.0) > 1e-6:
+            return [("mask.documents.fractions", f"sum to {sum(documents.fractions):g}; shares of the sequence must sum to 1")]
+        if len(documents.fractions) > c.seq_len:
+            return [("mask.documents.fractions", f"{len(documents.fractions)} documents cannot fit in seq_len {c.seq_len}")]
+    return []
+
+
 @_rule("variant", "local", "sparse")
 def _sections_match_variant(c: Config) -> list[tuple[str, str]]:
     problems = []
@@ -359,6 +417,8 @@ def _default_document() -> YamlDocument:
 ALTERNATIVES: dict[PathKey, PathKey] = {
     ("mask", "key_padding", "lengths"): ("mask", "key_padding", "fractions"),
     ("mask", "key_padding", "fractions"): ("mask", "key_padding", "lengths"),
+    ("mask", "documents", "lengths"): ("mask", "documents", "fractions"),
+    ("mask", "documents", "fractions"): ("mask", "documents", "lengths"),
 }
 
 

@@ -40,6 +40,13 @@ def pair_rule(config: Config, device: torch.device | str = "cpu") -> PairRule:
     """(n, i, j) -> allowed, on broadcasting integer tensors."""
     pattern = pattern_rule(config)
     causal, prefix = config.mask.causal, config.mask.prefix or 0
+    document_lengths = config.document_lengths
+    # Document of every position (self attention: queries and keys share positions).
+    document = (
+        torch.repeat_interleave(torch.arange(len(document_lengths), device=device, dtype=torch.int32),
+                                torch.tensor(document_lengths, device=device))
+        if document_lengths is not None else None
+    )
     key_lengths = config.key_lengths
     lengths = torch.tensor(key_lengths, device=device, dtype=torch.int32) if key_lengths is not None else None
 
@@ -47,6 +54,8 @@ def pair_rule(config: Config, device: torch.device | str = "cpu") -> PairRule:
         allowed = torch.ones_like(n + i + j, dtype=torch.bool) if pattern is None else pattern(i, j) & (n >= 0)
         if causal:
             allowed = allowed & ((j <= i) | (j < prefix)) if prefix else allowed & (j <= i)
+        if document is not None:
+            allowed = allowed & (document[i] == document[j])
         if lengths is not None:
             # torch.where, not &: Inductor mis-compiles `& (j < lengths[n])` in a compiled block mask.
             allowed = torch.where(j < lengths[n], allowed, False)

@@ -98,11 +98,11 @@ def estimate(config: Config) -> MemoryEstimate:
     # Scores, masked scores and softmax are alive together in a textbook forward.
     dense_forward = projected + 3 * scores + output
     # The pattern as a dense mask: (N, 1, L, S) bool, and per head for nn.MultiheadAttention.
-    dense_full_mask = config.mask.key_padding is not None or bool(config.mask.prefix)
+    dense_full_mask = config.mask.key_padding is not None or not config.mask.only_causal_and_padding
     pattern_mask = mask if (config.variant != "full" or dense_full_mask) else 0
     per_impl = {
         # nn.MultiheadAttention also merges its masks into an (N, H, L, S) float mask.
-        "torch": b * (dense_forward + scores) + mask + (h * mask if config.variant != "full" else 0),
+        "torch": b * (dense_forward + scores) + mask + (h * mask if config.variant != "full" or dense_full_mask else 0),
         "manual": b * dense_forward + mask,
         # A fused kernel needs no L x S buffer, but `auto` may fall back to math.
         "sdpa": b * dense_forward + mask,

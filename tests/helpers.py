@@ -92,6 +92,10 @@ def configs(draw: st.DrawFn, variants: tuple[str, ...] = ("full", "local", "spar
     mask: dict = {"causal": draw(st.booleans())}
     if mask["causal"] and draw(st.booleans()):
         mask["prefix"] = draw(st.integers(0, source))
+    if not cross and draw(st.booleans()):
+        cuts = sorted(set(draw(st.lists(st.integers(1, max(1, length - 1)), max_size=3)))) if length > 1 else []
+        edges = [0, *cuts, length]
+        mask["documents"] = {"lengths": [b - a for a, b in zip(edges, edges[1:]) if b > a]}
     if draw(st.booleans()):
         mask["key_padding"] = {"lengths": draw(st.lists(st.integers(1, source), min_size=batch, max_size=batch))}
     fields["mask"] = mask

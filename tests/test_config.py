@@ -248,3 +248,16 @@ def test_a_prefix_needs_causal_and_fits_the_keys() -> None:
     (problem,) = problems_of(None, ["mask.causal=true", "mask.prefix=11"])
     assert "longer than the key length S=10" in problem.message
     assert load_config(None, ["mask.causal=true", "mask.prefix=4"]).mask.prefix == 4
+
+
+
+def test_documents_tile_the_sequence() -> None:
+    assert load_config(None, ["mask.documents.fractions=[0.5,0.5]"]).document_lengths == [5, 5]
+    assert load_config(None, ["seq_len=8192", "mask.documents.fractions=[0.125,0.125,0.125,0.125,0.125,0.125,0.125,0.125]"]
+                       ).document_lengths == [1024] * 8
+    (problem,) = problems_of(None, ["mask.documents.lengths=[3,3]"])
+    assert problem.field == "mask.documents.lengths" and "seq_len is 10" in problem.message
+    (problem,) = problems_of(None, ["mask.documents.fractions=[0.5,0.2]"])
+    assert "sum to 1" in problem.message
+    (problem,) = problems_of(None, ["source_len=12", "mask.key_padding=null", "mask.documents.lengths=[10]"])
+    assert "self attention" in problem.message

@@ -105,3 +105,16 @@ def test_full_attention_with_every_mask(mask: dict) -> None:
 def test_prefix_lm_in_words() -> None:
     config = small_config(seq_len=13, mask={"causal": True, "prefix": 4})
     assert describe(config) == "every query attends every key and (j <= i or j < 4) (causal, prefix LM)"
+
+
+
+@pytest.mark.parametrize("mask", MASKS)
+@pytest.mark.parametrize("variant", [{}, {"variant": "local", "local": {"window": 2}},
+                                     {"variant": "sparse", "sparse": {"pattern": "strided", "stride": 3}}])
+def test_documents_keep_queries_and_keys_in_their_document(mask: dict, variant: dict) -> None:
+    lengths = [4, 1, 8]
+    config = small_config(seq_len=13, mask={**mask, "documents": {"lengths": lengths}}, **variant)
+    document = [d for d, size in enumerate(lengths) for _ in range(size)]
+    base = small_config(seq_len=13, mask=mask, **variant)
+    expected = allowed_mask(base) & direct(config, lambda i, j: document[i] == document[j])
+    assert torch.equal(allowed_mask(config), expected)

@@ -202,8 +202,9 @@ def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: to
 
 def _full_core(config: Config, inputs: Inputs) -> Core:
     """Full attention has no structure to exploit: the fused SDPA kernel is already the blocked algorithm."""
-    only_causal = config.mask.plain_causal and config.mask.key_padding is None
-    needs_mask = config.mask.key_padding is not None or (config.mask.causal and not only_causal)
+    only_causal = config.mask.plain_causal and config.mask.key_padding is None and config.mask.documents is None
+    needs_mask = config.mask.key_padding is not None or config.mask.documents is not None or (
+        config.mask.causal and not only_causal)
     mask = inputs.dense_allowed()[:, None] if needs_mask else None
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -32,10 +32,12 @@ BACKENDS = {
 def build(inputs: Inputs, config: Config) -> Forward:
     # SDPA's bool mask means True = allowed, our own meaning: pass it as is.
     # A purely causal mask goes as is_causal so fused kernels can skip the mask tensor.
-    only_causal = (config.variant == "full" and config.mask.plain_causal and config.mask.key_padding is None
-                   and not inputs.mask_override)
+    mask = config.mask
+    only_causal = (config.variant == "full" and mask.plain_causal and mask.only_causal_and_padding
+                   and mask.key_padding is None and not inputs.mask_override)
     needs_mask = inputs.mask_override or (
-        not only_causal and (config.variant != "full" or config.mask.key_padding is not None or config.mask.causal)
+        not only_causal and (config.variant != "full" or mask.key_padding is not None or mask.causal
+                             or mask.documents is not None)
     )
     attn_mask = inputs.dense_allowed()[:, None] if needs_mask else None
 

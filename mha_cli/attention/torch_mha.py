@@ -15,7 +15,7 @@ def build(inputs: Inputs, config: Config) -> Forward:
     # nn.MultiheadAttention's bool masks mean True = NOT allowed: invert ours.
     attn_mask = None
     key_padding_mask = None
-    if config.variant != "full" or inputs.mask_override:
+    if config.variant != "full" or inputs.mask_override or not config.mask.only_causal_and_padding:
         # Its attn_mask can be (L, S) or per head (N * H, L, S): the pattern (or a mask given
         # through Inputs.with_mask) goes per item and head.
         attn_mask = (~inputs.dense_allowed()).repeat_interleave(config.num_heads, dim=0)

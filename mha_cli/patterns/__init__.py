@@ -47,6 +47,8 @@ def describe(config: Config) -> str:
         extras.append(f"and (j <= i or j < {config.mask.prefix}) (causal, prefix LM)")
     elif config.mask.causal:
         extras.append("and j <= i (causal)")
+    if config.document_lengths is not None:
+        extras.append(f"and i, j in the same document ({len(config.document_lengths)} packed documents)")
     if config.mask.key_padding is not None:
         extras.append("and j < the batch item's key_padding length")
     return " ".join([words, *extras])

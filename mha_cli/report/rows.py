@@ -86,6 +86,8 @@ def masks_in_force(config: Config, batch: int | None = None) -> str:
     masks = [] if config.variant == "full" else [pattern_words(config.to_dict())]
     if config.mask.causal:
         masks.append(f"causal with a {config.mask.prefix}-key prefix" if config.mask.prefix else "causal")
+    if config.document_lengths is not None:
+        masks.append(f"{len(config.document_lengths)} packed documents")
     if config.key_lengths is not None:
         lengths = config.key_lengths
         masks.append(f"key padding ({lengths[batch]} of {config.source_length} keys valid)" if batch is not None
@@ -101,6 +103,8 @@ def summary_line(report: RunReport) -> str:
     if config["mask"]["causal"]:
         prefix = config["mask"].get("prefix")
         mask.append(f"causal with a {prefix}-key prefix" if prefix else "causal")
+    if config["mask"].get("documents"):
+        mask.append("packed documents")
     if config["mask"]["key_padding"]:
         mask.append("key padding")
     density = next((r.density for r in report.results if r.density is not None), None)
