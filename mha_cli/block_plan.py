@@ -121,14 +121,80 @@ class Positions:
         return Band(offset, width, allowed)
 
 
+GENERIC_BLOCKS = (512, 256, 128, 64)  # the generic plan's block sizes, largest first
+GENERIC_WASTE = 1.25  # a larger block may compute this many times the pairs of the smallest
+
+
+def _touched_blocks(config: Config, block: int, elements: int) -> torch.Tensor:
+    """(query_blocks, key_blocks) bool: which block pairs hold at least one allowed pair.
+
+    The rule is evaluated a slice of query blocks at a time, never more than `elements`
+    pairs at once, so planning never holds an L x S tensor."""
+    at = Positions(config, block)
+    touched = torch.zeros(at.query_blocks, at.key_blocks, dtype=torch.bool)
+    keys = torch.arange(at.key_blocks * block)[None, None, None, :]
+    step = max(1, elements // (at.n.shape[0] * block * at.key_blocks * block))
+    for start in range(0, at.query_blocks, step):
+        allowed = at.allowed(keys, query=at.query[:, start : start + step])  # (B, c, block, key_blocks * block)
+        touched[start : start + step] = allowed.unflatten(-1, (at.key_blocks, block)).any(dim=-1).any(dim=2).any(dim=0)
+    return touched
+
+
+def _coarser(touched: torch.Tensor, factor: int) -> torch.Tensor:
+    """The touched grid of blocks `factor` times larger: a coarse pair is touched when any fine one is."""
+    rows, cols = (ceil_div(size, factor) * factor for size in touched.shape)
+    padded = torch.nn.functional.pad(touched, (0, cols - touched.shape[1], 0, rows - touched.shape[0]))
+    return padded.view(rows // factor, factor, cols // factor, factor).any(dim=3).any(dim=1)
+
+
+def generic_plan(config: Config, block: int | None = None, elements: int = 2**24) -> BlockPlan:
+    """For a rule no pattern module has a plan for: the key blocks each query block touches, gathered.
+
+    Block pairs without an allowed pair are skipped. The block size (unless given) is the largest
+    of GENERIC_BLOCKS that computes at most GENERIC_WASTE times the pairs of the smallest: large
+    blocks copy each key block to fewer query blocks, small ones skip more. What is left is one
+    Gathered piece: per query block its touched key blocks (padded to the largest count with masked
+    repeats) with the exact mask, so partial blocks are masked and full ones cost no more than that.
+    """
+    if block is None:
+        finest = GENERIC_BLOCKS[-1]
+        touched = _touched_blocks(config, finest, elements)
+        least = int(touched.sum()) * finest * finest
+        for size in GENERIC_BLOCKS:
+            if size % finest == 0 and size <= max(config.seq_len, finest):
+                candidate = _coarser(touched, size // finest) if size > finest else touched
+                if int(candidate.sum()) * size * size <= GENERIC_WASTE * least:
+                    block, touched = size, candidate
+                    break
+        assert block is not None  # the finest size always qualifies
+    else:
+        touched = _touched_blocks(config, block, elements)
+    at = Positions(config, block)
+    count = max(1, int(touched.sum(dim=1).max()))
+    order = torch.argsort(touched.to(torch.int8), dim=1, descending=True, stable=True)[:, :count]
+    real = torch.gather(touched, 1, order)
+    key_blocks = torch.where(real, order, 0)
+    gathered = (key_blocks[:, :, None] * block + torch.arange(block)[None, None, :]).flatten(1)[None, :, None, :]
+    member = real.repeat_interleave(block, dim=1)[None, :, None, :]
+    piece = Gathered(key_blocks, at.allowed(gathered, member))
+    return BlockPlan(block, at.query_blocks, at.key_blocks, [piece], batch_size=config.batch_size)
+
+
+def needs_generic_plan(config: Config) -> bool:
+    """Full attention restricted by a mask SDPA cannot skip blocks of (packed documents)."""
+    return config.variant == "full" and config.mask.documents is not None
+
+
 def plan_for(config: Config) -> BlockPlan:
     """The block plan of a local or sparse config, from its pattern module (full attention needs none)."""
     from .patterns import pattern_of
 
     pattern = pattern_of(config)
-    if pattern is None:
-        raise ValueError("full attention has no block plan")
-    return pattern.plan(config)
+    if pattern is not None:
+        return pattern.plan(config)
+    if needs_generic_plan(config):
+        return generic_plan(config)
+    raise ValueError("full attention has no block plan")
 
 
 def allowed_pair_count(config: Config) -> int:

@@ -62,10 +62,14 @@ def reference_row_count(config: Config) -> int:
 
 
 def blocked_keys_per_query(config: Config) -> int:
-    """Keys each query reads in the blocked implementation: its pattern's upper bound."""
+    """Keys each query reads in the blocked implementation: its pattern's upper bound, or for packed
+    documents under the generic plan the longest document plus a block on each side."""
     pattern = pattern_of(config)
-    assert pattern is not None, "full attention reads every key"
-    return pattern.keys_per_query(config)
+    if pattern is not None:
+        return pattern.keys_per_query(config)
+    documents = config.document_lengths
+    assert documents is not None, "full attention reads every key"
+    return min(config.source_length + 128, max(documents) + 128)
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def estimate(config: Config) -> MemoryEstimate:
         # A fused kernel needs no L x S buffer, but `auto` may fall back to math.
         "sdpa": b * dense_forward + mask,
     }
-    if config.variant == "full":
+    if config.variant == "full" and config.document_lengths is None:
         per_impl["blocked"] = b * (projected + 2 * output) + pattern_mask
         per_impl["flex"] = b * (projected + 2 * output) + mask
     else:
@@ -117,8 +121,10 @@ def estimate(config: Config) -> MemoryEstimate:
         # projected tensors, padded and gathered keys, and one output per piece.
         per_impl["blocked"] = mask_batch * length * keys * (1 + b) + 24 * length * keys + b * (6 * projected + 4 * output)
         pattern = pattern_of(config)
-        assert pattern is not None
-        per_impl["blocked"] += b * pattern.extra_blocked_elements(config)  # e.g. BigBird's gathered random blocks
+        if pattern is not None:
+            per_impl["blocked"] += b * pattern.extra_blocked_elements(config)  # e.g. BigBird's gathered random blocks
+        else:  # the generic plan gathers its key blocks for every query block
+            per_impl["blocked"] += b * 2 * n * length * keys * config.head_dim
         # FlexAttention: its block mask plus compiled kernels' buffers of O(L * d).
         per_impl["flex"] = b * (projected + 4 * output) + 4 * mask_batch * (length // 128 + 1) * (source // 128 + 1) * 4
     rows = reference_row_count(config)

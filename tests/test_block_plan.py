@@ -83,3 +83,23 @@ def test_local_plan_reads_a_band_of_keys_per_query() -> None:
     plan = plan_for(small_config(seq_len=1000, variant="local", local={"window": 128}, mask={}))
     (band,) = plan.pieces
     assert isinstance(band, Band) and band.width == plan.block + 256
+
+
+@settings(max_examples=40, deadline=None)
+@given(config=configs(variants=("full", "local", "sparse")), block=st.sampled_from([1, 3, 8]))
+def test_the_generic_plan_covers_every_allowed_pair_exactly_once(config, block: int) -> None:
+    from mha_cli.block_plan import generic_plan
+
+    plan = generic_plan(config, block=block, elements=64)  # tiny slices: the chunking is exercised too
+    inside, everything = rebuild(config, plan)
+    assert torch.equal(inside, allowed_mask(config).to(torch.int32))
+    assert int(everything.sum()) == int(inside.sum())
+    assert plan.allowed_pairs() == int(allowed_mask(config).sum())
+
+
+def test_the_generic_plan_skips_blocks_without_an_allowed_pair() -> None:
+    from mha_cli.block_plan import generic_plan
+
+    config = small_config(seq_len=64, mask={"documents": {"lengths": [16, 16, 32]}}, batch_size=1)
+    (piece,) = generic_plan(config, block=8).pieces
+    assert piece.key_blocks.shape == (8, 4)  # the longest document spans 4 key blocks of 8; the rest are skipped

@@ -21,7 +21,16 @@ import torch
 import torch.nn.functional as F
 
 from ..arith import ceil_div
-from ..block_plan import Band, BlockPlan, Fixed, Gathered, Piece, Residue, plan_for
+from ..block_plan import (
+    Band,
+    BlockPlan,
+    Fixed,
+    Gathered,
+    Piece,
+    Residue,
+    needs_generic_plan,
+    plan_for,
+)
 from ..config import Config
 from ..inputs import Inputs
 from . import Forward, Unavailable
@@ -216,7 +225,7 @@ def _full_core(config: Config, inputs: Inputs) -> Core:
 def build_core(inputs: Inputs, config: Config) -> Core:
     if inputs.mask_override:
         raise Unavailable("a mask given through Inputs.with_mask has no block plan; blocked runs the config's own pattern")
-    if config.variant == "full":
+    if config.variant == "full" and not needs_generic_plan(config):
         return _full_core(config, inputs)
     return _sparse_core(plan_for(config), config, inputs.query.dtype, inputs.device)
 
