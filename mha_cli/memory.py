@@ -63,13 +63,19 @@ def reference_row_count(config: Config) -> int:
 
 def blocked_keys_per_query(config: Config) -> int:
     """Keys each query reads in the blocked implementation: its pattern's upper bound, or for packed
-    documents under the generic plan the longest document plus a block on each side."""
+    documents under the generic plan the longest document plus its largest block on each side."""
     pattern = pattern_of(config)
     if pattern is not None:
         return pattern.keys_per_query(config)
     documents = config.document_lengths
     assert documents is not None, "full attention reads every key"
-    return min(config.source_length + 128, max(documents) + 128)
+    # A document can straddle one more block on each side. Not imported from block_plan (torch):
+    # `mha validate` estimates without torch; a test keeps the two equal.
+    largest = GENERIC_LARGEST_BLOCK
+    return min(config.source_length + largest, max(documents) + 2 * largest)
+
+
+GENERIC_LARGEST_BLOCK = 512  # = max(block_plan.GENERIC_BLOCKS)
 
 
 @dataclass(frozen=True)

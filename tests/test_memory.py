@@ -43,3 +43,11 @@ def test_a_million_tokens_is_refused_at_once_with_what_to_lower() -> None:
 
 def test_a_small_run_fits() -> None:
     assert check_fits(small_config(), 2**30, "test").reference_peak < 2**20
+
+
+
+def test_the_estimate_knows_the_generic_plans_largest_block() -> None:
+    from mha_cli.block_plan import GENERIC_BLOCKS
+    from mha_cli.memory import GENERIC_LARGEST_BLOCK
+
+    assert max(GENERIC_BLOCKS) == GENERIC_LARGEST_BLOCK
