@@ -58,16 +58,26 @@ DEFAULT_SOURCE = "built-in default (configs/quickstart.yaml)"
 
 
 
-class KeyPadding(Section):
+class LengthsOrFractions(Section):
+    """Sizes given one of two ways: exact `lengths`, or `fractions` of a total that any override keeps right."""
+
+    lengths: list[PositiveInt] | None = Field(None, min_length=1)
+    fractions: list[Fraction] | None = Field(None, min_length=1)
+
+    def form_problems(self, field: str, lengths_are: str, fractions_are: str) -> list[tuple[str, str]]:
+        """The one rule both forms share: exactly one of them is given."""
+        if (self.lengths is None) == (self.fractions is None):
+            return [(field, f"give either `lengths` ({lengths_are}) or `fractions` ({fractions_are}), not both or neither")]
+        return []
+
+
+class KeyPadding(LengthsOrFractions):
     """Which keys of each batch item are real; keys at positions >= its length are padding.
 
     `lengths` gives exact counts, one per batch item. `fractions` gives shares of
     the key length S, repeated over the batch (item n takes fractions[n % len]),
     so the same config works for any batch_size and any S.
     """
-
-    lengths: list[PositiveInt] | None = Field(None, min_length=1)
-    fractions: list[Fraction] | None = Field(None, min_length=1)
 
     def lengths_for(self, batch_size: int, source: int) -> list[int]:
         """Valid key count per batch item; a fraction rounds half up and keeps at least one key."""
@@ -77,15 +87,12 @@ class KeyPadding(Section):
         return [max(1, math.floor(self.fractions[n % len(self.fractions)] * source + 0.5)) for n in range(batch_size)]
 
 
-class Documents(Section):
+class Documents(LengthsOrFractions):
     """Packed sequences: query i and key j must lie in the same document.
 
     `lengths` gives the documents' lengths in positions, summing to the sequence length;
     `fractions` gives shares of it (summing to 1), rounded so that the lengths sum exactly.
     """
-
-    lengths: list[PositiveInt] | None = Field(None, min_length=1)
-    fractions: list[Fraction] | None = Field(None, min_length=1)
 
     def lengths_for(self, total: int) -> list[int]:
         if self.lengths is not None:
@@ -309,13 +316,10 @@ def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
     padding = c.mask.key_padding
     if padding is None:
         return []
-    if (padding.lengths is None) == (padding.fractions is None):
-        return [
-            ("mask.key_padding", "give either `lengths` (exact key counts, one per batch item) or `fractions` "
-             "(shares of the key length, e.g. [1.0, 0.5], repeated over the batch), not both or neither")
-        ]
-    if padding.lengths is None:
-        return []
+    form = padding.form_problems("mask.key_padding", "exact key counts, one per batch item",
+                                 "shares of the key length, e.g. [1.0, 0.5], repeated over the batch")
+    if form or padding.lengths is None:
+        return form
     problems = []
     if len(padding.lengths) != c.batch_size:
         problems.append(
@@ -352,9 +356,9 @@ def _documents_tile_the_sequence(c: Config) -> list[tuple[str, str]]:
     documents = c.mask.documents
     if documents is None:
         return []
-    if (documents.lengths is None) == (documents.fractions is None):
-        return [("mask.documents", "give either `lengths` (positions per document, summing to seq_len) or "
-                 "`fractions` (shares summing to 1), not both or neither")]
+    form = documents.form_problems("mask.documents", "positions per document, summing to seq_len", "shares summing to 1")
+    if form:
+        return form
     if c.attention != "self":
         return [("mask.documents", "packed documents need self attention (queries and keys share positions)")]
     if documents.lengths is not None and sum(documents.lengths) != c.seq_len:
@@ -415,10 +419,9 @@ def _default_document() -> YamlDocument:
 # Fields that say the same thing two ways: an override of one replaces the other,
 # so `mask.key_padding.lengths=[4,2]` works on a config that gave fractions.
 ALTERNATIVES: dict[PathKey, PathKey] = {
-    ("mask", "key_padding", "lengths"): ("mask", "key_padding", "fractions"),
-    ("mask", "key_padding", "fractions"): ("mask", "key_padding", "lengths"),
-    ("mask", "documents", "lengths"): ("mask", "documents", "fractions"),
-    ("mask", "documents", "fractions"): ("mask", "documents", "lengths"),
+    ("mask", section, given): ("mask", section, other)
+    for section in ("key_padding", "documents")  # the LengthsOrFractions sections of MaskConfig
+    for given, other in (("lengths", "fractions"), ("fractions", "lengths"))
 }
 
 

@@ -30,6 +30,11 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+def parse_max_memory(text: str | None) -> int | None:
+    """--max-memory SIZE in bytes, or None when the option was not given (the memory available now)."""
+    return parse_bytes(text) if text is not None else None
+
+
 def format_bytes(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(count) < 1024 or unit == "PiB":

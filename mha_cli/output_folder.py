@@ -171,6 +171,14 @@ def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = (),
         lock.release()
 
 
+@contextlib.contextmanager
+def claimed_output(output_dir: Path | None, default_name: str, *, overwrite: bool = False) -> Iterator[Path]:
+    """--output-dir DIR, or a new outputs/<UTC time>-<default_name>/, claimed as `claimed` does."""
+    target = output_dir if output_dir is not None else new_timestamped_folder(DEFAULT_ROOT, default_name)
+    with claimed(target, overwrite=overwrite, fresh=output_dir is None) as folder:
+        yield folder
+
+
 def new_timestamped_folder(root: Path, name: str, created: datetime | None = None) -> Path:
     """root/<UTC timestamp>-<name>/ (now, unless `created`), made here, with -2, -3... if that second is taken."""
     from .clock import folder_stamp, utc_now

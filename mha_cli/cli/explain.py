@@ -34,9 +34,9 @@ def explain(
     """
     from ..config import load_config
     from ..explanation import explain as explain_config
-    from ..memory import parse_bytes
+    from ..memory import parse_max_memory
 
-    limit = parse_bytes(max_memory) if max_memory is not None else None
+    limit = parse_max_memory(max_memory)
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
     found = explain_config(resolved, memory_limit=limit)

@@ -40,9 +40,9 @@ def mask(
     from rich.markup import escape
 
     from ..config import load_config
-    from ..memory import check_fits, parse_bytes, resolve_memory_limit
+    from ..memory import check_fits, parse_max_memory, resolve_memory_limit
 
-    limit = resolve_memory_limit(parse_bytes(max_memory) if max_memory is not None else None)
+    limit = resolve_memory_limit(parse_max_memory(max_memory))
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
     check_batch(batch, resolved.batch_size)

@@ -36,8 +36,7 @@ def merge(
     """
     from ..output_folder import (
         DEFAULT_ROOT,
-        claimed,
-        new_timestamped_folder,
+        claimed_output,
         point_latest,
     )
     from ..sweep.merge import merge_shards
@@ -46,11 +45,8 @@ def merge(
     if not folders:
         raise UsageError("give the shard folders to merge, e.g. mha merge shards/1 shards/2 --output-dir merged")
     with contextlib.ExitStack() as stack:
-        fresh = output_dir is None
-        if output_dir is None:
-            grid, _ = SweepFolder(folders[0]).definition()
-            output_dir = new_timestamped_folder(DEFAULT_ROOT, f"{grid.base['name']}-merged")
-        stack.enter_context(claimed(output_dir, overwrite=overwrite, fresh=fresh))
+        name = SweepFolder(folders[0]).definition()[0].base["name"]
+        output_dir = stack.enter_context(claimed_output(output_dir, f"{name}-merged", overwrite=overwrite))
         summary, warnings = merge_shards(folders, output_dir, plot=plot, overwrite=overwrite)
         point_latest(DEFAULT_ROOT, output_dir)
     err = stderr_console()

@@ -65,9 +65,9 @@ def weights(
       mha plot weights configs/causal_padding_masks.yaml --png weights.png --batch 2 --heads 0,1
     """
     from ..config import load_config
-    from ..memory import parse_bytes
+    from ..memory import parse_max_memory
 
-    limit = parse_bytes(max_memory) if max_memory is not None else None
+    limit = parse_max_memory(max_memory)
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
     check_batch(batch, resolved.batch_size)

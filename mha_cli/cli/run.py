@@ -53,26 +53,24 @@ def run(
         config_to_yaml,
         load_config,
     )
-    from ..memory import parse_bytes
+    from ..memory import parse_max_memory
 
     if no_save and (output_dir is not None or overwrite):
         raise UsageError("--no-save contradicts --output-dir and --overwrite; give one of them")
-    limit = parse_bytes(max_memory) if max_memory is not None else None
+    limit = parse_max_memory(max_memory)
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
 
     from ..output_folder import (
         DEFAULT_ROOT,
-        claimed,
-        new_timestamped_folder,
+        claimed_output,
         point_latest,
     )
 
     with contextlib.ExitStack() as stack:
         folder = None
         if not no_save:  # the folder is claimed (checked and locked) before anything is measured
-            target = output_dir or new_timestamped_folder(DEFAULT_ROOT, resolved.name)
-            folder = stack.enter_context(claimed(target, overwrite=overwrite, fresh=output_dir is None))
+            folder = stack.enter_context(claimed_output(output_dir, resolved.name, overwrite=overwrite))
         report = _measure(resolved, limit)
         if as_json:
             from ..report.files import to_json

@@ -37,11 +37,8 @@ class _ConsoleProgress:
         self.finished = 0
 
     def warn(self, message: str) -> None:
-        line = f"warning: {message}"
-        if self.bar is not None:
-            self.bar.console.print(line, highlight=False, markup=False)
-        else:
-            self.console.print(line, highlight=False, markup=False)
+        # The bar draws on this console: Rich prints the line above a live bar.
+        self.console.print(f"warning: {message}", highlight=False, markup=False)
 
     def start(self, total: int, already_done: int) -> None:
         self.total, self.finished = total, already_done
@@ -133,18 +130,18 @@ def sweep(
 
       mha sweep --resume outputs/20261127T120000Z-quickstart-sweep
     """
-    from ..memory import parse_bytes
+    from ..memory import parse_max_memory
     from ..output_folder import (
         DEFAULT_ROOT,
         claimed,
-        new_timestamped_folder,
+        claimed_output,
         point_latest,
     )
     from ..sweep.grid import FLAG_FIELDS, Shard, build_grid
     from ..sweep.runner import execute
     from ..sweep.store import SWEEP_FILES, SweepFolder
 
-    limit = parse_bytes(max_memory) if max_memory is not None else None
+    limit = parse_max_memory(max_memory)
     flags = {"heads": heads, "seq_len": seq_len, "embed_dim": embed_dim, "batch": batch, "window": window,
              "variant": variant, "dtype": dtype}
     if point_timeout is not None and not isolate:
@@ -173,9 +170,7 @@ def sweep(
             grid = build_grid(load_config(path, extra), {k: v for k, v in flags.items() if k in FLAG_FIELDS}, impl)
             part = Shard.parse(shard)
             if not no_save:
-                target = output_dir or new_timestamped_folder(
-                    DEFAULT_ROOT, f"{grid.base['name']}-sweep")
-                stack.enter_context(claimed(target, overwrite=overwrite, fresh=output_dir is None))
+                target = stack.enter_context(claimed_output(output_dir, f"{grid.base['name']}-sweep", overwrite=overwrite))
                 folder = SweepFolder(target)
                 folder.create(grid, part, overwrite=overwrite)
         progress = _ConsoleProgress(err)

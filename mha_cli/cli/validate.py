@@ -39,12 +39,12 @@ def validate(
     from ..memory import (
         check_fits,
         format_bytes,
-        parse_bytes,
+        parse_max_memory,
         required_bytes,
         resolve_memory_limit,
     )
 
-    limit, limit_source = resolve_memory_limit(parse_bytes(max_memory) if max_memory is not None else None)
+    limit, limit_source = resolve_memory_limit(parse_max_memory(max_memory))
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
     found = check_fits(resolved, limit, limit_source)

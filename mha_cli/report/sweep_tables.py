@@ -130,7 +130,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     parts = [f"# mha sweep: {summary['name']}", "", headline(summary), ""]
     for title, headers, body in all_tables(summary):
         parts += [f"## {title}", "", markdown_table(headers, body), ""]
-    parts += [f"{note}" for note in table_notes(summary)] + ([""] if table_notes(summary) else [])
+    marks = table_notes(summary)
+    parts += [*marks, ""] if marks else []
     notes = skipped_lines(summary)
     if notes:
         parts += ["## Not run or not ok", "", *[f"- {line}" for line in notes], ""]
