@@ -19,45 +19,47 @@ Kinds of piece:
 - Dense rows: a few query rows that attend everything (BigBird's global query
   blocks) are computed directly against all keys.
 
-The mask's batch dimension is 1 when the pattern is the same for every batch
-item (no key padding), N otherwise.
+A mask's first dimension runs over mask groups: batch items times heads, each
+kept only where the rule differs (masks.mask_groups), so G = 1 for most patterns,
+N with key padding, and H or N * H for a rule that differs per head.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, replace
 
 import torch
 
 from .arith import ceil_div
 from .config import Config
-from .masks import PairRule, pair_rule
+from .masks import PairRule, mask_groups, pair_rule
 
 
 @dataclass(frozen=True)
 class Band:
     offset: int
     width: int
-    allowed: torch.Tensor  # (B, query_blocks, block, width)
+    allowed: torch.Tensor  # (G, query_blocks, block, width)
 
 
 @dataclass(frozen=True)
 class Fixed:
     keys: torch.Tensor  # (K,) key positions
-    allowed: torch.Tensor  # (B, query_blocks, block, K)
+    allowed: torch.Tensor  # (G, query_blocks, block, K)
 
 
 @dataclass(frozen=True)
 class Gathered:
     key_blocks: torch.Tensor  # (query_blocks, r) key block indices
-    allowed: torch.Tensor  # (B, query_blocks, block, r * block)
+    allowed: torch.Tensor  # (G, query_blocks, block, r * block)
 
 
 @dataclass(frozen=True)
 class Residue:
     stride: int
-    allowed: torch.Tensor  # (B, stride, ceil(L / stride), ceil(S / stride))
+    allowed: torch.Tensor  # (G, stride, ceil(L / stride), ceil(S / stride))
 
 
 Piece = Band | Fixed | Gathered | Residue
@@ -70,17 +72,25 @@ class BlockPlan:
     key_blocks: int
     pieces: list[Piece]
     dense_rows: torch.Tensor | None = None  # (R,) query rows computed against every key
-    dense_allowed: torch.Tensor | None = None  # (B, R, S)
+    dense_allowed: torch.Tensor | None = None  # (G, R, S)
     batch_size: int = 1
-    notes: list[str] = field(default_factory=list)
+    num_heads: int = 1
+    mask_batch: int = 1  # the mask groups: mask_batch * mask_heads of them, batch item major
+    mask_heads: int = 1
+    plan_s: float = 0.0  # seconds it took to build (plan_for fills it in)
 
     def allowed_pairs(self) -> int:
-        """Allowed (query, key) pairs summed over the batch: what the FLOP count uses."""
+        """Allowed (query, key) pairs summed over batch items and heads: what the FLOP count uses."""
         masks = [piece.allowed for piece in self.pieces]
         if self.dense_allowed is not None:
             masks.append(self.dense_allowed)
-        # A mask with batch dimension 1 stands for every batch item.
-        return sum(int(m.sum()) * (self.batch_size if m.shape[0] == 1 else 1) for m in masks)
+        # A group stands for every batch item (and head) its mask does not tell apart.
+        repeats = (self.batch_size // self.mask_batch) * (self.num_heads // self.mask_heads)
+        return sum(int(m.sum()) for m in masks) * repeats
+
+    def group(self, item: int, head: int) -> int:
+        """The mask group of batch item `item` and head `head`."""
+        return (item if self.mask_batch > 1 else 0) * self.mask_heads + (head if self.mask_heads > 1 else 0)
 
 
 def block_size_for_window(window: int, length: int) -> int:
@@ -101,8 +111,10 @@ class Positions:
         self.query_blocks = ceil_div(self.length, block)
         self.key_blocks = ceil_div(self.source, block)
         self.rule: PairRule = pair_rule(config)
-        batched = config.mask.key_padding is not None
-        self.n = torch.arange(config.batch_size if batched else 1)[:, None, None, None]
+        self.mask_batch, self.mask_heads = mask_groups(config)
+        # Batch item and head of each mask group, as (G, 1, 1, 1) tensors.
+        group = torch.arange(self.mask_batch * self.mask_heads)[:, None, None, None]
+        self.n, self.h = group // self.mask_heads, group % self.mask_heads
         # Query i = q * block + r, as a (1, query_blocks, block, 1) tensor.
         self.query = (torch.arange(self.query_blocks)[:, None] * block + torch.arange(block)[None, :])[None, :, :, None]
 
@@ -111,7 +123,18 @@ class Positions:
         i = self.query if query is None else query
         in_range = (i < self.length) & (keys >= 0) & (keys < self.source)
         # Padded positions past L or S are clamped for the rule (it may index by position) and masked out.
-        return self.rule(self.n, i.clamp(0, self.length - 1), keys.clamp(0, self.source - 1)) & in_range & member
+        return self.rule(self.n, self.h, i.clamp(0, self.length - 1), keys.clamp(0, self.source - 1)) & in_range & member
+
+    def rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """(G, R, S): the rule on whole rows, for query rows computed against every key."""
+        return self.rule(self.n[..., 0], self.h[..., 0], rows[None, :, None], torch.arange(self.source)[None, None, :])
+
+    def plan(self, pieces: list[Piece], dense_rows: torch.Tensor | None = None, dense_allowed: torch.Tensor | None = None) -> BlockPlan:
+        return BlockPlan(
+            self.block, self.query_blocks, self.key_blocks, pieces, dense_rows=dense_rows, dense_allowed=dense_allowed,
+            batch_size=self.config.batch_size, num_heads=self.config.num_heads,
+            mask_batch=self.mask_batch, mask_heads=self.mask_heads,
+        )
 
     def band(self, offset: int, width: int, member=lambda i, j: True, exclude_rows: torch.Tensor | None = None) -> Band:
         keys = (torch.arange(self.query_blocks)[:, None, None] * self.block + offset + torch.arange(width)[None, None, :])[None]
@@ -129,14 +152,24 @@ def _touched_blocks(config: Config, block: int, elements: int) -> torch.Tensor:
     """(query_blocks, key_blocks) bool: which block pairs hold at least one allowed pair.
 
     The rule is evaluated a slice of query blocks at a time, never more than `elements`
-    pairs at once, so planning never holds an L x S tensor."""
+    pairs at once, so planning never holds an L x S tensor. Positions are int32 (as
+    FlexAttention passes them): half the memory traffic of int64."""
     at = Positions(config, block)
     touched = torch.zeros(at.query_blocks, at.key_blocks, dtype=torch.bool)
-    keys = torch.arange(at.key_blocks * block)[None, None, None, :]
-    step = max(1, elements // (at.n.shape[0] * block * at.key_blocks * block))
+    source = at.key_blocks * block
+    keys = torch.arange(source, dtype=torch.int32).clamp_(max=at.source - 1)[None, None, None, :]
+    n, h = at.n.to(torch.int32), at.h.to(torch.int32)
+    groups = n.shape[0]
+    step = max(1, elements // (groups * block * source))
     for start in range(0, at.query_blocks, step):
-        allowed = at.allowed(keys, query=at.query[:, start : start + step])  # (B, c, block, key_blocks * block)
-        touched[start : start + step] = allowed.unflatten(-1, (at.key_blocks, block)).any(dim=-1).any(dim=2).any(dim=0)
+        stop = min(at.query_blocks, start + step)
+        query = torch.arange(start * block, stop * block, dtype=torch.int32).clamp_(max=at.length - 1)
+        allowed = at.rule(n, h, query.view(1, stop - start, block, 1), keys)  # (G, c, block, S padded)
+        if source > at.source:  # padded keys past S were clamped to S - 1: cut them
+            allowed = allowed & (torch.arange(source) < at.source)
+        allowed = allowed.expand(groups, stop - start, block, source)
+        # Past L the rows are clamped copies of row L - 1: they add nothing a real row lacks.
+        touched[start:stop] = allowed.unflatten(-1, (at.key_blocks, block)).any(dim=-1).any(dim=2).any(dim=0)
     return touched
 
 
@@ -147,28 +180,42 @@ def _coarser(touched: torch.Tensor, factor: int) -> torch.Tensor:
     return padded.view(rows // factor, factor, cols // factor, factor).any(dim=3).any(dim=1)
 
 
-def generic_plan(config: Config, block: int | None = None, elements: int = 2**24) -> BlockPlan:
+_last_blocks: dict[str, tuple[int, torch.Tensor]] = {}
+
+
+def generic_blocks(config: Config, elements: int = 2**22) -> tuple[int, torch.Tensor]:
+    """The generic plan's block size and which (query block, key block) pairs it computes.
+
+    The rule is evaluated once on every pair at the finest block size (GENERIC_BLOCKS[-1]);
+    the block is the largest of GENERIC_BLOCKS that computes at most GENERIC_WASTE times the
+    pairs of the finest: large blocks copy each key block to fewer query blocks, small ones skip
+    more. Kept for the last config: the memory guard asks first, then the plan reuses it."""
+    key = config.model_dump_json()
+    if key in _last_blocks:
+        return _last_blocks[key]
+    finest = GENERIC_BLOCKS[-1]
+    fine = _touched_blocks(config, finest, elements)
+    least = int(fine.sum()) * finest * finest
+    chosen = (finest, fine)
+    for size in GENERIC_BLOCKS:
+        if size % finest == 0 and finest < size <= config.seq_len:
+            candidate = _coarser(fine, size // finest)
+            if int(candidate.sum()) * size * size <= GENERIC_WASTE * least:
+                chosen = (size, candidate)
+                break
+    _last_blocks.clear()
+    _last_blocks[key] = chosen
+    return chosen
+
+
+def generic_plan(config: Config, block: int | None = None, elements: int = 2**22) -> BlockPlan:
     """For a rule no pattern module has a plan for: the key blocks each query block touches, gathered.
 
-    Block pairs without an allowed pair are skipped. The block size (unless given) is the largest
-    of GENERIC_BLOCKS that computes at most GENERIC_WASTE times the pairs of the smallest: large
-    blocks copy each key block to fewer query blocks, small ones skip more. What is left is one
-    Gathered piece: per query block its touched key blocks (padded to the largest count with masked
-    repeats) with the exact mask, so partial blocks are masked and full ones cost no more than that.
+    Block pairs without an allowed pair are skipped (generic_blocks picks the block size). What is
+    left is one Gathered piece: per query block its touched key blocks (padded to the largest count
+    with masked repeats) with the exact mask, so partial blocks are masked and full ones cost no more.
     """
-    if block is None:
-        finest = GENERIC_BLOCKS[-1]
-        touched = _touched_blocks(config, finest, elements)
-        least = int(touched.sum()) * finest * finest
-        for size in GENERIC_BLOCKS:
-            if size % finest == 0 and size <= max(config.seq_len, finest):
-                candidate = _coarser(touched, size // finest) if size > finest else touched
-                if int(candidate.sum()) * size * size <= GENERIC_WASTE * least:
-                    block, touched = size, candidate
-                    break
-        assert block is not None  # the finest size always qualifies
-    else:
-        touched = _touched_blocks(config, block, elements)
+    block, touched = generic_blocks(config, elements) if block is None else (block, _touched_blocks(config, block, elements))
     at = Positions(config, block)
     count = max(1, int(touched.sum(dim=1).max()))
     order = torch.argsort(touched.to(torch.int8), dim=1, descending=True, stable=True)[:, :count]
@@ -177,7 +224,7 @@ def generic_plan(config: Config, block: int | None = None, elements: int = 2**24
     gathered = (key_blocks[:, :, None] * block + torch.arange(block)[None, None, :]).flatten(1)[None, :, None, :]
     member = real.repeat_interleave(block, dim=1)[None, :, None, :]
     piece = Gathered(key_blocks, at.allowed(gathered, member))
-    return BlockPlan(block, at.query_blocks, at.key_blocks, [piece], batch_size=config.batch_size)
+    return at.plan([piece])
 
 
 def needs_generic_plan(config: Config) -> bool:
@@ -185,22 +232,39 @@ def needs_generic_plan(config: Config) -> bool:
     return config.variant == "full" and config.mask.documents is not None
 
 
+_last_plan: dict[str, BlockPlan] = {}  # the most recent plan, by config: the pair count and blocked share it
+
+
 def plan_for(config: Config) -> BlockPlan:
-    """The block plan of a local or sparse config, from its pattern module (full attention needs none)."""
+    """The block plan of a local or sparse config, from its pattern module (full attention needs none).
+
+    Its plan_s says how long building it took; the last plan is kept, so that counting the allowed
+    pairs and then running `blocked` on the same config plan once."""
     from .patterns import pattern_of
 
+    key = config.model_dump_json()
+    if key in _last_plan:
+        return _last_plan[key]
     pattern = pattern_of(config)
-    if pattern is not None:
-        return pattern.plan(config)
-    if needs_generic_plan(config):
-        return generic_plan(config)
-    raise ValueError("full attention has no block plan")
+    if pattern is None and not needs_generic_plan(config):
+        raise ValueError("full attention has no block plan")
+    start = time.perf_counter()
+    plan = pattern.plan(config) if pattern is not None else generic_plan(config)
+    plan = replace(plan, plan_s=time.perf_counter() - start)
+    _last_plan.clear()
+    _last_plan[key] = plan
+    return plan
 
 
 def allowed_pair_count(config: Config) -> int:
-    """Allowed (query, key) pairs over the batch, without building an L x S mask."""
+    """Allowed (query, key) pairs summed over batch items and heads, without building an L x S mask."""
     if config.variant != "full":
         return plan_for(config).allowed_pairs()
+    return config.num_heads * _full_pair_count(config)
+
+
+def _full_pair_count(config: Config) -> int:
+    """Full attention's allowed pairs over the batch, for one head."""
     if config.mask.documents is not None:
         return _counted_row_by_row(config)
     length, source = config.seq_len, config.source_length
@@ -225,10 +289,11 @@ def _counted_row_by_row(config: Config, elements: int = 2**24) -> int:
     """Allowed pairs by evaluating the rule on slices of rows (never more than `elements` at once)."""
     rule = pair_rule(config)
     n = torch.arange(config.batch_size)[:, None, None]
+    h = torch.zeros((), dtype=torch.long)
     j = torch.arange(config.source_length)[None, None, :]
     rows = max(1, elements // (config.batch_size * config.source_length))
     total = 0
     for start in range(0, config.seq_len, rows):
         i = torch.arange(start, min(config.seq_len, start + rows))[None, :, None]
-        total += int(rule(n, i, j).sum())
+        total += int(rule(n, h, i, j).sum())
     return total

@@ -128,7 +128,7 @@ class Reference:
 
     steps: ReferenceSteps
     rows: torch.Tensor  # (R,) query rows
-    allowed: torch.Tensor  # (N, R, S) the mask on those rows
+    allowed: torch.Tensor  # (N, 1 or H, R, S) the mask on those rows
     tolerance: Tolerance
 
     @property

@@ -541,6 +541,9 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "is required"
     if kind == "string_pattern_mismatch":
+        info = field_at(".".join(str(part) for part in without_tags(loc)))
+        if info is not None and info.description:  # the field says what its form is
+            return f"{error['input']!r} is not {info.description}"
         return f"{error['input']!r} may only hold letters, digits, '.', '_' and '-' (it names the output folder)"
     message = error["msg"][0].lower() + error["msg"][1:]
     if kind == "model_type" or kind == "dict_type":

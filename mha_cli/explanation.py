@@ -71,7 +71,7 @@ class Explanation:
 
 
 def run_steps(config: Config, inputs: Inputs) -> Steps:
-    blocked = ~inputs.dense_allowed()[:, None, :, :]
+    blocked = ~inputs.dense_allowed()  # (N, 1 or H, L, S)
     x_q, x_k, x_v = (inputs.batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
     with torch.inference_mode():
         return layer_steps(x_q, x_k, x_v, inputs.weights, config.num_heads, blocked)
@@ -173,8 +173,9 @@ def weights_to_draw(
     config: Config, batch: int, heads: list[int], *, memory_limit: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The attention weights of the chosen heads for one batch item, (h, L, S) float on the CPU,
-    and that item's allowed pairs (L, S): what `mha plot weights` draws."""
+    and those heads' allowed pairs (h, L, S): what `mha plot weights` draws."""
     check_fits(config, *resolve_memory_limit(memory_limit), together=("manual",))  # every head's (N, H, L, S) weights
     inputs = make_inputs(config, resolve_device(config.device))
     steps = run_steps(config, inputs)
-    return steps.weights[batch, heads].float().cpu(), inputs.dense_allowed()[batch].cpu()
+    allowed = inputs.dense_allowed()[batch].expand(config.num_heads, -1, -1)[heads]
+    return steps.weights[batch, heads].float().cpu(), allowed.cpu()

@@ -97,19 +97,20 @@ class Inputs:
         return x if self.config.batch_first else x.transpose(0, 1)
 
     def dense_allowed(self) -> torch.Tensor:
-        """(N, L, S) bool on the run device, True = may attend. Built on first use."""
+        """(N, 1 or H, L, S) bool on the run device, True = may attend. Built on first use."""
         if "allowed" not in self._made:
             self._made["allowed"] = allowed_mask(self.config).to(self.device)
         return self._made["allowed"]
 
     def with_mask(self, allowed: torch.Tensor) -> Inputs:
-        """A copy whose dense mask is `allowed` (N, L, S) instead of the config's: arbitrary masks for experiments.
+        """A copy whose dense mask is `allowed` instead of the config's: arbitrary masks for experiments.
+        (N, L, S) for one mask per batch item, or (N, H, L, S) for one per head.
 
         torch, manual, sdpa and flex honour it; blocked has no plan for an arbitrary mask and
         says so (Unavailable), rather than run the config's pattern instead.
         """
         copy = replace(self, _made={})
-        copy._made["allowed"] = allowed.to(self.device)
+        copy._made["allowed"] = (allowed[:, None] if allowed.dim() == 3 else allowed).to(self.device)
         copy._made["mask_override"] = True
         return copy
 

@@ -25,12 +25,12 @@ def _sample_positions(total: int, cells: int, samples: int) -> torch.Tensor:
     return positions.floor().long().clamp(0, total - 1)
 
 
-def mask_grid(config: Config, rows: int, cols: int, batch: int = 0, samples: int = 8) -> torch.Tensor:
-    """(rows, cols) float in [0, 1]: share of allowed (query, key) pairs in each cell, for one batch item."""
+def mask_grid(config: Config, rows: int, cols: int, batch: int = 0, head: int = 0, samples: int = 8) -> torch.Tensor:
+    """(rows, cols) float in [0, 1]: share of allowed (query, key) pairs in each cell, for one batch item and head."""
     rows, cols = min(rows, config.seq_len), min(cols, config.source_length)
     queries = _sample_positions(config.seq_len, rows, samples)  # (rows, kq)
     keys = _sample_positions(config.source_length, cols, samples)  # (cols, kk)
     rule = pair_rule(config)
-    n = torch.tensor(batch)
-    allowed = rule(n, queries[:, None, :, None], keys[None, :, None, :])  # (rows, cols, kq, kk)
+    n, h = torch.tensor(batch), torch.tensor(head)
+    allowed = rule(n, h, queries[:, None, :, None], keys[None, :, None, :])  # (rows, cols, kq, kk)
     return allowed.float().mean(dim=(2, 3))

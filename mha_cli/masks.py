@@ -5,10 +5,14 @@ nn.MultiheadAttention reads a bool mask as True = NOT allowed, while
 F.scaled_dot_product_attention reads True = allowed. Getting this backwards is
 silent, so the checker is tested against a deliberately inverted mask.
 
-`pair_rule` is the single definition of which (batch item, query, key)
-triples are allowed: the variant's pattern, then causal, then key padding.
-Everything else (dense masks, the blocked implementation's pieces,
-FlexAttention's mask_mod) is derived from it.
+`pair_rule` is the single definition of which (batch item, head, query, key)
+are allowed: the variant's pattern, then causal, prefix, documents and key
+padding. It has FlexAttention's mask_mod signature. Everything else (dense
+masks, the blocked implementation's pieces, FlexAttention's mask_mod) is
+derived from it.
+
+Most masks are the same for every head, and for every batch item unless keys
+are padded: dense masks keep a dimension of 1 there (see mask_groups).
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .config import Config
-from .patterns import pattern_rule
+from .patterns import pattern_of, pattern_rule
 
-PairRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+PairRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def mask_groups(config: Config) -> tuple[int, int]:
+    """(batch, heads) sizes of the mask: N where it differs per batch item (else 1), H where per head (else 1)."""
+    pattern = pattern_of(config)
+    by_batch, by_head = pattern.varies(config) if pattern is not None else (False, False)
+    batch = config.batch_size if (by_batch or config.mask.key_padding is not None) else 1
+    return batch, config.num_heads if by_head else 1
 
 
 def causal_allowed(length: int, source: int, prefix: int = 0) -> torch.Tensor:
@@ -37,7 +49,7 @@ def key_padding_allowed(lengths: Sequence[int], source: int) -> torch.Tensor:
 
 
 def pair_rule(config: Config, device: torch.device | str = "cpu") -> PairRule:
-    """(n, i, j) -> allowed, on broadcasting integer tensors."""
+    """(n, h, i, j) -> allowed, on broadcasting integer tensors; the result has n's and h's dimensions."""
     pattern = pattern_rule(config)
     causal, prefix = config.mask.causal, config.mask.prefix or 0
     document_lengths = config.document_lengths
@@ -50,8 +62,10 @@ def pair_rule(config: Config, device: torch.device | str = "cpu") -> PairRule:
     key_lengths = config.key_lengths
     lengths = torch.tensor(key_lengths, device=device, dtype=torch.int32) if key_lengths is not None else None
 
-    def rule(n: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        allowed = torch.ones_like(n + i + j, dtype=torch.bool) if pattern is None else pattern(i, j) & (n >= 0)
+    def rule(n: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        # (n >= 0) & (h >= 0): the result keeps n's and h's dimensions even where the rule ignores them.
+        anywhere = (n >= 0) & (h >= 0)
+        allowed = (i >= 0) & (j >= 0) & anywhere if pattern is None else pattern(n, h, i, j) & anywhere
         if causal:
             allowed = allowed & ((j <= i) | (j < prefix)) if prefix else allowed & (j <= i)
         if document is not None:
@@ -65,17 +79,20 @@ def pair_rule(config: Config, device: torch.device | str = "cpu") -> PairRule:
 
 
 def allowed_rows(config: Config, rows: torch.Tensor) -> torch.Tensor:
-    """(N, R, S) bool on the CPU for the given query rows."""
-    n = torch.arange(config.batch_size)[:, None, None]
-    j = torch.arange(config.source_length)[None, None, :]
-    return pair_rule(config)(n, rows[None, :, None], j)
+    """(N, 1 or H, R, S) bool on the CPU for the given query rows (H only for a rule that differs per head)."""
+    _, heads = mask_groups(config)
+    n = torch.arange(config.batch_size)[:, None, None, None]
+    h = torch.arange(heads)[None, :, None, None]
+    j = torch.arange(config.source_length)[None, None, None, :]
+    return pair_rule(config)(n, h, rows[None, None, :, None], j)
 
 
 def allowed_mask(config: Config) -> torch.Tensor:
-    """(N, L, S) bool on the CPU: every (query, key) pair the config allows. Dense: small L only."""
+    """(N, 1 or H, L, S) bool on the CPU: every (query, key) pair the config allows. Dense: small L only."""
     return allowed_rows(config, torch.arange(config.seq_len))
 
 
 def fully_masked_rows(allowed: torch.Tensor) -> torch.Tensor:
-    """(N, R) bool: query rows with no allowed key at all (their output is undefined)."""
-    return ~allowed.any(dim=-1)
+    """(N, R) bool from an (N, 1 or H, R, S) mask: query rows with no allowed key in some head
+    (their output, which mixes the heads, is undefined)."""
+    return (~allowed.any(dim=-1)).any(dim=1)

@@ -123,8 +123,9 @@ class FlopCount:
 
 
 def count_flops(config: Config, allowed_pairs: int) -> FlopCount:
-    """Multiply-adds counted as 2 FLOPs; masked-out pairs are not work we asked for."""
+    """Multiply-adds counted as 2 FLOPs; masked-out pairs are not work we asked for.
+    allowed_pairs is summed over batch items and heads (block_plan.allowed_pair_count)."""
     n, length, source, e = config.batch_size, config.seq_len, config.source_length, config.embed_dim
     projections = 2 * n * length * e * e * 2 + 2 * n * source * e * (config.key_dim + config.value_dim)
-    attention = 4 * config.num_heads * allowed_pairs * config.head_dim
+    attention = 4 * allowed_pairs * config.head_dim
     return FlopCount(projections=projections, attention=attention)

@@ -66,10 +66,15 @@ def reference_row_count(config: Config) -> int:
     return max(1, min(config.seq_len, REFERENCE_ELEMENTS // per_row))
 
 
-def blocked_keys_per_query(config: Config) -> int:
+def blocked_keys_per_query(config: Config, run_user_code: bool = True) -> int:
     """Keys each query reads in the blocked implementation: its pattern's upper bound, or for packed
-    documents under the generic plan the longest document plus its largest block on each side."""
+    documents under the generic plan the longest document plus its largest block on each side.
+
+    A rule the config names (custom) is only known by evaluating it: without run_user_code
+    (`mha validate`), the least a plan can read, so that validation never refuses what a run accepts."""
     pattern = pattern_of(config)
+    if pattern is not None and pattern.RUNS_USER_CODE and not run_user_code:
+        return min(config.source_length, MIN_GENERIC_BLOCK)
     if pattern is not None:
         return pattern.keys_per_query(config)
     documents = config.document_lengths
@@ -81,6 +86,7 @@ def blocked_keys_per_query(config: Config) -> int:
 
 
 GENERIC_LARGEST_BLOCK = 512  # = max(block_plan.GENERIC_BLOCKS)
+MIN_GENERIC_BLOCK = 64  # = min(block_plan.GENERIC_BLOCKS)
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,8 @@ class MemoryEstimate:
         return self.shared + self.reference
 
 
-def estimate(config: Config) -> MemoryEstimate:
+def estimate(config: Config, run_user_code: bool = True) -> MemoryEstimate:
+    """Peak bytes per implementation. run_user_code=False: do not import a rule the config names."""
     n, h, e = config.batch_size, config.num_heads, config.embed_dim
     length, source = config.seq_len, config.source_length
     b = DTYPE_BYTES[config.dtype]
@@ -126,8 +133,10 @@ def estimate(config: Config) -> MemoryEstimate:
         per_impl["blocked"] = b * (projected + 2 * output) + pattern_mask
         per_impl["flex"] = b * (projected + 2 * output) + mask
     else:
-        keys = blocked_keys_per_query(config)
-        mask_batch = n if config.mask.key_padding is not None else 1
+        keys = blocked_keys_per_query(config, run_user_code)
+        # Masks per batch item with key padding; a custom rule may also differ per item and head.
+        custom = pattern_of(config) is not None and pattern_of(config).RUNS_USER_CODE
+        mask_batch = (n if config.mask.key_padding is not None or custom else 1) * (h if custom else 1)
         # Masks (bool + additive, and the int64 positions they are built from), the
         # projected tensors, padded and gathered keys, and one output per piece.
         per_impl["blocked"] = mask_batch * length * keys * (1 + b) + 24 * length * keys + b * (6 * projected + 4 * output)
@@ -170,11 +179,12 @@ def required_bytes(config: Config, found: MemoryEstimate, together: tuple[str, .
 
 
 def check_fits(
-    config: Config, limit_bytes: int, limit_source: str, together: tuple[str, ...] | None = None
+    config: Config, limit_bytes: int, limit_source: str, together: tuple[str, ...] | None = None, run_user_code: bool = True
 ) -> MemoryEstimate:
     """Refuse (exit 2) what cannot fit: for a run, when the reference or every implementation would not;
-    the rest is decided per implementation. One estimate for every command, `mha validate` included."""
-    found = estimate(config)
+    the rest is decided per implementation. One estimate for every command, `mha validate` included
+    (which passes run_user_code=False: a custom rule is not imported there)."""
+    found = estimate(config, run_user_code)
     need = required_bytes(config, found, together)
     if need > limit_bytes:
         what = "even for its smallest implementation" if together is None else f"for {' and '.join(together)}"

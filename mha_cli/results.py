@@ -40,8 +40,9 @@ class Result:
     max_abs_err: float | None = None
     atol: float | None = None  # the absolute tolerance this row was held to
     speedup_vs_torch: float | None = None
-    density: float | None = None  # allowed (query, key) pairs / (N * L * S)
+    density: float | None = None  # allowed (query, key) pairs / (N * H * L * S)
     compile_s: float | None = None  # FlexAttention: compilation before the first call, not in the median
+    plan_s: float | None = None  # blocked: building its block plan (once per shape), not in the median
     checked_rows: int | None = None  # query rows compared with the reference (all, or evenly spread)
     ok: bool = False
 

@@ -79,6 +79,7 @@ def _run_one(
         peak_mem_bytes=peak,
         max_abs_err=checked.max_abs_err,
         compile_s=getattr(forward, "compile_s", None),
+        plan_s=getattr(forward, "plan_s", None),
         checked_rows=len(reference.rows),
         ok=checked.ok,
         **base,
@@ -150,7 +151,7 @@ def run_experiment(config: Config, *, memory_limit: int | None = None, progress:
         rows, shapes = shape_table(config)
         pairs = allowed_pair_count(config)
         flops = count_flops(config, pairs)
-        density = pairs / (config.batch_size * config.seq_len * config.source_length)
+        density = pairs / (config.batch_size * config.num_heads * config.seq_len * config.source_length)
         verdicts = _memory_verdicts(config, found, device, limit, limit_source)
 
         results = []

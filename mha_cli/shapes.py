@@ -59,7 +59,7 @@ def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | N
         as_batch_first = (lambda x: x) if config.batch_first else (lambda x: x.transpose(0, 1))
         steps = reference_attention(
             as_batch_first(query), as_batch_first(key), as_batch_first(value), Weights.of(module),
-            torch.ones(n, length, source, dtype=torch.bool, device=device), config.num_heads,
+            torch.ones(n, 1, length, source, dtype=torch.bool, device=device), config.num_heads,
         )
 
     seq_first = not config.batch_first

@@ -103,7 +103,15 @@ def configs(draw: st.DrawFn, variants: tuple[str, ...] = ("full", "local", "spar
         fields["local"] = {"window": draw(st.integers(0, 30)), "dilation": draw(st.sampled_from([1, 1, 2, 3])),
                            "sinks": draw(st.sampled_from([0, 0, 1, 4]))}
     if fields["variant"] == "sparse":
-        if draw(st.booleans()):
+        pattern = draw(st.sampled_from(["strided", "bigbird", "custom"]))
+        if pattern == "custom":  # rules that differ per head, per batch item, or come from a generator
+            from .mask_mods import reference
+
+            rule = draw(st.sampled_from(["head_window", "batch_stripes", "window"]))
+            fields["sparse"] = {"pattern": "custom", "mask_mod": reference(rule)}
+            if rule == "window":
+                fields["sparse"]["mask_mod_args"] = {"width": draw(st.integers(0, 6))}
+        elif pattern == "strided":
             fields["sparse"] = {"pattern": "strided", "stride": draw(st.integers(1, 10))}
         else:
             block = draw(st.integers(1, min(length, source)))

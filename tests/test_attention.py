@@ -108,7 +108,7 @@ def _outputs(config: Config, inputs, allowed: torch.Tensor) -> dict[str, torch.T
     masked = inputs.with_mask(allowed)
     outputs = {
         "reference": reference_attention(
-            inputs.master_query, inputs.master_key, inputs.master_value, inputs.master_weights, allowed, config.num_heads
+            inputs.master_query, inputs.master_key, inputs.master_value, inputs.master_weights, allowed[:, None], config.num_heads
         ).output
     }
     with torch.inference_mode():

@@ -21,12 +21,13 @@ from .helpers import configs, small_config
 
 
 def rebuild(config, plan) -> torch.Tensor:
-    """Scatter every piece's allowed pairs back into a dense (N, L, S) count (2 would mean overlap)."""
+    """Scatter every piece's allowed pairs back into a dense (N, 1 or H, L, S) count (2 would mean overlap)."""
     n, length, source = config.batch_size, config.seq_len, config.source_length
-    counts = torch.zeros(n, length + plan.block * 2 + 64, source + plan.block * 4 + 64, dtype=torch.int32)
+    groups = [(b, h) for b in range(n) for h in range(plan.mask_heads)]
+    counts = torch.zeros(n, plan.mask_heads, length + plan.block * 2 + 64, source + plan.block * 4 + 64, dtype=torch.int32)
     q_pos = (torch.arange(plan.query_blocks)[:, None] * plan.block + torch.arange(plan.block)[None, :])[:, :, None]
     for piece in plan.pieces:
-        allowed = piece.allowed.expand(n, *piece.allowed.shape[1:])
+        allowed = piece.allowed
         if isinstance(piece, Band):
             keys = (torch.arange(plan.query_blocks)[:, None, None] * plan.block + piece.offset + torch.arange(piece.width))
             i, j = q_pos.expand_as(allowed[0]), keys.expand_as(allowed[0])
@@ -40,13 +41,19 @@ def rebuild(config, plan) -> torch.Tensor:
             r = torch.arange(piece.stride)[:, None, None]
             i = (torch.arange(allowed.shape[2])[None, :, None] * piece.stride + r).expand_as(allowed[0])
             j = (torch.arange(allowed.shape[3])[None, None, :] * piece.stride + r).expand_as(allowed[0])
-        for b in range(n):
-            hit = allowed[b]
-            counts[b].index_put_((i[hit], j[hit]), torch.ones(int(hit.sum()), dtype=torch.int32), accumulate=True)
+        for b, h in groups:
+            hit = allowed[plan.group(b, h)]
+            counts[b, h].index_put_((i[hit], j[hit]), torch.ones(int(hit.sum()), dtype=torch.int32), accumulate=True)
     if plan.dense_rows is not None:
-        dense = plan.dense_allowed.expand(n, -1, -1)
-        counts[:, plan.dense_rows, :source] += dense.to(torch.int32)
-    return counts[:, :length, :source], counts
+        for b, h in groups:
+            counts[b, h, plan.dense_rows, :source] += plan.dense_allowed[plan.group(b, h)].to(torch.int32)
+    return counts[:, :, :length, :source], counts
+
+
+def pairs_over_heads(config) -> int:
+    """Allowed pairs over batch items and every head, from the dense mask."""
+    mask = allowed_mask(config)
+    return int(mask.sum()) * (config.num_heads // mask.shape[1])
 
 
 @settings(max_examples=60, deadline=None)
@@ -57,13 +64,13 @@ def test_pieces_partition_the_allowed_pairs(config) -> None:
     assert inside.numel() == 0 or int(inside.max()) <= 1, "a pair is in two pieces"
     assert int(everything.sum()) == int(inside.sum()), "a piece allows a pair outside the sequence"
     assert torch.equal(inside.bool(), allowed_mask(config))
-    assert allowed_pair_count(config) == int(allowed_mask(config).sum())
+    assert allowed_pair_count(config) == pairs_over_heads(config)
 
 
 @settings(max_examples=40, deadline=None)
 @given(config=configs(variants=("full",)))
 def test_full_pair_count_matches_the_dense_mask(config) -> None:
-    assert allowed_pair_count(config) == int(allowed_mask(config).sum())
+    assert allowed_pair_count(config) == pairs_over_heads(config)
 
 
 @given(window=st.integers(0, 5000), length=st.integers(1, 100_000))
@@ -94,7 +101,7 @@ def test_the_generic_plan_covers_every_allowed_pair_exactly_once(config, block: 
     inside, everything = rebuild(config, plan)
     assert torch.equal(inside, allowed_mask(config).to(torch.int32))
     assert int(everything.sum()) == int(inside.sum())
-    assert plan.allowed_pairs() == int(allowed_mask(config).sum())
+    assert plan.allowed_pairs() == pairs_over_heads(config)
 
 
 def test_the_generic_plan_skips_blocks_without_an_allowed_pair() -> None:

@@ -11,6 +11,7 @@ from mha_cli.config import Config
 from mha_cli.inputs import make_inputs
 
 from .helpers import FAST_TIMING
+from .mask_mods import reference
 
 pytestmark = pytest.mark.skipif(
     torch.backends.cpu.get_cpu_capability() == "DEFAULT", reason="FlexAttention on the CPU needs AVX2"
@@ -25,8 +26,11 @@ pytestmark = pytest.mark.skipif(
         # BigBird, L not a multiple of the block, attention core only.
         {"variant": "sparse", "seq_len": 21, "sparse": {"block": 4, "random_blocks": 1},
          "timing": {**FAST_TIMING, "scope": "core"}},
+        # A custom mask_mod that differs per head: the BlockMask gets a head dimension.
+        {"variant": "sparse", "sparse": {"pattern": "custom", "mask_mod": reference("head_window")},
+         "mask": {"causal": True}},
     ],
-    ids=["local-causal-padding-layer", "bigbird-ragged-core"],
+    ids=["local-causal-padding-layer", "bigbird-ragged-core", "custom-per-head"],
 )
 def test_flex_agrees_with_the_reference_and_reports_its_compile_time(fields: dict) -> None:
     config = Config.model_validate(

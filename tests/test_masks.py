@@ -25,14 +25,16 @@ def test_key_padding_allows_only_the_valid_prefix() -> None:
 def test_allowed_mask_combines_causal_and_padding_by_definition() -> None:
     config = small_config(batch_size=2, seq_len=4, mask={"causal": True, "key_padding": {"lengths": [2, 4]}})
     mask = allowed_mask(config)
-    assert mask.shape == (2, 4, 4)
+    assert mask.shape == (2, 1, 4, 4)  # one mask for every head
     lengths = [2, 4]
     for n in range(2):
         for i in range(4):
             for j in range(4):
-                assert bool(mask[n, i, j]) == (j <= i and j < lengths[n])
+                assert bool(mask[n, 0, i, j]) == (j <= i and j < lengths[n])
 
 
 def test_fully_masked_rows() -> None:
-    allowed = torch.tensor([[[True, False], [False, False]]])
+    allowed = torch.tensor([[[[True, False], [False, False]]]])  # (N, H, L, S)
     assert fully_masked_rows(allowed).tolist() == [[False, True]]
+    per_head = torch.tensor([[[[True, False], [True, False]], [[True, False], [False, False]]]])
+    assert fully_masked_rows(per_head).tolist() == [[False, True]], "a row without keys in one head is undefined"

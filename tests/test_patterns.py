@@ -13,7 +13,7 @@ from .helpers import small_config
 
 
 def direct(config, allowed_pair) -> torch.Tensor:
-    """(N, L, S) from a plain Python predicate, plus causal (with its prefix) and key padding."""
+    """(N, 1, L, S) from a plain Python predicate, plus causal (with its prefix) and key padding."""
     n_items, length, source = config.batch_size, config.seq_len, config.source_length
     lengths = config.key_lengths or [source] * n_items
     out = torch.zeros(n_items, length, source, dtype=torch.bool)
@@ -23,7 +23,7 @@ def direct(config, allowed_pair) -> torch.Tensor:
                 causal_ok = not config.mask.causal or j <= i or j < (config.mask.prefix or 0)
                 ok = allowed_pair(i, j) and causal_ok and j < lengths[n]
                 out[n, i, j] = ok
-    return out
+    return out[:, None]
 
 
 MASKS = [{}, {"causal": True}, {"key_padding": {"lengths": [13, 5]}}, {"causal": True, "key_padding": {"lengths": [2, 13]}},

@@ -36,7 +36,7 @@ def _title_and_panels(heads: list[int], length: int, source: int, title: str):  
     from mha_cli.report.attention_plots import weights_figure
 
     weights = torch.rand(len(heads), length, source)
-    figure, rows, cols = weights_figure(weights, torch.ones(length, source, dtype=torch.bool), heads, title)
+    figure, rows, cols = weights_figure(weights, torch.ones(len(heads), length, source, dtype=torch.bool), heads, title)
     figure.canvas.draw()
     return figure, [a for a in figure.axes if a.get_label() != "<colorbar>" and a.get_visible()][: len(heads)], (rows, cols)
 
@@ -70,10 +70,10 @@ def test_large_sequences_are_downsampled_with_a_note(tmp_path: Path) -> None:
 
 def test_downsampling_keeps_masked_cells_masked() -> None:
     weights = torch.rand(1, 8, 8)
-    allowed = torch.ones(8, 8, dtype=torch.bool).tril()
+    allowed = torch.ones(1, 8, 8, dtype=torch.bool).tril()
     pooled, open_cells, rows, cols = downsample(weights, allowed, cells=4)
     assert pooled.shape == (1, 4, 4) and (rows, cols) == (2, 2)
-    assert open_cells.tolist()[0] == [True, False, False, False]
+    assert open_cells[0].tolist()[0] == [True, False, False, False]
 
 
 def test_terminal_heatmap_for_small_configs() -> None:

@@ -67,7 +67,7 @@ class _PieceRunner:
         allowed = piece.allowed.to(device)
         if isinstance(piece, Fixed):
             # The same keys for every query block: one tall problem per head runs the kernel
-            # better than many small ones. (B, blocks, block, K) -> (B, 1, L, K).
+            # better than many small ones. (G, blocks, block, K) -> (G, 1, L, K).
             allowed = allowed.flatten(1, 2)[:, None, : config.seq_len]
         self.allowed = allowed
         self.bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
@@ -110,18 +110,16 @@ class _PieceRunner:
             x = x.transpose(1, 2)
         return x.flatten(1, 2)[:, :length]
 
-    def single(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, b: int, scale: float) -> torch.Tensor:
-        """The only piece: the public fused kernel, no merge needed."""
+    def single(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float) -> torch.Tensor:
+        """The only piece: the public fused kernel, no merge needed. `pick`: the mask groups of these heads."""
         # The additive float mask made once in __init__: a bool mask would be converted
         # to one on every call, and a 4-D one keeps SDPA on its fused CPU kernel.
-        pick = slice(b, b + 1) if self.allowed.shape[0] > 1 else slice(0, 1)
         out = F.scaled_dot_product_attention(
             self.queries_for(q), self.keys_for(k), self.keys_for(v), attn_mask=self.bias[pick], scale=scale
         )
         return self.rows_back(out, q.shape[1])
 
-    def partial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, b: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        pick = slice(b, b + 1) if self.allowed.shape[0] > 1 else slice(0, 1)
+    def partial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         out, lse = _attend_with_lse(
             self.queries_for(q), self.keys_for(k), self.keys_for(v), self.bias[pick], self.no_key[pick], scale
         )
@@ -170,25 +168,24 @@ def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: to
         if dense_allowed is not None
         else None
     )
-    per_item = any(r.allowed.shape[0] > 1 for r in runners) or (dense_allowed is not None and dense_allowed.shape[0] > 1)
     element = torch.empty((), dtype=dtype).element_size()
     per_head = max(r.bytes_per_head(config.source_length, config.head_dim, element) for r in runners)
     heads_per_chunk = max(1, CHUNK_BYTES // per_head)
 
-    def chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, b: int) -> None:
-        """q (g, L, d), k and v (g, S, d) with mask batch index b, written into out (g, L, d)."""
+    def chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, pick: slice) -> None:
+        """q (g, L, d), k and v (g, S, d) with masks[pick] (1 or g mask groups), written into out (g, L, d)."""
         if len(runners) == 1:
-            out.copy_(runners[0].single(q, k, v, b, scale))
+            out.copy_(runners[0].single(q, k, v, pick, scale))
         else:
             for index, runner in enumerate(runners):
-                part_out, part_lse = runner.partial(q, k, v, b, scale)
+                part_out, part_lse = runner.partial(q, k, v, pick, scale)
                 if index == 0:
                     out.copy_(part_out)
                     lse.copy_(part_lse)
                 else:
                     _merge_into(out, lse, part_out, part_lse)
         if dense_rows is not None:
-            bias = dense_bias[b : b + 1] if dense_bias.shape[0] > 1 else dense_bias  # (1, 1, R, S), see single()
+            bias = dense_bias[pick]  # (1 or g, 1, R, S), see single()
             rows = F.scaled_dot_product_attention(q[:, None, dense_rows], k[:, None], v[:, None], attn_mask=bias, scale=scale)
             out.index_copy_(1, dense_rows, rows[:, 0])
 
@@ -197,13 +194,19 @@ def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: to
         flat_q, flat_k, flat_v = (x.reshape(n * h, x.shape[2], d) for x in (q, k, v))
         out = torch.empty_like(flat_q)
         lse = torch.empty(n * h, length, dtype=torch.float64 if q.dtype == torch.float64 else torch.float32, device=q.device)
-        # Without key padding the masks are the same for every batch item (mask index 0);
-        # with it, the heads of batch item b use mask index b.
-        for b in range(n if per_item else 1):
-            first, last = (b * h, (b + 1) * h) if per_item else (0, n * h)
-            for start in range(first, last, heads_per_chunk):
-                heads = slice(start, min(start + heads_per_chunk, last))
-                chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], b)
+        if plan.mask_batch == 1 and plan.mask_heads == 1:  # one mask for every head of every item
+            for start in range(0, n * h, heads_per_chunk):
+                heads = slice(start, min(start + heads_per_chunk, n * h))
+                chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], slice(0, 1))
+            return out.view(n, h, length, d)
+        # Masks differ per item or head: a chunk of heads of one item reads its own run of mask groups.
+        for item in range(n):
+            for start in range(0, h, heads_per_chunk):
+                stop = min(start + heads_per_chunk, h)
+                first = plan.group(item, start)
+                pick = slice(first, first + (stop - start)) if plan.mask_heads > 1 else slice(first, first + 1)
+                heads = slice(item * h + start, item * h + stop)
+                chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], pick)
         return out.view(n, h, length, d)
 
     return core
@@ -214,7 +217,7 @@ def _full_core(config: Config, inputs: Inputs) -> Core:
     only_causal = config.mask.plain_causal and config.mask.key_padding is None and config.mask.documents is None
     needs_mask = config.mask.key_padding is not None or config.mask.documents is not None or (
         config.mask.causal and not only_causal)
-    mask = inputs.dense_allowed()[:, None] if needs_mask else None
+    mask = inputs.dense_allowed() if needs_mask else None
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=only_causal)
@@ -222,13 +225,18 @@ def _full_core(config: Config, inputs: Inputs) -> Core:
     return core
 
 
-def build_core(inputs: Inputs, config: Config) -> Core:
+def build_core(inputs: Inputs, config: Config) -> tuple[Core, float | None]:
+    """The core, and the seconds its block plan took to build (None: full attention needs no plan)."""
     if inputs.mask_override:
         raise Unavailable("a mask given through Inputs.with_mask has no block plan; blocked runs the config's own pattern")
     if config.variant == "full" and not needs_generic_plan(config):
-        return _full_core(config, inputs)
-    return _sparse_core(plan_for(config), config, inputs.query.dtype, inputs.device)
+        return _full_core(config, inputs), None
+    plan = plan_for(config)
+    return _sparse_core(plan, config, inputs.query.dtype, inputs.device), plan.plan_s
 
 
 def build(inputs: Inputs, config: Config) -> Forward:
-    return layer_around(build_core(inputs, config), inputs, config)
+    core, plan_s = build_core(inputs, config)
+    forward = layer_around(core, inputs, config)
+    forward.plan_s = plan_s  # type: ignore[attr-defined]  # reported beside the median, never inside it
+    return forward

@@ -16,7 +16,7 @@ import torch
 
 from ..config import Config
 from ..inputs import Inputs
-from ..masks import pair_rule
+from ..masks import mask_groups, pair_rule
 from . import Forward, Unavailable
 from .layer import layer_around
 
@@ -31,16 +31,14 @@ def build(inputs: Inputs, config: Config) -> Forward:
     device = inputs.device
     if inputs.mask_override:  # a mask given through Inputs.with_mask: read it, per batch item
         allowed = inputs.dense_allowed()
-        batched = True
+        batched, per_head = True, allowed.shape[1] > 1
 
         def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
-            return allowed[b, q_idx, kv_idx]
+            return allowed[b, h if per_head else 0, q_idx, kv_idx]
     else:
-        rule = pair_rule(config, device)
-        batched = config.mask.key_padding is not None
-
-        def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
-            return rule(b, q_idx, kv_idx)
+        mask_mod = pair_rule(config, device)
+        mask_batch, mask_heads = mask_groups(config)
+        batched, per_head = mask_batch > 1, mask_heads > 1
 
     start = time.perf_counter()
     try:
@@ -48,7 +46,7 @@ def build(inputs: Inputs, config: Config) -> Forward:
             warnings.simplefilter("ignore")  # compile chatter; failures raise below
             # device is passed explicitly: with None, a CUDA build picks "cuda" even without a GPU.
             block_mask = create_block_mask(
-                mask_mod, config.batch_size if batched else None, None, config.seq_len, config.source_length,
+                mask_mod, config.batch_size if batched else None, config.num_heads if per_head else None, config.seq_len, config.source_length,
                 device=device, _compile=True,
             )
             compiled = torch.compile(flex_attention, dynamic=False)

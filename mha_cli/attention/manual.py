@@ -45,7 +45,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocked: torch.
 
 
 def layer_steps(x_q: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor, w: Weights, num_heads: int, blocked: torch.Tensor) -> Steps:
-    """x_q (N, L, E), x_k (N, S, kdim), x_v (N, S, vdim); blocked (N, 1, L, S) True = NOT allowed."""
+    """x_q (N, L, E), x_k (N, S, kdim), x_v (N, S, vdim); blocked (N, 1 or H, L, S) True = NOT allowed."""
     n, length, source = x_q.shape[0], x_q.shape[1], x_k.shape[1]
     e = w.q_weight.shape[0]
     d = e // num_heads
@@ -66,7 +66,7 @@ def layer_steps(x_q: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor, w: Weig
 
 
 def build(inputs: Inputs, config: Config) -> Forward:
-    blocked = ~inputs.dense_allowed()[:, None, :, :]  # (N, 1, L, S) True = not allowed, broadcast over heads
+    blocked = ~inputs.dense_allowed()  # (N, 1 or H, L, S) True = not allowed, broadcast over heads
 
     if config.timing.scope == "core":
         q, k, v = inputs.projected()

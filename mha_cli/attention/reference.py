@@ -47,7 +47,7 @@ def reference_attention(
     key: torch.Tensor,  # (N, S, kdim)
     value: torch.Tensor,  # (N, S, vdim)
     weights: Weights,
-    allowed: torch.Tensor,  # (N, L, S) bool, True = may attend
+    allowed: torch.Tensor,  # (N, 1 or H, L, S) bool, True = may attend
     num_heads: int,
 ) -> ReferenceSteps:
     n, length, e = query.shape
@@ -62,7 +62,7 @@ def reference_attention(
     v = split_heads(_linear(value, weights.v_weight, weights.v_bias), source)
 
     scores = torch.einsum("nhld,nhsd->nhls", q, k) / math.sqrt(d)
-    masked_scores = scores.masked_fill(~allowed[:, None, :, :], float("-inf"))
+    masked_scores = scores.masked_fill(~allowed, float("-inf"))
     attn = torch.softmax(masked_scores, dim=-1)  # NaN on rows with no allowed key
     heads = torch.einsum("nhls,nhsd->nhld", attn, v)
     concat = heads.permute(0, 2, 1, 3).reshape(n, length, e)

@@ -39,7 +39,7 @@ def build(inputs: Inputs, config: Config) -> Forward:
         not only_causal and (config.variant != "full" or mask.key_padding is not None or mask.causal
                              or mask.documents is not None)
     )
-    attn_mask = inputs.dense_allowed()[:, None] if needs_mask else None
+    attn_mask = inputs.dense_allowed() if needs_mask else None
 
     def backend_context() -> contextlib.AbstractContextManager[None]:
         if config.sdpa_backend == "auto":

@@ -18,7 +18,8 @@ def build(inputs: Inputs, config: Config) -> Forward:
     if config.variant != "full" or inputs.mask_override or not config.mask.only_causal_and_padding:
         # Its attn_mask can be (L, S) or per head (N * H, L, S): the pattern (or a mask given
         # through Inputs.with_mask) goes per item and head.
-        attn_mask = (~inputs.dense_allowed()).repeat_interleave(config.num_heads, dim=0)
+        blocked = ~inputs.dense_allowed()  # (N, 1 or H, L, S)
+        attn_mask = blocked.expand(-1, config.num_heads, -1, -1).reshape(-1, *blocked.shape[-2:])
     else:
         if config.mask.causal:
             attn_mask = ~causal_allowed(config.seq_len, config.source_length, config.mask.prefix or 0).to(device)

@@ -91,6 +91,12 @@ def check_batch(batch: int, batch_size: int) -> None:
         raise UsageError(f"--batch {batch} is out of range: the config has batch_size {batch_size} (items 0..{batch_size - 1})")
 
 
+def check_head(head: int, num_heads: int) -> None:
+    """--head picks one head to draw."""
+    if not 0 <= head < num_heads:
+        raise UsageError(f"--head {head} is out of range: the config has num_heads {num_heads} (heads 0..{num_heads - 1})")
+
+
 def split_config_args(config: str | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
     """`mha run num_heads=4` has no file: a first argument with '=' that is no file is an override."""
     rest = list(overrides or [])

@@ -11,6 +11,7 @@ from .common import (
     MaxMemoryOption,
     OverridesArg,
     check_batch,
+    check_head,
     handle_errors,
     split_config_args,
     stderr_console,
@@ -24,6 +25,7 @@ def mask(
     overrides: OverridesArg = None,
     png: Annotated[Path | None, typer.Option("--png", metavar="FILE", help="Also write the picture to FILE (needs matplotlib).")] = None,
     batch: Annotated[int, typer.Option("--batch", metavar="B", help="Which batch item to draw (key padding differs per item).")] = 0,
+    head: Annotated[int, typer.Option("--head", metavar="H", help="Which head to draw (only a custom mask_mod can differ per head).")] = 0,
     max_memory: MaxMemoryOption = None,
 ) -> None:
     """Draw which (query, key) pairs a config allows: its variant's pattern, causal mask and key padding.
@@ -46,6 +48,7 @@ def mask(
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
     check_batch(batch, resolved.batch_size)
+    check_head(head, resolved.num_heads)
     if resolved.variant != "full":  # the exact density walks blocked's plan, which grows with L
         check_fits(resolved, *limit, together=("blocked",))
 
@@ -58,14 +61,15 @@ def mask(
     length, source = resolved.seq_len, resolved.source_length
     cols = min(source, max(8, out.width - 12))
     rows = min(length, max(1, round(cols * length / source / 2)))  # a character is about twice as tall as wide
-    grid = mask_grid(resolved, rows, cols, batch)
+    grid = mask_grid(resolved, rows, cols, batch, head)
     pairs = allowed_pair_count(resolved)
-    total = resolved.batch_size * length * source
-    out.print(escape(f"{resolved.name}: variant {resolved.variant}, L={length}, S={source}, batch item {batch} of {resolved.batch_size}"))
+    total = resolved.batch_size * resolved.num_heads * length * source
+    heads = f", head {head} of {resolved.num_heads}" if head else ""
+    out.print(escape(f"{resolved.name}: variant {resolved.variant}, L={length}, S={source}, batch item {batch} of {resolved.batch_size}{heads}"))
     out.print(escape(f"rule: {describe(resolved)}"))
-    out.print(f"density: {pairs / total:.4g} ({pairs:,} of {total:,} pairs over the batch)")
+    out.print(f"density: {pairs / total:.4g} ({pairs:,} of {total:,} pairs over the batch and heads)")
     for line in text_picture(grid, length, source):
         out.print(escape(line), highlight=False)
     if png is not None:
-        write_pattern_png(resolved, png, batch)
+        write_pattern_png(resolved, png, batch, head)
         stderr_console().print(escape(f"wrote {png}"))

@@ -85,7 +85,7 @@ def weights(
     from ..explanation import weights_to_draw
     from ..report.rows import masks_in_force
 
-    maps, allowed = weights_to_draw(resolved, batch, chosen, memory_limit=limit)  # (h, L, S), (L, S)
+    maps, allowed = weights_to_draw(resolved, batch, chosen, memory_limit=limit)  # (h, L, S) each
     summary = (f"{resolved.name}: E={resolved.embed_dim}, H={resolved.num_heads}, L={resolved.seq_len}, "
                f"S={resolved.source_length}, batch item {batch}; masks: {masks_in_force(resolved, batch)}")
     if png is not None:
@@ -106,7 +106,7 @@ def weights(
         out.print(Text(f"head {head}: rows = queries 0..{resolved.seq_len - 1}, columns = keys 0..{resolved.source_length - 1}; "
                        f"weight from least to most: blank, '{SHADES[1:]}' ('{SHADES[-1]}' = this head's largest), '··' = masked"))
         text = Text()
-        for piece, style in terminal_heatmap(maps[index], allowed):
+        for piece, style in terminal_heatmap(maps[index], allowed[index]):
             text.append(piece, style=style or None)
         out.print(text, soft_wrap=True)
 

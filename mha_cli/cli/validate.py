@@ -47,13 +47,15 @@ def validate(
     limit, limit_source = resolve_memory_limit(parse_max_memory(max_memory))
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
-    found = check_fits(resolved, limit, limit_source)
+    found = check_fits(resolved, limit, limit_source, run_user_code=False)
     if as_json:
         typer.echo(json.dumps(resolved.to_dict(), indent=2))
     else:
         typer.echo(config_to_yaml(resolved), nl=False)
     per_impl = ", ".join(f"{name} {format_bytes(found.peak(name))}" for name in resolved.impls)
     device = "" if resolved.device == "cpu" else f"; device {resolved.device} is checked by `mha run` (it needs torch)"
+    if resolved.variant == "sparse" and getattr(resolved.sparse_settings, "mask_mod", None) is not None:
+        device += f"; the mask_mod {resolved.sparse_settings.mask_mod} is imported and checked by `mha run`, not here"
     typer.echo(
         f"config is valid; estimated peak memory {format_bytes(required_bytes(resolved, found))} at least "
         f"(reference {format_bytes(found.reference_peak)}; {per_impl}; {format_bytes(limit)} {limit_source}; "

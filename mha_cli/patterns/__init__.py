@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import bigbird, local, strided
+from . import bigbird, custom, local, strided
 from .base import PatternModule, PatternRule
 
 if TYPE_CHECKING:
     from ..config import Config
 
-REGISTRY: dict[str, PatternModule] = {module.NAME: module for module in (local, bigbird, strided)}  # type: ignore[misc]
+REGISTRY: dict[str, PatternModule] = {module.NAME: module for module in (local, bigbird, strided, custom)}  # type: ignore[misc]
 # The patterns chosen with `variant: sparse` and `sparse.pattern: NAME`, in the order the docs list them.
 SPARSE_PATTERNS: dict[str, Any] = {name: m.Settings for name, m in REGISTRY.items() if m.SECTION == "sparse"}
 DEFAULT_SPARSE_PATTERN = "bigbird"  # `sparse:` without `pattern:`

@@ -3,9 +3,13 @@
 
 - NAME: the pattern's name ("local", "bigbird", ...); SECTION: the config section holding its
   settings ("local", or "sparse" with `pattern: NAME`).
+- RUNS_USER_CODE: its rule is code the config names (custom): `mha validate` must not import it.
 - Settings: its pydantic settings model (defaults are the documented defaults).
-- rule(config): the single definition of the pattern, (i, j) -> may query i attend key j, on
-  broadcasting integer tensors. Every dense mask, blocked's pieces and flex's mask_mod derive from it.
+- rule(config): the single definition of the pattern, (b, h, i, j) -> may query i of batch item b
+  and head h attend key j, on broadcasting integer tensors (FlexAttention's mask_mod signature).
+  Every dense mask, blocked's pieces and flex's mask_mod derive from it.
+- varies(config): (by batch item, by head): whether the rule reads b or h, so masks that do not
+  keep a dimension of 1 there.
 - words(config): the exact rule in words; brief(settings): the settings in a few words.
 - problems(config): (field path, message) for settings that cannot work with the config's sizes.
 - plan(config): blocked's BlockPlan for it.
@@ -27,15 +31,18 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..config_fields import Section
 
-PatternRule = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+PatternRule = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 class PatternModule(Protocol):
     NAME: str
     SECTION: str
+    RUNS_USER_CODE: bool
     Settings: type[Section]
 
     def rule(self, config: Config) -> PatternRule: ...
+
+    def varies(self, config: Config) -> tuple[bool, bool]: ...
 
     def words(self, config: Config) -> str: ...
 

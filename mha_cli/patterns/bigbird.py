@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .base import PatternRule
 
 NAME = "bigbird"
+RUNS_USER_CODE = False  # a built-in rule: `mha validate` may evaluate it
 SECTION = "sparse"
 
 
@@ -81,7 +82,7 @@ def bigbird_table_for(config: Config) -> torch.Tensor:
 
 
 def bigbird_rule(table: torch.Tensor, block: int) -> PatternRule:
-    def rule(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    def rule(b: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         return table[i // block, j // block]
 
     return rule
@@ -104,6 +105,10 @@ def words(config: Config) -> str:
 def brief(settings: BigBirdConfig) -> str:
     return (f"block {settings.block}, window_blocks {settings.window_blocks}, global_blocks {settings.global_blocks}, "
             f"random_blocks {settings.random_blocks}")
+
+
+def varies(config: Config) -> tuple[bool, bool]:
+    return False, False  # the same for every batch item and head
 
 
 def problems(config: Config) -> list[tuple[str, str]]:
@@ -135,7 +140,7 @@ def problems(config: Config) -> list[tuple[str, str]]:
 def plan(config: Config) -> BlockPlan:
     import torch
 
-    from ..block_plan import BlockPlan, Fixed, Gathered, Piece, Positions
+    from ..block_plan import Fixed, Gathered, Piece, Positions
 
     sparse = _settings(config)
     block, half = sparse.block, (sparse.window_blocks - 1) // 2
@@ -173,10 +178,7 @@ def plan(config: Config) -> BlockPlan:
         pieces.append(Gathered(key_blocks, at.allowed(keys, member) & ~global_rows))
     rows = (torch.nonzero(global_query).flatten()[:, None] * block + torch.arange(block)[None, :]).flatten()
     rows = rows[rows < at.length]
-    dense = at.rule(at.n[..., 0], rows[None, :, None], torch.arange(at.source)[None, None, :])
-    return BlockPlan(
-        block, at.query_blocks, at.key_blocks, pieces, dense_rows=rows, dense_allowed=dense, batch_size=config.batch_size
-    )
+    return at.plan(pieces, dense_rows=rows, dense_allowed=at.rows(rows))
 
 
 def keys_per_query(config: Config) -> int:

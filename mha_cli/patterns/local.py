@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .base import PatternRule
 
 NAME = "local"
+RUNS_USER_CODE = False  # a built-in rule: `mha validate` may evaluate it
 SECTION = "local"
 
 
@@ -40,7 +41,7 @@ Settings = LocalConfig
 def local_rule(window: int, dilation: int = 1, sinks: int = 0) -> PatternRule:
     """|i - j| <= window (and a multiple of dilation), or j < sinks."""
 
-    def rule(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    def rule(b: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         distance = (i - j).abs()
         allowed = distance <= window
         if dilation > 1:
@@ -73,6 +74,10 @@ def brief(settings: LocalConfig) -> str:
     return f"window {settings.window}{extras}"
 
 
+def varies(config: Config) -> tuple[bool, bool]:
+    return False, False  # the same for every batch item and head
+
+
 def problems(config: Config) -> list[tuple[str, str]]:
     return []  # any window works at any length
 
@@ -80,7 +85,7 @@ def problems(config: Config) -> list[tuple[str, str]]:
 def plan(config: Config) -> BlockPlan:
     import torch
 
-    from ..block_plan import BlockPlan, Fixed, Piece, Positions, block_size_for_window
+    from ..block_plan import Fixed, Piece, Positions, block_size_for_window
 
     settings = config.local_settings
     window = settings.window
@@ -96,7 +101,7 @@ def plan(config: Config) -> BlockPlan:
         first = torch.arange(at.query_blocks)[None, :, None, None] * block - window
         outside = (keys < first) | (keys >= first + width)
         pieces.append(Fixed(torch.arange(sinks), at.allowed(keys, outside)))
-    return BlockPlan(block, at.query_blocks, at.key_blocks, pieces, batch_size=config.batch_size)
+    return at.plan(pieces)
 
 
 def keys_per_query(config: Config) -> int:

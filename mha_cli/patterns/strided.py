@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .base import PatternRule
 
 NAME = "strided"
+RUNS_USER_CODE = False  # a built-in rule: `mha validate` may evaluate it
 SECTION = "sparse"
 
 
@@ -33,7 +34,7 @@ Settings = StridedConfig
 def strided_rule(stride: int) -> PatternRule:
     """|i - j| < stride, or i - j a multiple of stride (Python's % on tensors is torch.remainder)."""
 
-    def rule(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    def rule(b: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         return ((i - j).abs() < stride) | ((i - j) % stride == 0)
 
     return rule
@@ -58,6 +59,10 @@ def brief(settings: StridedConfig) -> str:
     return f"stride {settings.stride}"
 
 
+def varies(config: Config) -> tuple[bool, bool]:
+    return False, False  # the same for every batch item and head
+
+
 def problems(config: Config) -> list[tuple[str, str]]:
     return []
 
@@ -65,7 +70,7 @@ def problems(config: Config) -> list[tuple[str, str]]:
 def plan(config: Config) -> BlockPlan:
     import torch
 
-    from ..block_plan import BlockPlan, Positions, Residue, block_size_for_window
+    from ..block_plan import Positions, Residue, block_size_for_window
 
     stride = _stride(config)
     near = stride - 1
@@ -79,7 +84,7 @@ def plan(config: Config) -> BlockPlan:
     i = (torch.arange(rows)[None, :, None] * stride + residue)[None]
     j = (torch.arange(cols)[None, None, :] * stride + residue)[None]
     far = at.allowed(j, i != j, query=i)  # j = i is in the band already
-    return BlockPlan(block, at.query_blocks, at.key_blocks, [band, Residue(stride, far)], batch_size=config.batch_size)
+    return at.plan([band, Residue(stride, far)])
 
 
 def keys_per_query(config: Config) -> int:

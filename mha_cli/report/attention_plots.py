@@ -14,7 +14,7 @@ MAX_CELLS = 256  # a heatmap side longer than this is shown block-averaged
 
 
 def downsample(weights: torch.Tensor, allowed: torch.Tensor, cells: int = MAX_CELLS) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """(h, L, S) weights and (L, S) mask -> block means no larger than cells x cells, and the block sizes.
+    """(h, L, S) weights and their (h, L, S) masks -> block means no larger than cells x cells, and the block sizes.
 
     A cell counts as masked when every pair in it is masked."""
     _, length, source = weights.shape
@@ -24,7 +24,7 @@ def downsample(weights: torch.Tensor, allowed: torch.Tensor, cells: int = MAX_CE
     pooled = torch.nn.functional.avg_pool2d(
         weights.nan_to_num(0.0)[:, None], (row_block, col_block), ceil_mode=True
     )[:, 0]
-    open_cells = torch.nn.functional.max_pool2d(allowed.float()[None, None], (row_block, col_block), ceil_mode=True)[0, 0] > 0
+    open_cells = torch.nn.functional.max_pool2d(allowed.float()[:, None], (row_block, col_block), ceil_mode=True)[:, 0] > 0
     return pooled, open_cells, row_block, col_block
 
 
@@ -46,7 +46,7 @@ def weights_figure(weights: torch.Tensor, allowed: torch.Tensor, heads: list[int
     import numpy as np
 
     shown, open_cells, row_block, col_block = downsample(weights.float(), allowed)
-    length, source = allowed.shape
+    length, source = allowed.shape[-2:]
     count = len(heads)
     cols = min(4, count)
     rows = math.ceil(count / cols)
@@ -65,7 +65,7 @@ def weights_figure(weights: torch.Tensor, allowed: torch.Tensor, heads: list[int
         if slot >= count:
             axes.set_visible(False)
             continue
-        values = np.ma.masked_where(~open_cells.numpy(), shown[slot].numpy())
+        values = np.ma.masked_where(~open_cells[slot].numpy(), shown[slot].numpy())
         image = axes.imshow(values, cmap=cmap, vmin=0.0, vmax=float(shown.max()) or 1.0, interpolation="nearest",
                             aspect="equal" if length == source else "auto", extent=(0, source, length, 0))
         axes.set_title(f"head {heads[slot]}", fontsize=9)

@@ -67,13 +67,13 @@ def save_png(grid: torch.Tensor, path: Path, title: str, length: int, source: in
     save_figure(figure, path)
 
 
-def write_pattern_png(config, path: Path, batch: int = 0, cells: int = 512) -> None:  # type: ignore[no-untyped-def]
+def write_pattern_png(config, path: Path, batch: int = 0, head: int = 0, cells: int = 512) -> None:  # type: ignore[no-untyped-def]
     """The config's pattern as a PNG of up to cells x cells (exact at or below that size)."""
     from ..block_plan import allowed_pair_count
     from ..mask_grid import mask_grid
     from ..patterns import describe
 
-    grid = mask_grid(config, cells, cells, batch)
-    density = allowed_pair_count(config) / (config.batch_size * config.seq_len * config.source_length)
-    title = f"{config.name}: {describe(config)}\nbatch item {batch}; density {density:.4g} over the batch"
+    grid = mask_grid(config, cells, cells, batch, head)
+    density = allowed_pair_count(config) / (config.batch_size * config.num_heads * config.seq_len * config.source_length)
+    title = f"{config.name}: {describe(config)}\nbatch item {batch}{f', head {head}' if head else ''}; density {density:.4g} over the batch and heads"
     save_png(grid, path, title, config.seq_len, config.source_length)

@@ -11,6 +11,7 @@ from ..results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport
 
 RESULT_HEADERS = ["impl", "status", "median", "IQR", "runs", "GFLOP/s", "vs torch", "peak mem", "max err", "atol"]
 COMPILE_HEADER = "compile"  # only when an implementation compiled (flex)
+PLAN_HEADER = "plan"  # only when an implementation built a block plan (blocked on a pattern)
 SHAPE_HEADERS = ["tensor", "shape", "axes", "note"]
 
 
@@ -33,10 +34,12 @@ def _iqr(result: Result) -> str:
 
 
 def result_table(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of the timing table; a compile-time column only when something compiled."""
-    compiled = any(r.compile_s is not None for r in results)
-    headers = RESULT_HEADERS + ([COMPILE_HEADER] if compiled else [])
-    rows = [result_row(r) + ([format_seconds(r.compile_s)] if compiled else []) for r in results]
+    """Headers and rows of the timing table; compile-time and planning-time columns only when
+    something compiled or planned (neither is in the median)."""
+    extras = [(header, name) for header, name in ((COMPILE_HEADER, "compile_s"), (PLAN_HEADER, "plan_s"))
+              if any(getattr(r, name) is not None for r in results)]
+    headers = RESULT_HEADERS + [header for header, _ in extras]
+    rows = [result_row(r) + [format_seconds(getattr(r, name)) for _, name in extras] for r in results]
     return headers, rows
 
 
