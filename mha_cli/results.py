@@ -43,6 +43,7 @@ class Result:
     density: float | None = None  # allowed (query, key) pairs / (N * H * L * S)
     compile_s: float | None = None  # FlexAttention: compilation before the first call, not in the median
     plan_s: float | None = None  # blocked: building its block plan (once per shape), not in the median
+    peak_gflops: float | None = None  # this machine's matmul GFLOP/s in this dtype and thread count (peak.py)
     checked_rows: int | None = None  # query rows compared with the reference (all, or evenly spread)
     ok: bool = False
 

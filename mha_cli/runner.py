@@ -24,6 +24,7 @@ from .envinfo import run_env
 from .inputs import Inputs, make_inputs, resolve_device
 from .measure import FlopCount, count_flops, peak_memory_bytes, time_call
 from .memory import MemoryEstimate, check_fits, format_bytes, resolve_memory_limit
+from .peak import Peak, peak_gflops
 from .results import Result, RunReport
 from .shapes import shape_table
 
@@ -40,6 +41,7 @@ def _run_one(
     threads: int,
     memory_ok: tuple[bool, str],
     progress: Callable[[str], None],
+    machine_peak: Peak,
 ) -> Result:
     base = {
         "impl": name, "variant": config.variant, "dtype": config.dtype, "device": str(inputs.device),
@@ -80,6 +82,7 @@ def _run_one(
         max_abs_err=checked.max_abs_err,
         compile_s=getattr(forward, "compile_s", None),
         plan_s=getattr(forward, "plan_s", None),
+        peak_gflops=machine_peak.gflops,
         checked_rows=len(reference.rows),
         ok=checked.ok,
         **base,
@@ -126,12 +129,15 @@ def _measuring_threads(threads: int | None) -> Iterator[int]:
         torch.set_flush_denormal(flush_before)
 
 
-def run_experiment(config: Config, *, memory_limit: int | None = None, progress: Progress = lambda _: None) -> RunReport:
+def run_experiment(
+    config: Config, *, memory_limit: int | None = None, progress: Progress = lambda _: None, reprobe: bool = False
+) -> RunReport:
     """Run every implementation in `config.impls` on one config and report shapes, agreement and timing.
 
     Refuses (UsageError) what the memory guard says cannot fit; an implementation that
     cannot run here is a `skipped` row, one that crashes an `error` row. torch's thread
-    count and flush-denormal setting are restored when it returns.
+    count and flush-denormal setting are restored when it returns. Timed rows carry this
+    machine's matmul peak (peak.py: cached, probed again with reprobe=True).
 
     Example:
 
@@ -153,13 +159,15 @@ def run_experiment(config: Config, *, memory_limit: int | None = None, progress:
         flops = count_flops(config, pairs)
         density = pairs / (config.batch_size * config.num_heads * config.seq_len * config.source_length)
         verdicts = _memory_verdicts(config, found, device, limit, limit_source)
+        peak = peak_gflops(config.dtype, threads, device, reprobe=reprobe,
+                           probing=lambda: progress("measuring this machine's matmul peak (once per dtype and thread count)"))
 
         results = []
         for index, name in enumerate(config.impls, start=1):
             def step(message: str, prefix: str = f"[{index}/{len(config.impls)}] {name}") -> None:
                 progress(f"{prefix}: {message}")
 
-            results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name], step))
+            results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name], step, peak))
     return RunReport(
         mha_version=__version__,
         created=utc_now_iso(),

@@ -42,6 +42,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace the results already in the output folder (refused without it).")
 ]
+ReprobeOption = Annotated[
+    bool, typer.Option("--reprobe", help="Measure this machine's matmul peak again instead of reading it from the cache.")
+]
 MaxMemoryOption = Annotated[
     str | None,
     typer.Option("--max-memory", metavar="SIZE", help="Refuse runs estimated above this (e.g. 4GiB). Default: memory available now."),

@@ -1,25 +1,44 @@
 """`mha env`: the software and hardware that timings depend on."""
 
 
+import contextlib
 import json
+from dataclasses import asdict
 
-from .common import JsonOption, handle_errors, stdout_console
+from .common import (
+    JsonOption,
+    ReprobeOption,
+    handle_errors,
+    stderr_console,
+    stdout_console,
+)
 
 
 @handle_errors
-def env(as_json: JsonOption = False) -> None:
-    """Show torch, CUDA, threads, CPU and BLAS: what makes two machines time differently.
+def env(as_json: JsonOption = False, reprobe: ReprobeOption = False) -> None:
+    """Show torch, CUDA, threads, CPU and BLAS: what makes two machines time differently,
+    and the matmul peak that GFLOP/s are shown against (float32, this many threads).
 
-    Example:
+    Examples:
 
       mha env --json
+
+      mha env --reprobe
     """
     from rich.markup import escape
     from rich.table import Table
 
     from ..envinfo import machine_report
+    from ..peak import cache_folder, peak_gflops
 
     report = machine_report()
+    import torch
+
+    threads = torch.get_num_threads()
+    with stderr_console().status("measuring the matmul peak") if reprobe else _nothing():
+        peak = peak_gflops("float32", threads, torch.device("cpu"), reprobe=reprobe)
+    report["matmul_peak"] = asdict(peak) if as_json else peak.describe()
+    report["peak_cache"] = str(cache_folder())
     console = stdout_console()
     if as_json:
         console.file.write(json.dumps(report, indent=2) + "\n")
@@ -31,3 +50,7 @@ def env(as_json: JsonOption = False) -> None:
         shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))
         table.add_row(key, escape(shown or "-"))
     console.print(table)
+
+
+def _nothing() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()

@@ -15,6 +15,7 @@ from .common import (
     MaxMemoryOption,
     OverridesArg,
     OverwriteOption,
+    ReprobeOption,
     handle_errors,
     progress_messages,
     split_config_args,
@@ -35,6 +36,7 @@ def run(
     ] = None,
     overwrite: OverwriteOption = False,
     max_memory: MaxMemoryOption = None,
+    reprobe: ReprobeOption = False,
 ) -> None:
     """Run every implementation on one config: shapes, agreement with a float64 reference, timing.
 
@@ -71,7 +73,7 @@ def run(
         folder = None
         if not no_save:  # the folder is claimed (checked and locked) before anything is measured
             folder = stack.enter_context(claimed_output(output_dir, resolved.name, overwrite=overwrite))
-        report = _measure(resolved, limit)
+        report = _measure(resolved, limit, reprobe)
         if as_json:
             from ..report.files import to_json
 
@@ -92,13 +94,13 @@ def run(
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-def _measure(resolved, limit: int | None):  # type: ignore[no-untyped-def]
+def _measure(resolved, limit: int | None, reprobe: bool = False):  # type: ignore[no-untyped-def]
     from ..runner import (
         run_experiment,  # imports torch: only once the config is known to be good
     )
 
     with progress_messages(stderr_console()) as progress:
-        return run_experiment(resolved, memory_limit=limit, progress=progress)
+        return run_experiment(resolved, memory_limit=limit, progress=progress, reprobe=reprobe)
 
 
 def _save_pattern_picture(config, folder: Path, err) -> None:  # type: ignore[no-untyped-def]

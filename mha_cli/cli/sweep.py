@@ -14,6 +14,7 @@ from .common import (
     JsonOption,
     OverridesArg,
     OverwriteOption,
+    ReprobeOption,
     animated,
     handle_errors,
     split_config_args,
@@ -109,6 +110,7 @@ def sweep(
     overwrite: OverwriteOption = False,
     max_memory: Annotated[str | None, typer.Option("--max-memory", metavar="SIZE", help="Memory limit per point (e.g. 4GiB).")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write sweep.png (needs matplotlib; about 1 s).")] = True,
+    reprobe: ReprobeOption = False,
 ) -> None:
     """Run a grid of configs: the Cartesian product of the given values over the base config.
 
@@ -173,6 +175,8 @@ def sweep(
                 target = stack.enter_context(claimed_output(output_dir, f"{grid.base['name']}-sweep", overwrite=overwrite))
                 folder = SweepFolder(target)
                 folder.create(grid, part, overwrite=overwrite)
+        if reprobe:
+            _reprobe_peak(grid.base, err)
         progress = _ConsoleProgress(err)
         try:
             summary = execute(grid, part, folder, isolate=isolate, point_timeout=point_timeout, memory_limit=limit,
@@ -194,6 +198,19 @@ def sweep(
     if verdict:
         err.print(f"error: {verdict}", highlight=False, markup=False)
         raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _reprobe_peak(base: dict[str, Any], err) -> None:  # type: ignore[no-untyped-def]
+    """--reprobe: measure the matmul peak again for the base config's dtype, threads and device;
+    points read it from the cache (a swept dtype is probed on first use when not cached)."""
+    import torch
+
+    from ..inputs import resolve_device
+    from ..peak import peak_gflops
+
+    threads = base["timing"].get("threads") or torch.get_num_threads()
+    with err.status("measuring the matmul peak"):
+        peak_gflops(base["dtype"], threads, resolve_device(base["device"]), reprobe=True)
 
 
 def sweep_verdict(summary: dict[str, Any]) -> str | None:

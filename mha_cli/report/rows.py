@@ -9,10 +9,17 @@ from ..config import Config
 from ..memory import format_bytes
 from ..results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport
 
-RESULT_HEADERS = ["impl", "status", "median", "IQR", "runs", "GFLOP/s", "vs torch", "peak mem", "max err", "atol"]
+RESULT_HEADERS = ["impl", "status", "median", "IQR", "runs", "GFLOP/s (% peak)", "vs torch", "peak mem", "max err", "atol"]
 COMPILE_HEADER = "compile"  # only when an implementation compiled (flex)
 PLAN_HEADER = "plan"  # only when an implementation built a block plan (blocked on a pattern)
 SHAPE_HEADERS = ["tensor", "shape", "axes", "note"]
+
+
+def gflops_cell(gflops: float | None, peak: float | None) -> str:
+    """GFLOP/s and its share of the machine's matmul peak: "26.1 (17%)"."""
+    if gflops is None:
+        return "-"
+    return f"{gflops:.2f} ({100 * gflops / peak:.0f}%)" if peak else f"{gflops:.2f}"
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -50,7 +57,7 @@ def result_row(result: Result) -> list[str]:
         format_seconds(result.median_s),
         _iqr(result),
         str(result.runs) if result.runs is not None else "-",
-        f"{result.gflops:.2f}" if result.gflops is not None else "-",
+        gflops_cell(result.gflops, result.peak_gflops),
         f"{result.speedup_vs_torch:.2f}x" if result.speedup_vs_torch is not None else "-",
         format_bytes(result.peak_mem_bytes) if result.peak_mem_bytes is not None else "-",
         f"{result.max_abs_err:.2e}" if result.max_abs_err is not None else "-",
@@ -68,6 +75,12 @@ def shape_rows(report: RunReport) -> list[list[str]]:
 def notes(results: Sequence[Result]) -> list[str]:
     """One line per result that has something to say (failures, skips, undefined rows, noise)."""
     lines = [f"{r.impl} ({r.status}): {r.reason}" for r in results if r.reason]
+    peaks = {r.peak_gflops for r in results if r.peak_gflops and r.gflops is not None}
+    if peaks:
+        lines.append(
+            f"GFLOP/s count allowed pairs only; % peak is of this machine's matmul peak, {max(peaks):.1f} GFLOP/s "
+            "in this dtype and thread count (`mha env` shows the probe; --reprobe measures it again)"
+        )
     noisy = [r.impl for r in results if r.noisy]
     if noisy:
         lines.append(

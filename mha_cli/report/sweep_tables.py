@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from ..results import MIN_RUNS, NOISY_IQR_RATIO
-from .rows import format_seconds
+from .rows import format_seconds, gflops_cell
 
 Table = tuple[str, list[str], list[list[str]]]  # title, headers, rows
 
@@ -45,14 +45,14 @@ def impl_tables(summary: dict[str, Any]) -> list[Table]:
             body = [[str(a)] + [cells.get((a, b), "-") for b in second["values"]] for a in first["values"]]
             tables.append((f"{impl}: median time", headers, body))
         else:
-            headers = axes + ["status", "median", "IQR", "GFLOP/s", "peak mem"]
+            headers = axes + ["status", "median", "IQR", "GFLOP/s (% peak)", "peak mem"]
             body = [
                 [str(r[a]) for a in axes]
                 + [
                     r["status"],
                     _cell(r) if r["status"] == "ok" else "-",
                     f"±{100 * r['iqr_s'] / r['median_s']:.1f}%" if r["median_s"] and r["iqr_s"] is not None else "-",
-                    f"{r['gflops']:.2f}" if r["gflops"] is not None else "-",
+                    gflops_cell(r["gflops"], r.get("peak_gflops")),
                     f"{r['peak_mem_bytes'] / 2**20:.1f} MiB" if r["peak_mem_bytes"] is not None else "-",
                 ]
                 for r in rows
@@ -115,7 +115,7 @@ def all_tables(summary: dict[str, Any]) -> list[Table]:
 
 def summary_csv(summary: dict[str, Any]) -> str:
     axes = [a["path"] for a in summary["axes"]]
-    columns = ["point", *axes, "impl", "status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
+    columns = ["point", *axes, "impl", "status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

@@ -35,7 +35,7 @@ class SweepSummary(TypedDict):
     scaling: list[dict[str, Any]]  # exponent of time in seq_len per (variant, implementation)
 
 
-ROW_FIELDS = ["status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
+ROW_FIELDS = ["status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
 
 
 def result_rows(grid: Grid, records: list[Record]) -> list[dict[str, Any]]:

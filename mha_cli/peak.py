@@ -1,0 +1,128 @@
+"""This machine's matmul peak: the yardstick GFLOP/s are shown against.
+
+A dense matrix product is the fastest work a device does in a given dtype and
+thread count; attention kernels are judged as a share of it. The probe times one
+square matmul (about half a second) with torch.utils.benchmark and keeps the
+result in the user's cache folder, per CPU (or GPU) model, torch version, dtype
+and thread count, so only the first run on a machine pays for it. `--reprobe`
+measures again (after a BIOS change, a new BLAS, a noisy first probe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .clock import utc_now_iso
+from .envinfo import cpu_model
+
+PROBE_SIZE = {"cpu": 1024, "cuda": 4096}  # square matrix side: long enough to reach the peak, short to time
+PROBE_SECONDS = 0.4
+CACHE_FILE = "peak_gflops.json"
+
+
+@dataclass(frozen=True)
+class Peak:
+    gflops: float
+    device: str  # the CPU or GPU model
+    torch: str
+    dtype: str
+    threads: int
+    size: int  # the probe's matrix side
+    measured: str  # when (UTC, ISO 8601)
+    cached: bool = False  # read from the cache rather than measured now
+
+    def describe(self) -> str:
+        when = f"cached from {self.measured[:10]}" if self.cached else "measured now"
+        return (f"{self.gflops:.1f} GFLOP/s ({self.dtype}, {self.threads} thread{'s' if self.threads != 1 else ''}, "
+                f"{self.size}x{self.size} matmul on {self.device}, torch {self.torch}; {when})")
+
+
+def cache_folder() -> Path:
+    """$MHA_CACHE_DIR, else $XDG_CACHE_HOME/mha, else ~/.cache/mha."""
+    if os.environ.get("MHA_CACHE_DIR"):
+        return Path(os.environ["MHA_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mha"
+
+
+def _device_model(device: Any) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+
+
+def _key(model: str, torch_version: str, dtype: str, threads: int) -> str:
+    return f"{model} | torch {torch_version} | {dtype} | {threads} threads"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, unreadable or damaged: probe again and rewrite it
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, data: dict[str, Any]) -> None:
+    """Best effort: a read-only or full cache folder costs a probe per run, never the run."""
+    from .output_folder import write_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    except OSError:
+        pass
+
+
+def measure_peak(dtype_name: str, threads: int, device: Any) -> float:
+    """GFLOP/s of one square matmul in this dtype at this thread count (the median of a short timing)."""
+    import torch
+
+    from .inputs import TORCH_DTYPES
+    from .measure import time_call
+
+    size = PROBE_SIZE["cuda" if device.type == "cuda" else "cpu"]
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator).to(device=device, dtype=TORCH_DTYPES[dtype_name]) for _ in range(2))
+    out = torch.empty_like(a)
+
+    def product() -> None:
+        torch.mm(a, b, out=out)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    product()  # warm-up: BLAS picks its kernel and touches its buffers
+    with torch.inference_mode():
+        timing = time_call(product, threads=threads, min_run_time=PROBE_SECONDS, label="matmul peak")
+    return 2 * size**3 / timing.median_s / 1e9
+
+
+def peak_gflops(
+    dtype_name: str, threads: int, device: Any, *, reprobe: bool = False, probing: Callable[[], None] = lambda: None
+) -> Peak:
+    """The cached peak for this device model, torch, dtype and thread count; probed (after calling
+    `probing`, for a progress line) when absent or asked."""
+    import torch
+
+    model = _device_model(device)
+    key = _key(model, torch.__version__, dtype_name, threads)
+    path = cache_folder() / CACHE_FILE
+    cache = _read_cache(path)
+    entry = cache.get(key)
+    if not reprobe and isinstance(entry, dict):
+        try:
+            return Peak(**{**entry, "cached": True})
+        except TypeError:  # an entry from another version of this file: probe again
+            pass
+    probing()
+    size = PROBE_SIZE["cuda" if device.type == "cuda" else "cpu"]
+    peak = Peak(measure_peak(dtype_name, threads, device), model, torch.__version__, dtype_name, threads, size, utc_now_iso())
+    fresh = _read_cache(path)  # another process may have written meanwhile: keep its entries
+    fresh[key] = {k: v for k, v in asdict(peak).items() if k != "cached"}
+    _write_cache(path, fresh)
+    return peak
