@@ -209,15 +209,21 @@ def generic_blocks(config: Config, elements: int = 2**22) -> tuple[int, torch.Te
 
 
 def generic_plan(config: Config, block: int | None = None, elements: int = 2**22) -> BlockPlan:
-    """For a rule no pattern module has a plan for: the key blocks each query block touches, gathered.
+    """For a rule no pattern module has a plan for: the key blocks each query block touches.
 
-    Block pairs without an allowed pair are skipped (generic_blocks picks the block size). What is
-    left is one Gathered piece: per query block its touched key blocks (padded to the largest count
-    with masked repeats) with the exact mask, so partial blocks are masked and full ones cost no more.
+    Block pairs without an allowed pair are skipped (generic_blocks picks the block size). When the
+    touched blocks lie along the diagonal (a window, in any form), they are one Band: a strided view
+    of the keys, nothing copied. Otherwise one Gathered piece: per query block its touched key blocks
+    (padded to the largest count with masked repeats). Either holds the exact mask, so partial blocks
+    are masked and full ones cost no more than that.
     """
     block, touched = generic_blocks(config, elements) if block is None else (block, _touched_blocks(config, block, elements))
     at = Positions(config, block)
     count = max(1, int(touched.sum(dim=1).max()))
+    band = _diagonal_run(touched)
+    if band is not None and band[1] <= count:
+        first, width = band
+        return at.plan([at.band(first * block, width * block)])
     order = torch.argsort(touched.to(torch.int8), dim=1, descending=True, stable=True)[:, :count]
     real = torch.gather(touched, 1, order)
     key_blocks = torch.where(real, order, 0)
@@ -225,6 +231,18 @@ def generic_plan(config: Config, block: int | None = None, elements: int = 2**22
     member = real.repeat_interleave(block, dim=1)[None, :, None, :]
     piece = Gathered(key_blocks, at.allowed(gathered, member))
     return at.plan([piece])
+
+
+def _diagonal_run(touched: torch.Tensor) -> tuple[int, int] | None:
+    """(first, width) in blocks when every query block q touches only key blocks in
+    [q + first, q + first + width): a band covers them. None when nothing is touched."""
+    rows = torch.nonzero(touched.any(dim=1)).flatten()
+    if not len(rows):
+        return None
+    columns = torch.arange(touched.shape[1])[None, :] - torch.arange(touched.shape[0])[:, None]  # key block - query block
+    relative = columns[touched]
+    first, last = int(relative.min()), int(relative.max())
+    return first, last - first + 1
 
 
 def needs_generic_plan(config: Config) -> bool:
