@@ -16,6 +16,9 @@ Kinds of piece:
 - Gathered: each query block reads its own key blocks (BigBird's random blocks).
 - Residue: query i reads keys j with j = i (mod stride) (the strided pattern's
   far part), laid out as `stride` independent dense problems of L/stride rows.
+- ResidueBand: a band within each residue class (the dilated window: i = j mod
+  dilation and |i - j| <= window is a window of window // dilation rows in each
+  class), so no discarded odd distances are computed.
 - Dense rows: a few query rows that attend everything (BigBird's global query
   blocks) are computed directly against all keys.
 
@@ -62,7 +65,17 @@ class Residue:
     allowed: torch.Tensor  # (G, stride, ceil(L / stride), ceil(S / stride))
 
 
-Piece = Band | Fixed | Gathered | Residue
+@dataclass(frozen=True)
+class ResidueBand:
+    stride: int
+    block: int  # query rows of a block, counted inside a residue class
+    blocks: int  # query blocks per class
+    offset: int  # in class rows, relative to the block's first row
+    width: int
+    allowed: torch.Tensor  # (G, stride * blocks, block, width)
+
+
+Piece = Band | Fixed | Gathered | Residue | ResidueBand
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,17 @@ class Positions:
         in_range = (i < self.length) & (keys >= 0) & (keys < self.source)
         # Padded positions past L or S are clamped for the rule (it may index by position) and masked out.
         return self.rule(self.n, self.h, i.clamp(0, self.length - 1), keys.clamp(0, self.source - 1)) & in_range & member
+
+    def residue_band(self, stride: int, offset: int, width: int) -> ResidueBand:
+        """Within each class r of positions = r (mod stride): class row a's query block reads class rows
+        [block start + offset, + width). This Positions' block counts class rows."""
+        block = self.block
+        blocks = ceil_div(ceil_div(self.length, stride), block)
+        residue = torch.arange(stride)[:, None, None, None]
+        start = torch.arange(blocks)[None, :, None, None] * block
+        query = ((start + torch.arange(block)[None, None, :, None]) * stride + residue).flatten(0, 1)[None]
+        keys = ((start + offset + torch.arange(width)[None, None, None, :]) * stride + residue).flatten(0, 1)[None]
+        return ResidueBand(stride, block, blocks, offset, width, self.allowed(keys, query=query))
 
     def rows(self, rows: torch.Tensor) -> torch.Tensor:
         """(G, R, S): the rule on whole rows, for query rows computed against every key."""

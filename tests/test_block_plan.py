@@ -11,6 +11,7 @@ from mha_cli.block_plan import (
     Fixed,
     Gathered,
     Residue,
+    ResidueBand,
     allowed_pair_count,
     block_size_for_window,
     plan_for,
@@ -36,6 +37,11 @@ def rebuild(config, plan) -> torch.Tensor:
         elif isinstance(piece, Gathered):
             keys = (piece.key_blocks[:, :, None] * plan.block + torch.arange(plan.block)).flatten(1)[:, None, :]
             i, j = q_pos.expand_as(allowed[0]), keys.expand_as(allowed[0])
+        elif isinstance(piece, ResidueBand):
+            r = torch.arange(piece.stride)[:, None, None, None]
+            start = torch.arange(piece.blocks)[None, :, None, None] * piece.block
+            i = ((start + torch.arange(piece.block)[None, None, :, None]) * piece.stride + r).flatten(0, 1).expand_as(allowed[0])
+            j = ((start + piece.offset + torch.arange(piece.width)) * piece.stride + r).flatten(0, 1).expand_as(allowed[0])
         else:
             assert isinstance(piece, Residue)
             r = torch.arange(piece.stride)[:, None, None]

@@ -6,7 +6,8 @@ little or nothing:
 - a band is an overlapping strided window of the (padded) keys: unfold, no copy;
 - fixed keys are one small gather, broadcast to every query block;
 - gathered blocks are an index_select of just those blocks;
-- a residue class is a reshape of keys and queries.
+- a residue class is a reshape of keys and queries, and a band within residue
+  classes (the dilated window) is that reshape followed by the band's window.
 Pieces are merged exactly with their log-sum-exp (the way FlashAttention
 merges key splits): out = sum_p exp(lse_p - lse) * out_p, lse = logsumexp_p lse_p.
 Memory is O(L * keys-per-query * H * N) for the masks and O(L * d * H * N) for
@@ -28,6 +29,7 @@ from ..block_plan import (
     Gathered,
     Piece,
     Residue,
+    ResidueBand,
     needs_generic_plan,
     plan_for,
 )
@@ -93,20 +95,36 @@ class _PieceRunner:
             chosen = blocks.index_select(1, self.key_blocks.flatten())  # (G, query_blocks * r, block, d)
             return chosen.view(x.shape[0], plan.query_blocks, -1, x.shape[-1])
         rows = ceil_div(source, piece.stride)
-        return _pad_rows(x, 0, rows * piece.stride - source).unflatten(1, (rows, piece.stride)).transpose(1, 2)
+        classes = _pad_rows(x, 0, rows * piece.stride - source).unflatten(1, (rows, piece.stride)).transpose(1, 2)
+        if isinstance(piece, Residue):
+            return classes
+        # (G, stride, rows, d) -> per class, each query block's window of class rows -> (G, stride * blocks, width, d).
+        before = max(0, -piece.offset)
+        after = max(0, (piece.blocks - 1) * piece.block + piece.offset + piece.width - rows)
+        padded = F.pad(classes, (0, 0, before, after))[:, :, piece.offset + before :]
+        windows = padded.unfold(2, piece.width, piece.block)[:, :, : piece.blocks].transpose(-2, -1)
+        return windows.reshape(x.shape[0], piece.stride * piece.blocks, piece.width, x.shape[-1])
 
     def queries_for(self, q: torch.Tensor) -> torch.Tensor:
         length = q.shape[1]
         if isinstance(self.piece, Fixed):
             return q[:, None]
-        if isinstance(self.piece, Residue):
-            rows = ceil_div(length, self.piece.stride)
-            return _pad_rows(q, 0, rows * self.piece.stride - length).unflatten(1, (rows, self.piece.stride)).transpose(1, 2)
+        if isinstance(self.piece, (Residue, ResidueBand)):
+            stride = self.piece.stride
+            rows = ceil_div(length, stride)
+            classes = _pad_rows(q, 0, rows * stride - length).unflatten(1, (rows, stride)).transpose(1, 2)
+            if isinstance(self.piece, Residue):
+                return classes
+            blocks, block = self.piece.blocks, self.piece.block
+            return F.pad(classes, (0, 0, 0, blocks * block - rows)).reshape(q.shape[0], stride * blocks, block, q.shape[-1])
         return _pad_rows(q, 0, self.plan.query_blocks * self.plan.block - length).unflatten(1, (self.plan.query_blocks, self.plan.block))
 
     def rows_back(self, x: torch.Tensor, length: int) -> torch.Tensor:
         """(G, X, Lq, ...) in this piece's layout -> (G, L, ...) in query order."""
-        if isinstance(self.piece, Residue):
+        if isinstance(self.piece, ResidueBand):  # (G, stride * blocks, block, ...) -> (G, stride, class rows, ...)
+            rows = ceil_div(length, self.piece.stride)
+            x = x.unflatten(1, (self.piece.stride, self.piece.blocks)).flatten(2, 3)[:, :, :rows]
+        if isinstance(self.piece, (Residue, ResidueBand)):
             x = x.transpose(1, 2)
         return x.flatten(1, 2)[:, :length]
 
@@ -134,6 +152,8 @@ class _PieceRunner:
             keys = plan.query_blocks * piece.key_blocks.shape[1] * plan.block
         elif isinstance(piece, Residue):
             keys = source + piece.stride
+        elif isinstance(piece, ResidueBand):  # the padded classes, then every window copied
+            keys = source + piece.stride * piece.blocks * piece.width
         else:
             keys = len(piece.keys)
         return max(keys, plan.query_blocks * plan.block) * head_dim * element

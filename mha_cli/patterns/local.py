@@ -85,22 +85,39 @@ def problems(config: Config) -> list[tuple[str, str]]:
 def plan(config: Config) -> BlockPlan:
     import torch
 
+    from ..arith import ceil_div
     from ..block_plan import Fixed, Piece, Positions, block_size_for_window
 
     settings = config.local_settings
-    window = settings.window
-    block = block_size_for_window(window, config.seq_len)
-    at = Positions(config, block)
-    width = block + window + (0 if config.mask.plain_causal else window)  # a prefix reaches past the diagonal
-    band = at.band(-window, width)  # the whole rule inside the band: dilation and sinks included
-    pieces: list[Piece] = [band]
+    window, dilation = settings.window, settings.dilation
+    one_sided = config.mask.plain_causal  # a prefix reaches past the diagonal
+    if dilation > 1:
+        # Only keys j = i (mod dilation) count: in each residue class a plain window of window // dilation
+        # class rows, so the odd distances are never computed.
+        near = window // dilation
+        block = block_size_for_window(near, ceil_div(config.seq_len, dilation))
+        at = Positions(config, block)
+        width = block + near + (0 if one_sided else near)
+        pieces: list[Piece] = [at.residue_band(dilation, -near, width)]
+
+        def in_window(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+            first = (i // dilation // block) * block - near  # the class rows i's query block reads
+            return (i % dilation == j % dilation) & (j // dilation >= first) & (j // dilation < first + width)
+    else:
+        block = block_size_for_window(window, config.seq_len)
+        at = Positions(config, block)
+        width = block + window + (0 if one_sided else window)
+        pieces = [at.band(-window, width)]  # the whole rule inside the band, sinks included
+
+        def in_window(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+            first = (i // block) * block - window  # the band of i's query block
+            return (j >= first) & (j < first + width)
+
     sinks = min(settings.sinks, config.source_length)
     if sinks:
-        # Sink keys outside a query block's band, so that no pair is in two pieces.
+        # Sink keys the window piece does not hold, so that no pair is in two pieces.
         keys = torch.arange(sinks)[None, None, None, :]
-        first = torch.arange(at.query_blocks)[None, :, None, None] * block - window
-        outside = (keys < first) | (keys >= first + width)
-        pieces.append(Fixed(torch.arange(sinks), at.allowed(keys, outside)))
+        pieces.append(Fixed(torch.arange(sinks), at.allowed(keys, ~in_window(at.query, keys))))
     return at.plan(pieces)
 
 
