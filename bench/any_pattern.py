@@ -60,17 +60,24 @@ def run(overrides: list[str], impls: str, min_run_time: float) -> dict[str, Resu
 
 
 PLANNING = textwrap.dedent("""
-    import resource, sys, time
+    import time
+    from pathlib import Path
     from mha_cli.block_plan import generic_plan
     from mha_cli.config import load_config
     from mha_cli.masks import mask_groups
+
+    def status_kib(field):
+        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field))
+        return int(line.split()[1])
+
     config = load_config(None, {base!r} + ["seq_len={length}"])
     mask_groups(config)  # imports and probes the rule: not planning
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = status_kib("VmRSS:")
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
     start = time.perf_counter()
     plan = generic_plan(config)
     seconds = time.perf_counter() - start
-    extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    extra = (status_kib("VmHWM:") - before) / 1024
     print(f"{{seconds:.2f}} {{extra:.1f}} {{plan.block}}")
 """)
 
