@@ -15,6 +15,9 @@ common=(seq_len=512 batch_size=1 mask.key_padding=null)
 "$MHA" mask "${common[@]}" name=local-causal variant=local local.window=32 mask.causal=true --png docs/pattern_local_causal.png
 "$MHA" mask seq_len=64 batch_size=1 mask.key_padding=null name=local-dilated variant=local local.window=16 local.dilation=2 --png docs/pattern_local_dilated.png
 "$MHA" mask seq_len=64 batch_size=1 mask.key_padding=null name=local-sinks variant=local local.window=8 local.sinks=4 mask.causal=true --png docs/pattern_local_sinks.png
+"$MHA" mask seq_len=64 batch_size=1 mask.key_padding=null name=prefix-lm mask.causal=true mask.prefix=16 --png docs/pattern_prefix_lm.png
+"$MHA" mask seq_len=64 batch_size=1 mask.key_padding=null name=documents mask.causal=true "mask.documents.lengths=[20,12,32]" --png docs/pattern_documents.png
+"$MHA" mask configs/custom_mask_mod.yaml seq_len=128 batch_size=1 --head 2 --png docs/pattern_custom_head2.png
 "$MHA" mask "${common[@]}" name=bigbird variant=sparse sparse.pattern=bigbird sparse.block=32 --png docs/pattern_bigbird.png
 "$MHA" mask "${common[@]}" name=strided-causal variant=sparse sparse.pattern=strided sparse.stride=32 mask.causal=true --png docs/pattern_strided_causal.png
 
