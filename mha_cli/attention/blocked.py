@@ -17,6 +17,7 @@ the rest. Full attention has no pattern to exploit: it defers to SDPA.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -178,23 +179,42 @@ def _merge_into(out: torch.Tensor, lse: torch.Tensor, part_out: torch.Tensor, pa
 CHUNK_BYTES = 8 * 2**20
 
 
-def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> Core:
-    runners = [_PieceRunner(piece, plan, config, dtype, device) for piece in plan.pieces]
-    scale = 1.0 / math.sqrt(config.head_dim)
-    dense_rows = plan.dense_rows.to(device) if plan.dense_rows is not None and len(plan.dense_rows) else None
-    dense_allowed = plan.dense_allowed.to(device) if dense_rows is not None else None
-    dense_bias = (
-        torch.zeros(dense_allowed.shape, dtype=dtype, device=device).masked_fill_(~dense_allowed, float("-inf"))[:, None]
-        if dense_allowed is not None
-        else None
-    )
-    element = torch.empty((), dtype=dtype).element_size()
-    per_head = max(r.bytes_per_head(config.source_length, config.head_dim, element) for r in runners)
-    heads_per_chunk = max(1, CHUNK_BYTES // per_head)
+class _SparseAttention:
+    """A block plan made ready to run: forward (with or without the log-sum-exp) and backward."""
 
-    def chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, pick: slice) -> None:
-        """q (g, L, d), k and v (g, S, d) with masks[pick] (1 or g mask groups), written into out (g, L, d)."""
-        if len(runners) == 1:
+    def __init__(self, plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> None:
+        self.plan = plan
+        self.runners = [_PieceRunner(piece, plan, config, dtype, device) for piece in plan.pieces]
+        self.scale = 1.0 / math.sqrt(config.head_dim)
+        self.dense_rows = plan.dense_rows.to(device) if plan.dense_rows is not None and len(plan.dense_rows) else None
+        self.dense_bias = None
+        if self.dense_rows is not None:
+            allowed = plan.dense_allowed.to(device)
+            self.dense_bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))[:, None]
+        element = torch.empty((), dtype=dtype).element_size()
+        per_head = max(r.bytes_per_head(config.source_length, config.head_dim, element) for r in self.runners)
+        self.heads_per_chunk = max(1, CHUNK_BYTES // per_head)
+
+    def chunks(self, n: int, h: int) -> Iterator[tuple[slice, slice]]:
+        """(flat heads, mask groups) to work on together: a few heads at a time, with their masks."""
+        plan = self.plan
+        if plan.mask_batch == 1 and plan.mask_heads == 1:  # one mask for every head of every item
+            for start in range(0, n * h, self.heads_per_chunk):
+                yield slice(start, min(start + self.heads_per_chunk, n * h)), slice(0, 1)
+            return
+        # Masks differ per item or head: a chunk of heads of one item reads its own run of mask groups.
+        for item in range(n):
+            for start in range(0, h, self.heads_per_chunk):
+                stop = min(start + self.heads_per_chunk, h)
+                first = plan.group(item, start)
+                yield slice(item * h + start, item * h + stop), slice(first, first + (stop - start) if plan.mask_heads > 1 else first + 1)
+
+    def _chunk(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+               pick: slice, with_lse: bool) -> None:
+        """q (g, L, d), k and v (g, S, d) with masks[pick] (1 or g mask groups), written into out (g, L, d)
+        (and the log-sum-exp of every row into lse (g, L) when with_lse, or when pieces are merged)."""
+        runners, scale = self.runners, self.scale
+        if len(runners) == 1 and not with_lse:
             out.copy_(runners[0].single(q, k, v, pick, scale))
         else:
             for index, runner in enumerate(runners):
@@ -204,30 +224,89 @@ def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: to
                     lse.copy_(part_lse)
                 else:
                     _merge_into(out, lse, part_out, part_lse)
-        if dense_rows is not None:
-            bias = dense_bias[pick]  # (1 or g, 1, R, S), see single()
-            rows = F.scaled_dot_product_attention(q[:, None, dense_rows], k[:, None], v[:, None], attn_mask=bias, scale=scale)
-            out.index_copy_(1, dense_rows, rows[:, 0])
+        if self.dense_rows is not None:
+            rows, bias = self.dense_rows, self.dense_bias[pick]  # (1 or g, 1, R, S), see single()
+            if with_lse:
+                no_key = torch.isinf(bias).all(dim=-1)
+                part_out, part_lse = _attend_with_lse(q[:, None, rows], k[:, None], v[:, None], bias, no_key, scale)
+                lse.index_copy_(1, rows, part_lse[:, 0].to(lse.dtype))
+            else:
+                part_out = F.scaled_dot_product_attention(q[:, None, rows], k[:, None], v[:, None], attn_mask=bias, scale=scale)
+            out.index_copy_(1, rows, part_out[:, 0])
 
-    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, with_lse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, H, L, d) queries, (N, H, S, d) keys and values -> output (N, H, L, d) and log-sum-exp (N * H, L)."""
         n, h, length, d = q.shape
         flat_q, flat_k, flat_v = (x.reshape(n * h, x.shape[2], d) for x in (q, k, v))
         out = torch.empty_like(flat_q)
         lse = torch.empty(n * h, length, dtype=torch.float64 if q.dtype == torch.float64 else torch.float32, device=q.device)
-        if plan.mask_batch == 1 and plan.mask_heads == 1:  # one mask for every head of every item
-            for start in range(0, n * h, heads_per_chunk):
-                heads = slice(start, min(start + heads_per_chunk, n * h))
-                chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], slice(0, 1))
-            return out.view(n, h, length, d)
-        # Masks differ per item or head: a chunk of heads of one item reads its own run of mask groups.
-        for item in range(n):
-            for start in range(0, h, heads_per_chunk):
-                stop = min(start + heads_per_chunk, h)
-                first = plan.group(item, start)
-                pick = slice(first, first + (stop - start)) if plan.mask_heads > 1 else slice(first, first + 1)
-                heads = slice(item * h + start, item * h + stop)
-                chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], pick)
-        return out.view(n, h, length, d)
+        for heads, pick in self.chunks(n, h):
+            self._chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], pick, with_lse)
+        return out.view(n, h, length, d), lse
+
+    def backward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                 grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """dQ, dK, dV piece by piece, FlashAttention's way: each piece's probabilities are recomputed from
+        the merged log-sum-exp, P = exp(S - lse), and dS = P * (dO V^T - rowsum(dO * O)). Autograd on the
+        per-piece sum that has exactly these derivatives routes dK and dV back through the piece's view
+        of the keys (a band, gathered blocks, a residue class), so no L x S tensor is ever made."""
+        n, h, length, d = q.shape
+        flat = [x.reshape(n * h, x.shape[2], d) for x in (q, k, v, out, grad_out)]
+        flat_q, flat_k, flat_v, flat_out, flat_grad = flat
+        # rowsum(dO * O); rows without an allowed key have lse = -inf and P = 0: use 0 there to avoid inf - inf.
+        delta = (flat_grad * flat_out).sum(dim=-1)
+        lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype, device=lse.device)).to(q.dtype)
+        grads = [torch.empty_like(x) for x in (flat_q, flat_k, flat_v)]
+        for heads, pick in self.chunks(n, h):
+            with torch.enable_grad():
+                leaves = [x[heads].detach().requires_grad_() for x in (flat_q, flat_k, flat_v)]
+                total = self._surrogate(*leaves, lse[heads], delta[heads], flat_grad[heads], pick)
+                for target, grad in zip(grads, torch.autograd.grad(total, leaves)):
+                    target[heads] = grad
+        return tuple(g.view(n, h, g.shape[1], d) for g in grads)  # type: ignore[return-value]
+
+    def _surrogate(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lse: torch.Tensor, delta: torch.Tensor,
+                   grad_out: torch.Tensor, pick: slice) -> torch.Tensor:
+        """sum(P V * dO) - sum(P * delta) over every piece, with P = exp(S - lse) and lse held fixed: its
+        gradient in S is P * (dO V^T - delta), the softmax's backward through the merged normalisation."""
+        total = torch.zeros((), dtype=q.dtype, device=q.device)
+        for runner in self.runners:
+            qp, kp, vp = runner.queries_for(q), runner.keys_for(k), runner.keys_for(v)
+            lse_p, delta_p = (runner.queries_for(x[..., None])[..., 0] for x in (lse, delta))
+            probabilities = torch.exp((qp @ kp.transpose(-2, -1)) * self.scale + runner.bias[pick] - lse_p[..., None])
+            total = total + ((probabilities @ vp) * runner.queries_for(grad_out)).sum() - (probabilities * delta_p[..., None]).sum()
+        if self.dense_rows is not None:
+            rows = self.dense_rows
+            scores = (q[:, rows] @ k.transpose(-2, -1)) * self.scale + self.dense_bias[pick][:, 0]
+            probabilities = torch.exp(scores - lse[:, rows, None])
+            total = total + ((probabilities @ v) * grad_out[:, rows]).sum() - (probabilities * delta[:, rows, None]).sum()
+        return total
+
+
+class _BlockedFunction(torch.autograd.Function):
+    """Autograd for blocked: the forward keeps the log-sum-exp, the backward walks the same pieces."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, engine: _SparseAttention) -> torch.Tensor:  # type: ignore[override]
+        out, lse = engine.forward(q, k, v, with_lse=True)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.engine = engine
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = ctx.engine.backward(q, k, v, out, lse, grad_out.contiguous())
+        return dq, dk, dv, None
+
+
+def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> Core:
+    engine = _SparseAttention(plan, config, dtype, device)
+
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
+            return _BlockedFunction.apply(q, k, v, engine)
+        return engine.forward(q, k, v)[0]
 
     return core
 
