@@ -7,6 +7,7 @@ import math
 
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mha_cli.attention.blocked import _sparse_core
 from mha_cli.block_plan import needs_generic_plan, plan_for
@@ -22,13 +23,14 @@ def dense_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch
     return torch.softmax(scores, dim=-1).nan_to_num(0.0) @ v
 
 
-def assert_gradients_agree(config: Config) -> None:
+def assert_gradients_agree(config: Config, fused: bool = True) -> None:
     n, h, d = config.batch_size, config.num_heads, config.head_dim
     generator = torch.Generator().manual_seed(config.seed)
     q = torch.randn(n, h, config.seq_len, d, dtype=torch.float64, generator=generator).requires_grad_()
     k, v = (torch.randn(n, h, config.source_length, d, dtype=torch.float64, generator=generator).requires_grad_() for _ in range(2))
     upstream = torch.randn(n, h, config.seq_len, d, dtype=torch.float64, generator=generator)
     core = _sparse_core(plan_for(config), config, torch.float64, torch.device("cpu"))
+    core.engine.fused_backward = fused  # False: the autograd surrogate other devices use
     got = torch.autograd.grad(core(q, k, v), (q, k, v), upstream)
     expected = torch.autograd.grad(dense_core(q, k, v, allowed_mask(config)), (q, k, v), upstream)
     for name, mine, theirs in zip(("dq", "dk", "dv"), got, expected):
@@ -36,17 +38,18 @@ def assert_gradients_agree(config: Config) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(config=configs(variants=("local", "sparse", "full")))
-def test_blocked_gradients_agree_with_float64_autograd(config: Config) -> None:
+@given(config=configs(variants=("local", "sparse", "full")), fused=st.booleans())
+def test_blocked_gradients_agree_with_float64_autograd(config: Config, fused: bool) -> None:
     if config.variant == "full" and not needs_generic_plan(config):
         return  # full attention without documents is SDPA's own backward
-    assert_gradients_agree(config)
+    assert_gradients_agree(config, fused)
 
 
 def test_rows_without_an_allowed_key_get_zero_gradients() -> None:
     # Window 1 and only 3 valid keys: queries 5.. of the second item see no key at all.
     config = small_config(seq_len=12, variant="local", local={"window": 1}, mask={"key_padding": {"lengths": [12, 3]}})
     assert_gradients_agree(config)
+    assert_gradients_agree(config, fused=False)
     q = torch.randn(2, 2, 12, 8, dtype=torch.float64, requires_grad=True)
     k = torch.randn(2, 2, 12, 8, dtype=torch.float64, requires_grad=True)
     core = _sparse_core(plan_for(config), config, torch.float64, torch.device("cpu"))

@@ -144,6 +144,25 @@ class _PieceRunner:
         )
         return self.rows_back(out, q.shape[1]), self.rows_back(lse, q.shape[1])
 
+    def keys_back(self, grad: torch.Tensor, source: int) -> torch.Tensor:
+        """The adjoint of keys_for: gradients in this piece's key layout -> (G, S, d), summed where
+        one key is read by several query blocks."""
+        piece, plan = self.piece, self.plan
+        g, d = grad.shape[0], grad.shape[-1]
+        if isinstance(piece, Band):
+            return _band_back(grad, plan.block, piece.offset, source)
+        if isinstance(piece, Fixed):
+            return torch.zeros(g, source, d, dtype=grad.dtype, device=grad.device).index_add_(1, self.keys, grad[:, 0])
+        if isinstance(piece, Gathered):
+            blocks = torch.zeros(g, plan.key_blocks, plan.block, d, dtype=grad.dtype, device=grad.device)
+            blocks.index_add_(1, self.key_blocks.flatten(), grad.reshape(g, -1, plan.block, d))
+            return blocks.flatten(1, 2)[:, :source]
+        rows = ceil_div(source, piece.stride)
+        if isinstance(piece, ResidueBand):  # (G, stride * blocks, width, d) -> per class (G, stride, rows, d)
+            windows = grad.reshape(g * piece.stride, piece.blocks, piece.width, d)
+            grad = _band_back(windows, piece.block, piece.offset, rows).view(g, piece.stride, rows, d)
+        return grad.transpose(1, 2).flatten(1, 2)[:, :source]
+
     def bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
         """Largest temporary this piece makes per head: copied keys (or values), or its output."""
         plan, piece = self.plan, self.piece
@@ -158,6 +177,27 @@ class _PieceRunner:
         else:
             keys = len(piece.keys)
         return max(keys, plan.query_blocks * plan.block) * head_dim * element
+
+
+def _band_back(grad: torch.Tensor, block: int, offset: int, source: int) -> torch.Tensor:
+    """Adjoint of a band's windows: (G, X, width, d), window x holding keys x * block + offset + t,
+    summed into (G, S, d). The windows overlap; cut into block-wide slices, each slice of all
+    windows is one non-overlapping strided run, so every add is a plain in-place add."""
+    g, blocks, width, d = grad.shape
+    span = blocks * block + width  # window x's key t sits at x * block + t in this buffer
+    buffer = torch.zeros(g, span + block, d, dtype=grad.dtype, device=grad.device)
+    for start in range(0, width, block):
+        stop = min(width, start + block)
+        runs = buffer[:, start : start + blocks * block].unflatten(1, (blocks, block))
+        runs[:, :, : stop - start].add_(grad[:, :, start:stop])
+    # Buffer position m is key m + offset: keep the keys inside [0, S).
+    first, last = max(0, offset), min(source, offset + span)
+    if first == 0 and last == source:  # the usual case: a view, nothing copied
+        return buffer[:, -offset : source - offset]
+    result = torch.zeros(g, source, d, dtype=grad.dtype, device=grad.device)
+    if last > first:
+        result[:, first:last] = buffer[:, first - offset : last - offset]
+    return result
 
 
 def _merge_into(out: torch.Tensor, lse: torch.Tensor, part_out: torch.Tensor, part_lse: torch.Tensor) -> None:
@@ -194,6 +234,7 @@ class _SparseAttention:
         element = torch.empty((), dtype=dtype).element_size()
         per_head = max(r.bytes_per_head(config.source_length, config.head_dim, element) for r in self.runners)
         self.heads_per_chunk = max(1, CHUNK_BYTES // per_head)
+        self.fused_backward = True  # False: the autograd surrogate (what other devices use), for tests
 
     def chunks(self, n: int, h: int) -> Iterator[tuple[slice, slice]]:
         """(flat heads, mask groups) to work on together: a few heads at a time, with their masks."""
@@ -247,9 +288,11 @@ class _SparseAttention:
     def backward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                  grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """dQ, dK, dV piece by piece, FlashAttention's way: each piece's probabilities are recomputed from
-        the merged log-sum-exp, P = exp(S - lse), and dS = P * (dO V^T - rowsum(dO * O)). Autograd on the
-        per-piece sum that has exactly these derivatives routes dK and dV back through the piece's view
-        of the keys (a band, gathered blocks, a residue class), so no L x S tensor is ever made."""
+        the merged log-sum-exp, P = exp(S - lse), and dS = P * (dO V^T - rowsum(dO * O)), so no L x S
+        tensor is ever made. On the CPU each piece goes through PyTorch's fused flash-attention backward
+        given the merged output and log-sum-exp (which is exactly this), and its key gradients are summed
+        back through the piece's view of the keys (keys_back). Elsewhere, autograd on a per-piece sum with
+        these derivatives (_surrogate) does the same."""
         n, h, length, d = q.shape
         flat = [x.reshape(n * h, x.shape[2], d) for x in (q, k, v, out, grad_out)]
         flat_q, flat_k, flat_v, flat_out, flat_grad = flat
@@ -258,12 +301,42 @@ class _SparseAttention:
         lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype, device=lse.device)).to(q.dtype)
         grads = [torch.empty_like(x) for x in (flat_q, flat_k, flat_v)]
         for heads, pick in self.chunks(n, h):
+            if q.device.type == "cpu" and self.fused_backward:
+                self._fused_backward(flat_q[heads], flat_k[heads], flat_v[heads], flat_out[heads], lse[heads],
+                                     flat_grad[heads], pick, *(grad[heads] for grad in grads))
+                continue
             with torch.enable_grad():
                 leaves = [x[heads].detach().requires_grad_() for x in (flat_q, flat_k, flat_v)]
                 total = self._surrogate(*leaves, lse[heads], delta[heads], flat_grad[heads], pick)
                 for target, grad in zip(grads, torch.autograd.grad(total, leaves)):
                     target[heads] = grad
         return tuple(g.view(n, h, g.shape[1], d) for g in grads)  # type: ignore[return-value]
+
+    def _fused_backward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                        grad_out: torch.Tensor, pick: slice, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor) -> None:
+        """(g, L, d) chunks -> dq, dk, dv (g, L or S, d) written in place, one fused backward call per piece."""
+        backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+        length, source = q.shape[1], k.shape[1]
+        for index, runner in enumerate(self.runners):
+            lse_p = runner.queries_for(lse[..., None])[..., 0].contiguous()
+            gq, gk, gv = backward(
+                runner.queries_for(grad_out), runner.queries_for(q), runner.keys_for(k), runner.keys_for(v),
+                runner.queries_for(out), lse_p, 0.0, False,
+                attn_mask=runner.bias[pick], scale=self.scale,
+            )
+            parts = runner.rows_back(gq, length), runner.keys_back(gk, source), runner.keys_back(gv, source)
+            for target, part in zip((dq, dk, dv), parts):
+                target.copy_(part) if index == 0 else target.add_(part)
+        if self.dense_rows is not None:
+            rows = self.dense_rows
+            gq, gk, gv = backward(
+                grad_out[:, None, rows].contiguous(), q[:, None, rows].contiguous(), k[:, None], v[:, None],
+                out[:, None, rows].contiguous(), lse[:, None, rows].contiguous(), 0.0, False,
+                attn_mask=self.dense_bias[pick], scale=self.scale,
+            )
+            dq.index_add_(1, rows, gq[:, 0])
+            dk += gk[:, 0]
+            dv += gv[:, 0]
 
     def _surrogate(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lse: torch.Tensor, delta: torch.Tensor,
                    grad_out: torch.Tensor, pick: slice) -> torch.Tensor:
@@ -308,6 +381,7 @@ def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: to
             return _BlockedFunction.apply(q, k, v, engine)
         return engine.forward(q, k, v)[0]
 
+    core.engine = engine  # type: ignore[attr-defined]  # for tests: the backward's path can be chosen
     return core
 
 
