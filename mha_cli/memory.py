@@ -134,13 +134,13 @@ def estimate(config: Config, run_user_code: bool = True) -> MemoryEstimate:
         per_impl["flex"] = b * (projected + 2 * output) + mask
     else:
         keys = blocked_keys_per_query(config, run_user_code)
-        # Masks per batch item with key padding; a custom rule may also differ per item and head.
-        custom = pattern_of(config) is not None and pattern_of(config).RUNS_USER_CODE
-        mask_batch = (n if config.mask.key_padding is not None or custom else 1) * (h if custom else 1)
+        # Masks per batch item with key padding; a rule the config names may also differ per item and head.
+        pattern = pattern_of(config)
+        user_rule = pattern is not None and pattern.RUNS_USER_CODE
+        mask_batch = (n if config.mask.key_padding is not None or user_rule else 1) * (h if user_rule else 1)
         # Masks (bool + additive, and the int64 positions they are built from), the
         # projected tensors, padded and gathered keys, and one output per piece.
         per_impl["blocked"] = mask_batch * length * keys * (1 + b) + 24 * length * keys + b * (6 * projected + 4 * output)
-        pattern = pattern_of(config)
         if pattern is not None:
             per_impl["blocked"] += b * pattern.extra_blocked_elements(config)  # e.g. BigBird's gathered random blocks
         else:  # the generic plan gathers its key blocks for every query block

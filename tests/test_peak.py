@@ -89,3 +89,13 @@ def test_env_prints_the_probe_and_reprobes_on_request() -> None:
     assert not json.loads(runner.invoke(app, ["env", "--json", "--reprobe"]).stdout)["matmul_peak"]["cached"]
     table = runner.invoke(app, ["env"])
     assert "matmul_peak" in table.output and "GFLOP/s" in table.output
+
+
+def test_sweep_reprobes_once_and_its_rows_carry_the_peak(private_cache: Path) -> None:
+    result = runner.invoke(app, ["sweep", "--heads", "1,2", "seq_len=8", "timing.min_run_time=0.01", "timing.threads=1",
+                                 "impls=[sdpa]", "--no-save", "--no-plot", "--json", "--reprobe"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert len(rows) == 2 and all(row["peak_gflops"] > 0 for row in rows)
+    assert len({row["peak_gflops"] for row in rows}) == 1, "every point reads the one probe"
+    assert any("1 threads" in key for key in json.loads((private_cache / CACHE_FILE).read_text()))
