@@ -185,11 +185,17 @@ def _band_back(grad: torch.Tensor, block: int, offset: int, source: int) -> torc
     windows is one non-overlapping strided run, so every add is a plain in-place add."""
     g, blocks, width, d = grad.shape
     span = blocks * block + width  # window x's key t sits at x * block + t in this buffer
-    buffer = torch.zeros(g, span + block, d, dtype=grad.dtype, device=grad.device)
+    buffer = torch.empty(g, span + block, d, dtype=grad.dtype, device=grad.device)
     for start in range(0, width, block):
         stop = min(width, start + block)
         runs = buffer[:, start : start + blocks * block].unflatten(1, (blocks, block))
-        runs[:, :, : stop - start].add_(grad[:, :, start:stop])
+        if start == 0:  # the first slice covers [0, blocks * block) when width >= block: copy, no zeros first
+            buffer[:, blocks * block :].zero_()
+            if stop - start < block:
+                runs.zero_()
+            runs[:, :, : stop - start].copy_(grad[:, :, start:stop])
+        else:
+            runs[:, :, : stop - start].add_(grad[:, :, start:stop])
     # Buffer position m is key m + offset: keep the keys inside [0, S).
     first, last = max(0, offset), min(source, offset + span)
     if first == 0 and last == source:  # the usual case: a view, nothing copied
