@@ -53,8 +53,10 @@ class Entry:
     row: dict[str, Any]  # a result record: status, median_s, iqr_s, peak_mem_bytes, ok, ...
 
     @property
-    def key(self) -> tuple[str, str]:
-        return json.dumps(self.params, sort_keys=True), self.impl
+    def key(self) -> tuple[str, str, str]:
+        # The pass timed is part of what is measured: a backward never matches a forward.
+        # Results written before passes existed timed the forward.
+        return json.dumps(self.params, sort_keys=True), self.impl, str(self.row.get("pass") or "forward")
 
 
 @dataclass
@@ -239,8 +241,8 @@ def compare_results(base: Loaded, current: Loaded, thresholds: list[Threshold], 
     current_entries = {e.key: e for e in current.entries}
     if not base_entries.keys() & current_entries.keys():
         raise UsageError(
-            f"nothing to compare: no (point, implementation) of {current.source} matches one of {base.source} "
-            "(different sweep grids, or different implementations?)"
+            f"nothing to compare: no (point, implementation, pass) of {current.source} matches one of {base.source} "
+            "(different sweep grids, implementations or timing.pass?)"
         )
     for key, entry in base_entries.items():
         if key not in current_entries:

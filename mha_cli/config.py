@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -128,11 +129,18 @@ class MaskConfig(Section):
         return not self.prefix and self.documents is None
 
 
+Pass = Literal["forward", "backward", "forward_backward"]
+
+
 class TimingConfig(Section):
+    # `pass` is a Python keyword: the field is pass_ in Python and `pass` in YAML, JSON and overrides.
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
     min_run_time: Seconds = 0.2
     threads: Threads | None = None
     # layer: projections + attention; core: attention on already-projected q, k, v
     scope: Literal["layer", "core"] = "layer"
+    # what is timed: the forward pass, the backward alone (on a kept forward graph), or both per call
+    pass_: Pass = Field("forward", alias="pass")
 
 
 LocalConfig = local.LocalConfig  # the `local:` section is its pattern's settings
@@ -284,6 +292,14 @@ def _rule(*fields: str) -> Callable[[Rule], Rule]:
         return function
 
     return register
+
+
+@_rule("timing")
+def _training_passes_time_the_core(c: Config) -> list[tuple[str, str]]:
+    if c.timing.pass_ != "forward" and c.timing.scope != "core":
+        return [("timing.pass", f"{c.timing.pass_} is timed on the attention core only for now: set timing.scope: core "
+                                "(the whole layer's backward, with its parameter gradients, is still to come)")]
+    return []
 
 
 @_rule("embed_dim", "num_heads")
@@ -504,7 +520,11 @@ def without_tags(loc: PathKey) -> PathKey:
 def field_at(path: str) -> Any:
     """The pydantic FieldInfo at a dotted path such as "local.window" or "sparse.stride", or None."""
     *parents, name = path.split(".")
-    return next((m.model_fields[name] for m in _models_at(tuple(parents)) if name in m.model_fields), None)
+    for model in _models_at(tuple(parents)):
+        for field_name, info in model.model_fields.items():
+            if name in (field_name, info.alias):
+                return info
+    return None
 
 
 def field_paths() -> list[str]:
@@ -513,7 +533,8 @@ def field_paths() -> list[str]:
     for name, info in Config.model_fields.items():
         paths.append(name)
         for member in _models_in(info.annotation):
-            paths += [f"{name}.{sub}" for sub in member.model_fields if f"{name}.{sub}" not in paths]
+            subs = [info.alias or sub for sub, info in member.model_fields.items()]
+            paths += [f"{name}.{sub}" for sub in subs if f"{name}.{sub}" not in paths]
     return paths
 
 
@@ -529,7 +550,7 @@ def _describe(error: dict[str, Any]) -> str:
             if owner is not None:
                 return f"{key} belongs to pattern: {owner}, not pattern: {loc[1]}; remove it or change the pattern"
         models = _models_at(loc[:-1])
-        valid = list(models[0].model_fields) if len(models) == 1 else []
+        valid = [info.alias or name for name, info in models[0].model_fields.items()] if len(models) == 1 else []
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
         return f"unknown key '{key}'; {hint}"

@@ -124,8 +124,15 @@ class FlopCount:
 
 def count_flops(config: Config, allowed_pairs: int) -> FlopCount:
     """Multiply-adds counted as 2 FLOPs; masked-out pairs are not work we asked for.
-    allowed_pairs is summed over batch items and heads (block_plan.allowed_pair_count)."""
+    allowed_pairs is summed over batch items and heads (block_plan.allowed_pair_count).
+    For the pass timed, as FlashAttention counts them: the attention backward is 2.5 times its
+    forward (five matrix products against two), a projection's backward twice its forward."""
     n, length, source, e = config.batch_size, config.seq_len, config.source_length, config.embed_dim
     projections = 2 * n * length * e * e * 2 + 2 * n * source * e * (config.key_dim + config.value_dim)
     attention = 4 * allowed_pairs * config.head_dim
-    return FlopCount(projections=projections, attention=attention)
+    attention_factor, projection_factor = PASS_FACTORS[config.timing.pass_]
+    return FlopCount(projections=int(projections * projection_factor), attention=int(attention * attention_factor))
+
+
+# (attention, projections) FLOPs of each pass, in forwards.
+PASS_FACTORS = {"forward": (1.0, 1.0), "backward": (2.5, 2.0), "forward_backward": (3.5, 3.0)}

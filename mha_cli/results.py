@@ -30,6 +30,7 @@ class Result:
     status: Status  # ok: agreed and timed; fail: disagreed; skipped: could not run here; error: crashed
     reason: str = ""  # why it failed/was skipped, and notes such as undefined rows
     scope: str = "layer"  # what was timed: the whole layer, or the attention core alone
+    pass_: str = "forward"  # `pass` in JSON: forward, backward (alone) or forward_backward
     median_s: float | None = None
     iqr_s: float | None = None
     runs: int | None = None  # measurements behind the median
@@ -38,6 +39,7 @@ class Result:
     gflops: float | None = None
     peak_mem_bytes: int | None = None
     max_abs_err: float | None = None
+    grad_max_abs_err: float | None = None  # largest gradient error against float64 autograd (training passes)
     atol: float | None = None  # the absolute tolerance this row was held to
     speedup_vs_torch: float | None = None
     density: float | None = None  # allowed (query, key) pairs / (N * H * L * S)
@@ -48,11 +50,12 @@ class Result:
     ok: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {("pass" if key == "pass_" else key): value for key, value in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
         known = {f.name for f in fields(cls)}
+        data = {("pass_" if key == "pass" else key): value for key, value in data.items()}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

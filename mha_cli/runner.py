@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -27,6 +27,14 @@ from .memory import MemoryEstimate, check_fits, format_bytes, resolve_memory_lim
 from .peak import Peak, peak_gflops
 from .results import Result, RunReport
 from .shapes import shape_table
+from .training import (
+    GradientReference,
+    check_gradients,
+    gradient_reference,
+    timed_pass,
+    training_inputs,
+    upstream_gradient,
+)
 
 Progress = Callable[[str], None]
 
@@ -42,35 +50,53 @@ def _run_one(
     memory_ok: tuple[bool, str],
     progress: Callable[[str], None],
     machine_peak: Peak,
+    gradients: _Gradients | None,
 ) -> Result:
     base = {
         "impl": name, "variant": config.variant, "dtype": config.dtype, "device": str(inputs.device),
-        "scope": config.timing.scope, "atol": reference.tolerance.atol, "density": density,
+        "scope": config.timing.scope, "pass_": config.timing.pass_, "atol": reference.tolerance.atol, "density": density,
     }
     fits, why_not = memory_ok
     if not fits:
         return Result(status="skipped", reason=why_not, **base)
     if name == "flex":  # its own step: a compile can take a minute, which "timing (0.2 s)" would misstate
         progress("compiling with torch.compile (often tens of seconds)")
+    leaves = None
+    if gradients is not None:  # the core's inputs become leaves that require grad
+        inputs, leaves = training_inputs(inputs)
     try:
         forward = get_impl(name)(inputs, config)
     except Unavailable as unavailable:
         return Result(status="skipped", reason=unavailable.reason, **base)
     progress(f"checking and timing ({config.timing.min_run_time:g} s)")
+    grad_checked = None
     try:
-        with torch.inference_mode():
-            checked = check_against_reference(config, forward(), reference)
-            peak = peak_memory_bytes(forward, inputs.device)
-            timing = time_call(forward, threads=threads, min_run_time=config.timing.min_run_time, label=name)
+        if gradients is None:
+            with torch.inference_mode():
+                checked = check_against_reference(config, forward(), reference)
+                timed = forward
+                peak = peak_memory_bytes(timed, inputs.device)
+                timing = time_call(timed, threads=threads, min_run_time=config.timing.min_run_time, label=name)
+        else:
+            assert leaves is not None
+            with torch.no_grad():
+                checked = check_against_reference(config, forward(), reference)
+            grad_checked = check_gradients(forward, leaves, gradients.upstream, gradients.reference)
+            timed = timed_pass(config, forward, leaves, gradients.upstream)
+            peak = peak_memory_bytes(timed, inputs.device)
+            timing = time_call(timed, threads=threads, min_run_time=config.timing.min_run_time, label=name)
     except (RuntimeError, torch.OutOfMemoryError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return Result(status="error", reason=f"{type(error).__name__}: {message}", **base)
     notes = [checked.describe()] if checked.describe() else []
+    if grad_checked is not None and grad_checked.problems:
+        notes.append("gradients: " + "; ".join(grad_checked.problems))
+    ok = checked.ok and (grad_checked is None or grad_checked.ok)
     if len(reference.rows) < config.seq_len:
         notes.append(f"checked on {len(reference.rows)} of {config.seq_len} query rows, evenly spread")
     total = flops.total(config.timing.scope)
     return Result(
-        status="ok" if checked.ok else "fail",
+        status="ok" if ok else "fail",
         reason="; ".join(notes),
         median_s=timing.median_s,
         iqr_s=timing.iqr_s,
@@ -80,13 +106,22 @@ def _run_one(
         gflops=total / timing.median_s / 1e9,
         peak_mem_bytes=peak,
         max_abs_err=checked.max_abs_err,
+        grad_max_abs_err=grad_checked.max_abs_err if grad_checked is not None else None,
         compile_s=getattr(forward, "compile_s", None),
         plan_s=getattr(forward, "plan_s", None),
         peak_gflops=machine_peak.gflops,
         checked_rows=len(reference.rows),
-        ok=checked.ok,
+        ok=ok,
         **base,
     )
+
+
+@dataclass(frozen=True)
+class _Gradients:
+    """What every implementation's gradients are checked against, for a training pass."""
+
+    upstream: torch.Tensor
+    reference: GradientReference
 
 
 def _memory_verdicts(config: Config, found: MemoryEstimate, device: torch.device, limit: int, limit_source: str) -> dict[str, tuple[bool, str]]:
@@ -159,6 +194,11 @@ def run_experiment(
         flops = count_flops(config, pairs)
         density = pairs / (config.batch_size * config.num_heads * config.seq_len * config.source_length)
         verdicts = _memory_verdicts(config, found, device, limit, limit_source)
+        gradients = None
+        if config.timing.pass_ != "forward":
+            progress("float64 gradients")
+            upstream = upstream_gradient(config, device)
+            gradients = _Gradients(upstream, gradient_reference(config, inputs, reference, upstream))
         peak = peak_gflops(config.dtype, threads, device, reprobe=reprobe,
                            probing=lambda: progress("measuring this machine's matmul peak (once per dtype and thread count)"))
 
@@ -167,7 +207,7 @@ def run_experiment(
             def step(message: str, prefix: str = f"[{index}/{len(config.impls)}] {name}") -> None:
                 progress(f"{prefix}: {message}")
 
-            results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name], step, peak))
+            results.append(_run_one(name, config, inputs, reference, flops, density, threads, verdicts[name], step, peak, gradients))
     return RunReport(
         mha_version=__version__,
         created=utc_now_iso(),

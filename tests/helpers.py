@@ -124,7 +124,7 @@ def configs(draw: st.DrawFn, variants: tuple[str, ...] = ("full", "local", "spar
     return Config.model_validate(fields)
 
 
-NO_FLAGS = {"heads": None, "seq_len": None, "embed_dim": None, "batch": None, "window": None, "variant": None, "dtype": None}
+NO_FLAGS = {"heads": None, "seq_len": None, "embed_dim": None, "batch": None, "window": None, "variant": None, "dtype": None, "pass": None}
 
 
 def flags(**given: str) -> dict:

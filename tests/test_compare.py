@@ -203,3 +203,15 @@ def test_json_output_is_valid_even_with_nan(tmp_path: Path) -> None:
     current.write_text(text)
     outcome = run_compare(str(base), str(current), "--json")
     json.loads(outcome.stdout, parse_constant=lambda name: pytest.fail(f"{name} in the JSON output"))
+
+
+def test_a_backward_is_never_matched_with_a_forward(tmp_path: Path) -> None:
+    backward = {**result("sdpa", 3.0, 0.02), "pass": "backward"}
+    base = write_run(tmp_path / "base.json", [result("sdpa", 1.0, 0.02), backward])
+    current = write_run(tmp_path / "current.json", [result("sdpa", 1.0, 0.02), {**backward, "median_s": 3.05}])
+    assert run_compare(str(base), str(current), "--fail-on", "median:10%").exit_code == 0  # each against its own pass
+    only_forward = write_run(tmp_path / "forward.json", [result("sdpa", 1.0, 0.02)])
+    outcome = run_compare(str(base), str(only_forward))
+    assert outcome.exit_code == 1 and "MISSING" in outcome.stdout  # the backward BASE measured is gone
+    only_backward = write_run(tmp_path / "backward.json", [backward])
+    assert run_compare(str(only_forward), str(only_backward)).exit_code == 2  # nothing matches at all

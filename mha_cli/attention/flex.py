@@ -26,6 +26,8 @@ def build(inputs: Inputs, config: Config) -> Forward:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     except ImportError as error:
         raise Unavailable(f"FlexAttention is not in torch {torch.__version__}: {error}") from None
+    if inputs.device.type == "cpu" and config.timing.pass_ != "forward":
+        raise Unavailable("FlexAttention does not support backward on CPU (PyTorch raises NotImplementedError)")
     if inputs.device.type == "cpu" and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
         raise Unavailable("FlexAttention on the CPU needs AVX2 or better; this CPU reports none")
     device = inputs.device

@@ -100,6 +100,7 @@ def sweep(
     variant: Annotated[str | None, _list_option("variant", "variant")] = None,
     impl: Annotated[str | None, typer.Option("--impl", metavar="A,B,...", help="Implementations to run at every point (sets impls).")] = None,
     dtype: Annotated[str | None, _list_option("dtype", "dtype")] = None,
+    passes: Annotated[str | None, _list_option("pass", "timing.pass (forward, backward, forward_backward)")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", metavar="DIR", help="Finish an interrupted sweep in DIR, skipping its finished points.")] = None,
     isolate: Annotated[bool, typer.Option("--isolate", help="Run each point in a child process; crashes and timeouts are recorded.")] = False,
     point_timeout: Annotated[float | None, typer.Option("--point-timeout", metavar="S", help="With --isolate: seconds before a point is killed.")] = None,
@@ -145,7 +146,7 @@ def sweep(
 
     limit = parse_max_memory(max_memory)
     flags = {"heads": heads, "seq_len": seq_len, "embed_dim": embed_dim, "batch": batch, "window": window,
-             "variant": variant, "dtype": dtype}
+             "variant": variant, "dtype": dtype, "pass": passes}
     if point_timeout is not None and not isolate:
         raise UsageError("--point-timeout needs --isolate (a point in this process cannot be stopped safely)")
     if point_timeout is not None and not 0 < point_timeout < float("inf"):

@@ -32,7 +32,7 @@ def to_json(document: dict[str, Any]) -> str:
 
 
 def results_csv(report: RunReport) -> str:
-    result_columns = list(Result.__dataclass_fields__)
+    result_columns = ["pass" if name == "pass_" else name for name in Result.__dataclass_fields__]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_CONFIG_COLUMNS + result_columns)

@@ -11,6 +11,7 @@ from ..results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport
 
 RESULT_HEADERS = ["impl", "status", "median", "IQR", "runs", "GFLOP/s (% peak)", "vs torch", "peak mem", "max err", "atol"]
 COMPILE_HEADER = "compile"  # only when an implementation compiled (flex)
+GRAD_HEADER = "grad err"  # only for a training pass: the largest gradient error against float64
 PLAN_HEADER = "plan"  # only when an implementation built a block plan (blocked on a pattern)
 SHAPE_HEADERS = ["tensor", "shape", "axes", "note"]
 
@@ -45,8 +46,14 @@ def result_table(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]
     something compiled or planned (neither is in the median)."""
     extras = [(header, name) for header, name in ((COMPILE_HEADER, "compile_s"), (PLAN_HEADER, "plan_s"))
               if any(getattr(r, name) is not None for r in results)]
-    headers = RESULT_HEADERS + [header for header, _ in extras]
-    rows = [result_row(r) + [format_seconds(getattr(r, name)) for _, name in extras] for r in results]
+    gradients = any(r.grad_max_abs_err is not None for r in results)
+    headers = RESULT_HEADERS + ([GRAD_HEADER] if gradients else []) + [header for header, _ in extras]
+    rows = [
+        result_row(r)
+        + ([f"{r.grad_max_abs_err:.2e}" if r.grad_max_abs_err is not None else "-"] if gradients else [])
+        + [format_seconds(getattr(r, name)) for _, name in extras]
+        for r in results
+    ]
     return headers, rows
 
 

@@ -19,6 +19,7 @@ FLAG_FIELDS: dict[str, tuple[str, type]] = {
     "window": ("local.window", int),
     "variant": ("variant", str),
     "dtype": ("dtype", str),
+    "pass": ("timing.pass", str),
 }
 
 

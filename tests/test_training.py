@@ -1,0 +1,104 @@
+"""`timing.pass`: the backward timed, and every implementation's gradients checked against float64 autograd."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from mha_cli.attention import blocked
+from mha_cli.cli import app
+from mha_cli.config import Config
+from mha_cli.masks import allowed_mask, fully_masked_rows
+from mha_cli.measure import count_flops
+from mha_cli.runner import run_experiment
+
+from .helpers import FAST_OVERRIDES, configs, small_config
+
+runner = CliRunner()
+TRAINING_IMPLS = ["manual", "sdpa", "blocked"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(config=configs(), timed=st.sampled_from(["backward", "forward_backward"]))
+def test_every_implementation_gets_float64_gradients(config: Config, timed: str) -> None:
+    config = config.model_copy(update={
+        "timing": config.timing.model_copy(update={"scope": "core", "pass_": timed}), "impls": TRAINING_IMPLS})
+    report = run_experiment(config)
+    undefined = bool(fully_masked_rows(allowed_mask(config)).any())
+    for result in report.results:
+        assert result.pass_ == timed and result.grad_max_abs_err is not None, result
+        if result.impl == "manual" and undefined:
+            # The textbook softmax makes NaN rows where no key is allowed; they poison its backward.
+            assert not result.ok and "NaN/inf in the gradient" in result.reason
+        else:
+            assert result.ok, (result.impl, result.reason)
+
+
+def test_a_broken_backward_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = blocked._BlockedFunction.backward
+
+    def scaled_dk(ctx, grad_out):  # type: ignore[no-untyped-def]
+        dq, dk, dv, none = original(ctx, grad_out)
+        return dq, dk * 1.01, dv, none
+
+    monkeypatch.setattr(blocked._BlockedFunction, "backward", staticmethod(scaled_dk))
+    config = small_config(seq_len=24, variant="local", local={"window": 3}, mask={"key_padding": None},
+                          timing={"min_run_time": 0.01, "threads": 1, "scope": "core", "pass": "backward"},
+                          impls=["sdpa", "blocked"])
+    sdpa, broken = run_experiment(config).results
+    assert sdpa.ok
+    assert broken.status == "fail" and "dk: max error" in broken.reason and broken.ok is False
+
+
+def test_sampled_rows_restrict_the_loss_for_both_sides() -> None:
+    # Long enough that the reference checks evenly spread rows, not all of them.
+    config = small_config(embed_dim=64, num_heads=8, batch_size=2, seq_len=2400, variant="local", local={"window": 16},
+                          mask={"key_padding": None}, timing={"min_run_time": 0.01, "threads": 1, "scope": "core",
+                                                              "pass": "backward"}, impls=["sdpa", "blocked"])
+    report = run_experiment(config)
+    assert all(r.ok for r in report.results), [r.reason for r in report.results]
+    assert report.results[0].checked_rows < 2400
+
+
+def test_flex_on_the_cpu_is_skipped_with_the_reason() -> None:
+    config = small_config(seq_len=8, timing={"min_run_time": 0.01, "scope": "core", "pass": "backward"}, impls=["flex"])
+    (flex,) = run_experiment(config).results
+    assert flex.status == "skipped" and "does not support backward on CPU" in flex.reason
+
+
+def test_the_whole_layer_is_refused_for_now() -> None:
+    result = runner.invoke(app, ["validate", "timing.pass=backward"])
+    assert result.exit_code == 2 and "timing.pass" in result.output and "timing.scope: core" in result.output
+
+
+def test_backward_flops_are_two_and_a_half_forwards() -> None:
+    forward = count_flops(small_config(), 100)
+    backward = count_flops(small_config(timing={"pass": "backward", "scope": "core"}), 100)
+    both = count_flops(small_config(timing={"pass": "forward_backward", "scope": "core"}), 100)
+    assert backward.attention == 2.5 * forward.attention and both.attention == 3.5 * forward.attention
+    assert backward.projections == 2 * forward.projections and both.projections == 3 * forward.projections
+
+
+def test_rows_files_and_sweeps_carry_the_pass(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    args = ["timing.scope=core", "timing.pass=forward_backward", "impls=[sdpa]", "seq_len=8", *FAST_OVERRIDES]
+    result = runner.invoke(app, ["run", *args, "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "grad err" in result.output
+    (row,) = json.loads((tmp_path / "run" / "results.json").read_text())["results"]
+    assert row["pass"] == "forward_backward" and row["grad_max_abs_err"] < 1e-5
+    assert "pass" in (tmp_path / "run" / "results.csv").read_text().splitlines()[0].split(",")
+    sweep = runner.invoke(app, ["sweep", "--pass", "forward,backward", "timing.scope=core", "impls=[sdpa]", "seq_len=8",
+                                *FAST_OVERRIDES, "--no-save", "--no-plot", "--json"])
+    assert sweep.exit_code == 0, sweep.output
+    assert [row["timing.pass"] for row in json.loads(sweep.stdout)["rows"]] == ["forward", "backward"]
+
+
+def test_inference_timing_is_unchanged_by_default() -> None:
+    (row,) = run_experiment(small_config(impls=["sdpa"])).results
+    assert row.pass_ == "forward" and row.grad_max_abs_err is None
+    assert torch.is_grad_enabled()
