@@ -147,6 +147,10 @@ def estimate(config: Config, run_user_code: bool = True) -> MemoryEstimate:
             per_impl["blocked"] += b * 2 * n * length * keys * config.head_dim
         # FlexAttention: its block mask plus compiled kernels' buffers of O(L * d).
         per_impl["flex"] = b * (projected + 4 * output) + 4 * mask_batch * (length // 128 + 1) * (source // 128 + 1) * 4
+    if config.timing.pass_ != "forward":
+        # Training keeps the forward's tensors for the backward and makes their gradients beside them:
+        # the dense paths hold their L x S probabilities and one gradient of the same size per head.
+        per_impl = {name: 2 * need for name, need in per_impl.items()}
     rows = reference_row_count(config)
     row_scores = n * h * rows * source
     reference_forward = n * (rows + 2 * source) * e + 3 * row_scores + n * rows * e
