@@ -294,14 +294,6 @@ def _rule(*fields: str) -> Callable[[Rule], Rule]:
     return register
 
 
-@_rule("timing")
-def _training_passes_time_the_core(c: Config) -> list[tuple[str, str]]:
-    if c.timing.pass_ != "forward" and c.timing.scope != "core":
-        return [("timing.pass", f"{c.timing.pass_} is timed on the attention core only for now: set timing.scope: core "
-                                "(the whole layer's backward, with its parameter gradients, is still to come)")]
-    return []
-
-
 @_rule("embed_dim", "num_heads")
 def _heads_divide_width(c: Config) -> list[tuple[str, str]]:
     if c.embed_dim % c.num_heads:

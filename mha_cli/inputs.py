@@ -41,20 +41,22 @@ class Weights:
     out_bias: torch.Tensor | None
 
     @classmethod
-    def of(cls, module: nn.MultiheadAttention) -> Weights:
+    def of(cls, module: nn.MultiheadAttention, detach: bool = True) -> Weights:
+        """Views of the module's parameters; detach=False keeps them in autograd (training passes)."""
         e = module.embed_dim
         if module._qkv_same_embed_dim:
             q_weight, k_weight, v_weight = module.in_proj_weight.split(e)
         else:
             q_weight, k_weight, v_weight = module.q_proj_weight, module.k_proj_weight, module.v_proj_weight
         biases = module.in_proj_bias.split(e) if module.in_proj_bias is not None else (None, None, None)
+        cut = (lambda t: t.detach()) if detach else (lambda t: t)
         return cls(
-            q_weight.detach(),
-            k_weight.detach(),
-            v_weight.detach(),
-            module.out_proj.weight.detach(),
-            *(b.detach() if b is not None else None for b in biases),
-            module.out_proj.bias.detach() if module.out_proj.bias is not None else None,
+            cut(q_weight),
+            cut(k_weight),
+            cut(v_weight),
+            cut(module.out_proj.weight),
+            *(cut(b) if b is not None else None for b in biases),
+            cut(module.out_proj.bias) if module.out_proj.bias is not None else None,
         )
 
     def to(self, dtype: torch.dtype, device: torch.device | str = "cpu") -> Weights:

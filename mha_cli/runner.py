@@ -81,8 +81,8 @@ def _run_one(
             assert leaves is not None
             with torch.no_grad():
                 checked = check_against_reference(config, forward(), reference)
-            grad_checked = check_gradients(forward, leaves, gradients.upstream, gradients.reference)
-            timed = timed_pass(config, forward, leaves, gradients.upstream)
+            grad_checked = check_gradients(config, inputs, forward, leaves, gradients.upstream, gradients.reference)
+            timed = timed_pass(config, forward, leaves, gradients.upstream, inputs)
             peak = peak_memory_bytes(timed, inputs.device)
             timing = time_call(timed, threads=threads, min_run_time=config.timing.min_run_time, label=name)
     except (RuntimeError, torch.OutOfMemoryError) as error:

@@ -7,42 +7,65 @@ the same seeded upstream gradient. Where the reference checks evenly spread quer
 sequences), the loss is restricted to those rows for the implementation and the reference alike,
 sum(out[rows] * g[rows]), so the comparison stays exact and cheap. Query rows with no allowed key
 are left out of the loss: their output is undefined (NaN for some kernels), so are its gradients.
-The whole layer's backward (input and parameter gradients) is still to come.
+For the whole layer the gradients are those of the inputs and of every parameter of
+nn.MultiheadAttention (in_proj or q/k/v_proj, out_proj, biases), compared by name.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 
+from .attention.reference import reference_attention
 from .check import CheckResult, Reference, Tolerance
 from .config import Config
-from .inputs import TORCH_DTYPES, Inputs, split_heads
+from .inputs import TORCH_DTYPES, Inputs, Weights, split_heads
 from .masks import fully_masked_rows
 
-Leaves = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Leaves = dict[str, torch.Tensor]  # what the gradients are taken with respect to, by name
+INPUT_LEAVES = ("d(query=key=value)", "d(query)", "d(key)", "d(value)")  # the layer's inputs, in the user's layout
 
 
 def training_inputs(inputs: Inputs) -> tuple[Inputs, Leaves]:
-    """A copy of the inputs whose projected q, k, v (the core's inputs) are leaves that require grad."""
-    leaves = tuple(x.detach().clone().requires_grad_() for x in inputs.projected())
-    return replace(inputs, _made={**inputs._made, "projected": leaves}), leaves  # type: ignore[return-value]
+    """A copy of the inputs whose differentiable tensors are leaves that require grad: the core's
+    projected q, k, v, or for the whole layer its inputs and every parameter of a copy of the module."""
+    if inputs.config.timing.scope == "core":
+        q, k, v = (x.detach().clone().requires_grad_() for x in inputs.projected())
+        return replace(inputs, _made={**inputs._made, "projected": (q, k, v)}), {"dq": q, "dk": k, "dv": v}
+    module = copy.deepcopy(inputs.module).requires_grad_(True)
+    query = inputs.query.detach().clone().requires_grad_()
+    if inputs.config.attention == "self":  # one tensor, passed three times as a user would
+        key = value = query
+        leaves = {"d(query=key=value)": query}
+    else:
+        key, value = (x.detach().clone().requires_grad_() for x in (inputs.key, inputs.value))
+        leaves = {"d(query)": query, "d(key)": key, "d(value)": value}
+    leaves.update({f"d({name})": parameter for name, parameter in module.named_parameters()})
+    made = {key_: value_ for key_, value_ in inputs._made.items() if key_ == "allowed"}
+    trained = replace(inputs, query=query, key=key, value=value, module=module, weights=Weights.of(module, detach=False),
+                      _made=made)
+    return trained, leaves
 
 
 def upstream_gradient(config: Config, device: torch.device) -> torch.Tensor:
-    """The seeded dL/d(out), (N, H, L, d) in the run dtype: the same for every implementation."""
+    """The seeded dL/d(out) in the run dtype, the same for every implementation: (N, H, L, d) for the
+    core, (N, L, E) for the layer (batch first; implementations' outputs are read batch first)."""
     generator = torch.Generator().manual_seed(config.seed + 1)
-    shape = (config.batch_size, config.num_heads, config.seq_len, config.head_dim)
+    if config.timing.scope == "core":
+        shape = (config.batch_size, config.num_heads, config.seq_len, config.head_dim)
+    else:
+        shape = (config.batch_size, config.seq_len, config.embed_dim)
     return torch.randn(shape, dtype=torch.float64, generator=generator).to(device=device, dtype=TORCH_DTYPES[config.dtype])
 
 
 @dataclass(frozen=True)
 class GradientReference:
     rows: torch.Tensor  # the query rows in the loss: checked and with an allowed key
-    grads: Leaves  # float64 dQ, dK, dV on the CPU
+    grads: dict[str, torch.Tensor]  # float64 on the CPU, by leaf name
     tolerance: Tolerance
 
 
@@ -51,22 +74,56 @@ def _dense_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torc
     return torch.softmax(scores, dim=-1).nan_to_num(0.0) @ v
 
 
+def _reference_parameters(weights: Weights, packed: bool) -> tuple[dict[str, torch.Tensor], Weights]:
+    """Leaves laid out like nn.MultiheadAttention's parameters, and the Weights (views) over them."""
+    parameters = {}
+    if packed:
+        parameters["in_proj_weight"] = torch.cat([weights.q_weight, weights.k_weight, weights.v_weight])
+    else:
+        parameters.update(q_proj_weight=weights.q_weight, k_proj_weight=weights.k_weight, v_proj_weight=weights.v_weight)
+    if weights.q_bias is not None:
+        parameters["in_proj_bias"] = torch.cat([weights.q_bias, weights.k_bias, weights.v_bias])  # type: ignore[list-item]
+    parameters["out_proj.weight"] = weights.out_weight
+    if weights.out_bias is not None:
+        parameters["out_proj.bias"] = weights.out_bias
+    parameters = {name: tensor.detach().clone().requires_grad_() for name, tensor in parameters.items()}
+    e = weights.q_weight.shape[0]
+    q_weight, k_weight, v_weight = (parameters["in_proj_weight"].split(e) if packed else
+                                    (parameters["q_proj_weight"], parameters["k_proj_weight"], parameters["v_proj_weight"]))
+    biases = parameters["in_proj_bias"].split(e) if "in_proj_bias" in parameters else (None, None, None)
+    return parameters, Weights(q_weight, k_weight, v_weight, parameters["out_proj.weight"], *biases,
+                               parameters.get("out_proj.bias"))
+
+
 def _reference_grads(inputs: Inputs, reference: Reference, rows: torch.Tensor, upstream: torch.Tensor,
-                     dtype: torch.dtype) -> Leaves:
+                     dtype: torch.dtype) -> dict[str, torch.Tensor]:
     config, w = inputs.config, inputs.master_weights.to(dtype)
-    q, k, v = (
-        split_heads(torch.nn.functional.linear(x.to(dtype), weight, bias), config.num_heads).detach().requires_grad_()
-        for x, weight, bias in ((inputs.master_query, w.q_weight, w.q_bias), (inputs.master_key, w.k_weight, w.k_bias),
-                                (inputs.master_value, w.v_weight, w.v_bias))
-    )
     allowed = reference.allowed[:, :, torch.isin(reference.rows, rows)]
-    out = _dense_core(q[:, :, rows], k, v, allowed)
-    loss = (out * upstream[:, :, rows].to(dtype)).sum()
-    return torch.autograd.grad(loss, (q, k, v))  # type: ignore[return-value]
+    if config.timing.scope == "core":
+        q, k, v = (
+            split_heads(torch.nn.functional.linear(x.to(dtype), weight, bias), config.num_heads).detach().requires_grad_()
+            for x, weight, bias in ((inputs.master_query, w.q_weight, w.q_bias), (inputs.master_key, w.k_weight, w.k_bias),
+                                    (inputs.master_value, w.v_weight, w.v_bias))
+        )
+        out = _dense_core(q[:, :, rows], k, v, allowed)
+        loss = (out * upstream[:, :, rows].to(dtype)).sum()
+        return dict(zip(("dq", "dk", "dv"), torch.autograd.grad(loss, (q, k, v)), strict=True))
+    query = inputs.master_query.to(dtype).requires_grad_()
+    if config.attention == "self":
+        key = value = query
+        leaves = {"d(query=key=value)": query}
+    else:
+        key, value = (x.to(dtype).requires_grad_() for x in (inputs.master_key, inputs.master_value))
+        leaves = {"d(query)": query, "d(key)": key, "d(value)": value}
+    parameters, weights = _reference_parameters(w, packed=inputs.module._qkv_same_embed_dim)
+    leaves.update({f"d({name})": tensor for name, tensor in parameters.items()})
+    out = reference_attention(query[:, rows], key, value, weights, allowed, config.num_heads).output
+    loss = (out * upstream[:, rows].to(dtype)).sum()
+    return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
 
 
 def gradient_reference(config: Config, inputs: Inputs, reference: Reference, upstream: torch.Tensor) -> GradientReference:
-    """Float64 dQ, dK, dV on the checked rows with an allowed key, and a tolerance sized like the forward's:
+    """Float64 gradients on the checked rows with an allowed key, and a tolerance sized like the forward's:
     the same math in the run dtype shows how far that dtype alone moves the gradients."""
     defined = ~fully_masked_rows(reference.allowed).any(dim=0)  # (R,): a key in every item and head
     rows = reference.rows[defined]
@@ -75,20 +132,28 @@ def gradient_reference(config: Config, inputs: Inputs, reference: Reference, ups
     gap = None
     if config.dtype != "float64":
         twin = _reference_grads(inputs, reference, rows, upstream, TORCH_DTYPES[config.dtype])
-        gap = max(float((a.double() - b).abs().max()) for a, b in zip(twin, exact) if a.numel())
+        gap = max(float((twin[name].double() - exact[name]).abs().max()) for name in exact if exact[name].numel())
     return GradientReference(rows, exact, Tolerance.for_dtype(config.dtype, gap))
 
 
-def check_gradients(forward: Callable[[], object], leaves: Leaves, upstream: torch.Tensor,
-                    expected: GradientReference) -> CheckResult:
-    """The implementation's dQ, dK, dV for the same restricted loss, against float64."""
+def _loss(config: Config, inputs: Inputs, out: torch.Tensor, upstream: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    if config.timing.scope == "core":
+        return (out[:, :, rows] * upstream[:, :, rows]).sum()
+    return (inputs.batch_first(out)[:, rows] * upstream[:, rows]).sum()
+
+
+def check_gradients(config: Config, inputs: Inputs, forward: Callable[[], object], leaves: Leaves,
+                    upstream: torch.Tensor, expected: GradientReference) -> CheckResult:
+    """The implementation's gradients for the same restricted loss, against float64, leaf by leaf."""
     rows = expected.rows.to(upstream.device)
-    out = forward().output  # type: ignore[attr-defined]
-    loss = (out[:, :, rows] * upstream[:, :, rows]).sum()
-    got = torch.autograd.grad(loss, leaves, allow_unused=True)
+    loss = _loss(config, inputs, forward().output, upstream, rows)  # type: ignore[attr-defined]
+    got = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     problems, worst = [], 0.0
-    for name, mine, theirs in zip(("dq", "dk", "dv"), got, expected.grads):
+    for name, mine in zip(leaves, got, strict=True):
+        theirs = expected.grads[name]
         mine = torch.zeros_like(theirs) if mine is None else mine.detach().cpu().double()
+        if name in INPUT_LEAVES and not config.batch_first:
+            mine = mine.transpose(0, 1)  # the user's (L, N, E) layout -> batch first, as the reference
         if not torch.isfinite(mine).all():
             problems.append(f"{name}: NaN/inf in the gradient (a row without an allowed key that is NaN in the "
                             "forward poisons the backward, even with no loss on it)")
@@ -102,9 +167,13 @@ def check_gradients(forward: Callable[[], object], leaves: Leaves, upstream: tor
     return CheckResult(ok=not problems, max_abs_err=worst, undefined_rows=0, nan_undefined_rows=0, problems=tuple(problems))
 
 
-def timed_pass(config: Config, forward: Callable[[], object], leaves: Leaves, upstream: torch.Tensor) -> Callable[[], object]:
+def timed_pass(config: Config, forward: Callable[[], object], leaves: Leaves, upstream: torch.Tensor,
+               inputs: Inputs) -> Callable[[], object]:
     """What to time for the pass: the backward alone on a kept graph, or forward and backward."""
+    tensors = list(leaves.values())
+    # The upstream gradient in the output's own layout (the user's, for the layer).
+    grad = upstream if config.timing.scope == "core" or config.batch_first else upstream.transpose(0, 1)
     if config.timing.pass_ == "backward":
         out = forward().output  # type: ignore[attr-defined]
-        return lambda: torch.autograd.grad(out, leaves, upstream, retain_graph=True, allow_unused=True)
-    return lambda: torch.autograd.grad(forward().output, leaves, upstream, allow_unused=True)  # type: ignore[attr-defined]
+        return lambda: torch.autograd.grad(out, tensors, grad, retain_graph=True, allow_unused=True)
+    return lambda: torch.autograd.grad(forward().output, tensors, grad, allow_unused=True)  # type: ignore[attr-defined]

@@ -20,20 +20,23 @@ from mha_cli.runner import run_experiment
 from .helpers import FAST_OVERRIDES, configs, small_config
 
 runner = CliRunner()
-TRAINING_IMPLS = ["manual", "sdpa", "blocked"]
+TRAINING_IMPLS = ["torch", "manual", "sdpa", "blocked"]
 
 
-@settings(max_examples=25, deadline=None)
-@given(config=configs(), timed=st.sampled_from(["backward", "forward_backward"]))
-def test_every_implementation_gets_float64_gradients(config: Config, timed: str) -> None:
+@settings(max_examples=30, deadline=None)
+@given(config=configs(), timed=st.sampled_from(["backward", "forward_backward"]), scope=st.sampled_from(["core", "layer"]))
+def test_every_implementation_gets_float64_gradients(config: Config, timed: str, scope: str) -> None:
     config = config.model_copy(update={
-        "timing": config.timing.model_copy(update={"scope": "core", "pass_": timed}), "impls": TRAINING_IMPLS})
+        "timing": config.timing.model_copy(update={"scope": scope, "pass_": timed}), "impls": TRAINING_IMPLS})
     report = run_experiment(config)
     undefined = bool(fully_masked_rows(allowed_mask(config)).any())
     for result in report.results:
+        if result.impl == "torch" and scope == "core":
+            assert result.status == "skipped"  # nn.MultiheadAttention has no separate core
+            continue
         assert result.pass_ == timed and result.grad_max_abs_err is not None, result
-        if result.impl == "manual" and undefined:
-            # The textbook softmax makes NaN rows where no key is allowed; they poison its backward.
+        if result.impl in ("torch", "manual") and undefined:
+            # A plain softmax makes NaN rows where no key is allowed; they poison the backward.
             assert not result.ok and "NaN/inf in the gradient" in result.reason
         else:
             assert result.ok, (result.impl, result.reason)
@@ -71,15 +74,30 @@ def test_flex_on_the_cpu_is_skipped_with_the_reason() -> None:
     assert flex.status == "skipped" and "does not support backward on CPU" in flex.reason
 
 
-def test_the_whole_layer_is_refused_for_now() -> None:
-    result = runner.invoke(app, ["validate", "timing.pass=backward"])
-    assert result.exit_code == 2 and "timing.pass" in result.output and "timing.scope: core" in result.output
+def test_the_whole_layer_checks_input_and_parameter_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = small_config(seq_len=12, batch_first=False, timing={"min_run_time": 0.01, "threads": 1, "pass": "backward"},
+                          impls=["torch", "sdpa"], mask={"key_padding": None})
+    report = run_experiment(config)
+    assert all(r.ok for r in report.results), [r.reason for r in report.results]
+    # A parameter gradient that is off is named.
+    from mha_cli import training
+
+    original = training.check_gradients
+
+    def with_bad_bias(config, inputs, forward, leaves, upstream, expected):  # type: ignore[no-untyped-def]
+        broken = dict(expected.grads)
+        broken["d(out_proj.bias)"] = broken["d(out_proj.bias)"] * 1.1
+        return original(config, inputs, forward, leaves, upstream, training.GradientReference(expected.rows, broken, expected.tolerance))
+
+    monkeypatch.setattr("mha_cli.runner.check_gradients", with_bad_bias)
+    (torch_row, sdpa_row) = run_experiment(config).results
+    assert not torch_row.ok and "d(out_proj.bias): max error" in torch_row.reason
 
 
 def test_backward_flops_are_two_and_a_half_forwards() -> None:
     forward = count_flops(small_config(), 100)
-    backward = count_flops(small_config(timing={"pass": "backward", "scope": "core"}), 100)
-    both = count_flops(small_config(timing={"pass": "forward_backward", "scope": "core"}), 100)
+    backward = count_flops(small_config(timing={"pass": "backward"}), 100)
+    both = count_flops(small_config(timing={"pass": "forward_backward"}), 100)
     assert backward.attention == 2.5 * forward.attention and both.attention == 3.5 * forward.attention
     assert backward.projections == 2 * forward.projections and both.projections == 3 * forward.projections
 
