@@ -304,7 +304,7 @@ class _SparseAttention:
         flat_q, flat_k, flat_v, flat_out, flat_grad = flat
         # rowsum(dO * O); rows without an allowed key have lse = -inf and P = 0: use 0 there to avoid inf - inf.
         delta = (flat_grad * flat_out).sum(dim=-1)
-        lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype, device=lse.device)).to(q.dtype)
+        lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype, device=lse.device))  # float32 or 64
         grads = [torch.empty_like(x) for x in (flat_q, flat_k, flat_v)]
         for heads, pick in self.chunks(n, h):
             if q.device.type == "cpu" and self.fused_backward:
@@ -313,7 +313,7 @@ class _SparseAttention:
                 continue
             with torch.enable_grad():
                 leaves = [x[heads].detach().requires_grad_() for x in (flat_q, flat_k, flat_v)]
-                total = self._surrogate(*leaves, lse[heads], delta[heads], flat_grad[heads], pick)
+                total = self._surrogate(*leaves, lse[heads].to(q.dtype), delta[heads], flat_grad[heads], pick)
                 for target, grad in zip(grads, torch.autograd.grad(total, leaves)):
                     target[heads] = grad
         return tuple(g.view(n, h, g.shape[1], d) for g in grads)  # type: ignore[return-value]
