@@ -1,14 +1,15 @@
-"""blocked's backward pass (groundwork for issue 11), measured on the attention core alone.
+"""Issue 11's targets (training cost), measured by `mha` itself: run_experiment with `timing.pass`.
 
-CPU, float32, all threads, N=2, H=8, d=64, upstream gradient seeded. For each pattern at L=8192:
-forward (inference), forward + backward of `blocked` (torch.utils.benchmark), and one
-forward + backward of `F.scaled_dot_product_attention` with the dense bool mask (one call: it
-takes seconds). Issue 11's targets on this core: local w=128 forward+backward >= 8x faster than
-dense-masked sdpa and backward / forward <= 3; BigBird and strided >= 5x. Then local w=128 at
-L=65536, N=1: forward + backward peak memory (torch's allocator, via mha's peak_memory_bytes)
-under 4 GiB, where the dense L x S mask alone would be 4 GiB per batch item.
-
-These are not yet `mha run` rows: `timing.pass` is still to come (issue 11).
+CPU, float32, all threads, `timing.scope: core`, N=2, H=8, E=512 (d=64), L=8192:
+  1. local w=128, forward_backward: blocked >= 8x faster than dense-masked sdpa, and its
+     backward / forward time <= 3 (both timed by mha: timing.pass backward and forward);
+  2. BigBird (defaults) and strided (stride 128), forward_backward: blocked >= 5x faster than
+     dense-masked sdpa;
+  3. local w=128 at L=65536, N=1, forward_backward: blocked under 4 GiB peak while the guard
+     skips the dense rows;
+  4. the whole layer at the quickstart shapes and at L=2048: every implementation's gradients
+     agree with float64 (ok covers output and gradients).
+Each row is checked against float64 (output and gradients) before it is timed.
 
     python bench/backward.py [--min-run-time 2]
 """
@@ -20,17 +21,14 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
-from torch.utils import benchmark
 
-from mha_cli.attention.blocked import _sparse_core
-from mha_cli.block_plan import plan_for
 from mha_cli.config import load_config
-from mha_cli.masks import allowed_mask
-from mha_cli.measure import peak_memory_bytes
 from mha_cli.memory import format_bytes
+from mha_cli.results import Result
+from mha_cli.runner import run_experiment
 
-BASE = ["embed_dim=512", "num_heads=8", "mask.key_padding=null"]
+CORE = ["name=bench", "embed_dim=512", "num_heads=8", "batch_size=2", "seq_len=8192", "mask.key_padding=null",
+        "need_weights=false", "timing.scope=core"]
 PATTERNS = {
     "local window 128": (["variant=local", "local.window=128"], 8),
     "bigbird defaults": (["variant=sparse", "sparse.pattern=bigbird"], 5),
@@ -38,59 +36,54 @@ PATTERNS = {
 }
 
 
-def tensors(n: int, length: int) -> tuple[torch.Tensor, ...]:
-    generator = torch.Generator().manual_seed(0)
-    q, k, v, g = (torch.randn(n, 8, length, 64, generator=generator) for _ in range(4))
-    return q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), g
-
-
-def timed(fn, min_run_time: float) -> float:  # type: ignore[no-untyped-def]
-    return benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(
-        min_run_time=min_run_time).median
+def run(overrides: list[str], min_run_time: float) -> dict[str, Result]:
+    config = load_config(None, overrides + [f"timing.min_run_time={min_run_time}"])
+    start = time.perf_counter()
+    results = {r.impl: r for r in run_experiment(config).results}
+    for r in results.values():
+        timing = f"{r.median_s * 1e3:9.1f} ms ({r.runs} runs)" if r.median_s else r.status
+        memory = format_bytes(r.peak_mem_bytes) if r.peak_mem_bytes is not None else "-"
+        grad = f"grad err {r.grad_max_abs_err:.1e}" if r.grad_max_abs_err is not None else ""
+        print(f"    {' '.join(o for o in overrides if o not in CORE)[:60]:60} {r.impl:8} {timing}  peak {memory:>10}  "
+              f"{'ok' if r.ok else r.status} {grad} {r.reason[:70]}", flush=True)
+    print(f"      ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--min-run-time", type=float, default=2.0)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, core, N=2 H=8 d=64")
+    t = args.min_run_time
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32")
     verdicts: list[tuple[str, bool]] = []
-    for name, (overrides, target) in PATTERNS.items():
-        config = load_config(None, BASE + overrides + ["batch_size=2", "seq_len=8192"])
-        core = _sparse_core(plan_for(config), config, torch.float32, torch.device("cpu"))
-        q, k, v, g = tensors(2, 8192)
-
-        def forward() -> None:
-            with torch.no_grad():
-                core(q, k, v)
-
-        def training() -> None:
-            torch.autograd.grad(core(q, k, v), (q, k, v), g)
-
-        mask = allowed_mask(config)
-
-        def dense() -> None:
-            torch.autograd.grad(F.scaled_dot_product_attention(q, k, v, attn_mask=mask), (q, k, v), g)
-
-        fwd, both = timed(forward, args.min_run_time), timed(training, args.min_run_time)
-        start = time.perf_counter()
-        dense()
-        dense_s = time.perf_counter() - start
-        print(f"  {name}: forward {fwd * 1e3:.1f} ms, forward+backward {both * 1e3:.1f} ms "
-              f"(backward {(both - fwd) * 1e3:.1f} ms); dense-masked sdpa forward+backward {dense_s:.2f} s", flush=True)
-        verdicts.append((f"{name}: forward+backward {dense_s / both:.1f}x faster than dense-masked sdpa (target >= {target}x)",
-                         dense_s / both >= target))
-        if name.startswith("local"):
-            ratio = (both - fwd) / fwd
-            verdicts.append((f"{name}: backward / forward = {ratio:.1f} (target <= 3)", ratio <= 3))
-
-    config = load_config(None, BASE + PATTERNS["local window 128"][0] + ["batch_size=1", "seq_len=65536"])
-    core = _sparse_core(plan_for(config), config, torch.float32, torch.device("cpu"))
-    q, k, v, g = tensors(1, 65536)
-    peak = peak_memory_bytes(lambda: torch.autograd.grad(core(q, k, v), (q, k, v), g), torch.device("cpu"))
-    verdicts.append((f"local window 128, L=65536, N=1: forward+backward peak {format_bytes(peak)} (target < 4 GiB)",
-                     peak < 4 * 2**30))
-
+    for number, (name, (overrides, target)) in enumerate(PATTERNS.items(), start=1):
+        print(f"{1 if number == 1 else 2}. {name}, L=8192")
+        both = run(CORE + overrides + ["timing.pass=forward_backward", "impls=[blocked,sdpa]"], t)
+        speedup = both["sdpa"].median_s / both["blocked"].median_s
+        verdicts.append((f"{name}: forward+backward {speedup:.1f}x faster than dense-masked sdpa (target >= {target}x); "
+                         f"gradients ok: {both['blocked'].ok and both['sdpa'].ok}", speedup >= target and both["blocked"].ok))
+        if number == 1:
+            forward = run(CORE + overrides + ["timing.pass=forward", "impls=[blocked]"], t)["blocked"]
+            backward = run(CORE + overrides + ["timing.pass=backward", "impls=[blocked]"], t)["blocked"]
+            ratio = backward.median_s / forward.median_s
+            verdicts.append((f"{name}: backward / forward = {ratio:.2f} ({backward.median_s * 1e3:.0f} / "
+                             f"{forward.median_s * 1e3:.0f} ms; target <= 3)", ratio <= 3))
+    print("3. local window 128, L=65536, N=1")
+    long = run(CORE + PATTERNS["local window 128"][0] + ["seq_len=65536", "batch_size=1", "timing.pass=forward_backward",
+                                                          "impls=[blocked,sdpa,manual]"], t)
+    fits = long["blocked"].ok and long["blocked"].peak_mem_bytes < 4 * 2**30
+    skipped = all(long[name].status == "skipped" for name in ("sdpa", "manual"))
+    verdicts.append((f"L=65536: blocked {'ok' if long['blocked'].ok else long['blocked'].status}, peak "
+                     f"{format_bytes(long['blocked'].peak_mem_bytes or 0)} (target < 4 GiB); dense rows skipped: {skipped}",
+                     fits and skipped))
+    print("4. the whole layer, every implementation's gradients against float64")
+    for shape in (["seq_len=10"], ["embed_dim=512", "num_heads=8", "batch_size=2", "seq_len=2048", "mask.key_padding=null"]):
+        rows = run(shape + ["timing.pass=forward_backward", "impls=[torch,manual,sdpa,blocked]"], t)
+        bad = [f"{impl}: {r.reason}" for impl, r in rows.items() if not r.ok]
+        verdicts.append((f"layer, {' '.join(shape)}: every implementation's gradients agree "
+                         f"(worst grad err {max(r.grad_max_abs_err or 0 for r in rows.values()):.1e})" + (f"; {bad}" if bad else ""),
+                         not bad))
     print("\nverdicts:")
     for text, ok in verdicts:
         print(f"  [{'PASS' if ok else 'MISS'}] {text}")

@@ -85,6 +85,7 @@ def blocked_keys_per_query(config: Config, run_user_code: bool = True) -> int:
     return min(config.source_length + largest, max(documents) + 2 * largest)
 
 
+TRAINING_FACTOR = {"torch": 2.0, "manual": 2.0}  # training peak / forward peak; the fused kernels: 1.5
 GENERIC_LARGEST_BLOCK = 512  # = max(block_plan.GENERIC_BLOCKS)
 MIN_GENERIC_BLOCK = 64  # = min(block_plan.GENERIC_BLOCKS)
 
@@ -148,9 +149,11 @@ def estimate(config: Config, run_user_code: bool = True) -> MemoryEstimate:
         # FlexAttention: its block mask plus compiled kernels' buffers of O(L * d).
         per_impl["flex"] = b * (projected + 4 * output) + 4 * mask_batch * (length // 128 + 1) * (source // 128 + 1) * 4
     if config.timing.pass_ != "forward":
-        # Training keeps the forward's tensors for the backward and makes their gradients beside them:
-        # the dense paths hold their L x S probabilities and one gradient of the same size per head.
-        per_impl = {name: 2 * need for name, need in per_impl.items()}
+        # Training keeps the forward's tensors for the backward and makes gradients beside them.
+        # Autograd through a plain softmax (torch, manual) holds the L x S probabilities and one
+        # gradient of that size per head; the fused kernels recompute instead and mostly add the
+        # gradients of q, k, v (and of the mask's pieces for blocked).
+        per_impl = {name: int(need * TRAINING_FACTOR.get(name, 1.5)) for name, need in per_impl.items()}
     rows = reference_row_count(config)
     row_scores = n * h * rows * source
     reference_forward = n * (rows + 2 * source) * e + 3 * row_scores + n * rows * e
