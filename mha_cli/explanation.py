@@ -8,7 +8,7 @@ nn.MultiheadAttention on the same weights.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -44,6 +44,8 @@ class Explanation:
     max_abs_err_weights: float | None
     fully_masked_rows: int
     dtype: str
+    backward: list[Step] = field(default_factory=list)  # `--backward`: the gradients, step by step
+    max_abs_err_backward: float | None = None  # those gradients against autograd through the same layer
 
     @property
     def total_params(self) -> int:
@@ -59,13 +61,16 @@ class Explanation:
         return {
             "schema_version": SCHEMA_VERSION,
             "steps": [asdict(s) for s in self.steps],
-            "totals": {"params": self.total_params, "flops": self.total_flops},
+            "totals": {"params": self.total_params, "flops": self.total_flops,
+                       **({"backward_flops": sum(s.flops for s in self.backward)} if self.backward else {})},
+            **({"backward_steps": [asdict(s) for s in self.backward]} if self.backward else {}),
             "check": {
                 "against": "nn.MultiheadAttention, same weights",
                 "dtype": self.dtype,
                 "max_abs_err_output": self.max_abs_err_output,
                 "max_abs_err_weights": self.max_abs_err_weights,
                 "fully_masked_rows": self.fully_masked_rows,
+                **({"max_abs_err_backward": self.max_abs_err_backward} if self.backward else {}),
             },
         }
 
@@ -107,9 +112,10 @@ def _mask_note(config: Config, allowed: torch.Tensor) -> str:
     return "; ".join(parts)
 
 
-def explain(config: Config, *, memory_limit: int | None = None) -> Explanation:
+def explain(config: Config, *, memory_limit: int | None = None, backward: bool = False) -> Explanation:
     """Every step of the layer on `config`, computed by the manual implementation and checked
-    against nn.MultiheadAttention on the same weights (what `mha explain` prints).
+    against nn.MultiheadAttention on the same weights (what `mha explain` prints). With backward=True,
+    the gradient steps too, written out and checked against autograd (`mha explain --backward`).
 
     Example:
 
@@ -160,12 +166,21 @@ def explain(config: Config, *, memory_limit: int | None = None) -> Explanation:
     defined = ~fully_masked_rows(allowed)  # (N, L): compare only rows with an allowed key
     diff_out = (steps.output.double() - inputs.batch_first(torch_out.output).double()).abs()  # (N, L, E)
     diff_weights = (steps.weights.double() - torch_out.weights.double()).abs().transpose(1, 2)  # (N, L, H, S)
+    backward_steps, backward_error = [], None
+    if backward:
+        from .backward_steps import backward_rows
+
+        computed, backward_error = backward_rows(config, inputs, steps)
+        backward_steps = [Step(name, formula, list(tensor.shape), named_axes(tensor.shape, axes), note, params, flops)
+                          for name, formula, tensor, axes, note, params, flops in computed]
     return Explanation(
         steps=out_steps,
         max_abs_err_output=float(diff_out[defined].max()) if defined.any() else 0.0,
         max_abs_err_weights=float(diff_weights[defined].max()) if defined.any() else 0.0,
         fully_masked_rows=int((~defined).sum()),
         dtype=config.dtype,
+        backward=backward_steps,
+        max_abs_err_backward=backward_error,
     )
 
 

@@ -79,3 +79,30 @@ def test_explain_cli_table_and_json() -> None:
     assert {"step", "formula", "shape", "axes", "note"} <= set(steps[0])
     assert document["totals"] == {"params": 16_640, "flops": sum(s["flops"] for s in steps)}
     assert document["check"]["max_abs_err_output"] < 1e-5 and document["check"]["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("fields", [{}, {"mask": {"causal": True, "key_padding": {"lengths": [5, 3]}}},
+                                    {"attention": "cross", "source_len": 7, "kdim": 12, "vdim": 20, "batch_first": True}])
+def test_backward_steps_are_what_autograd_computes(fields: dict) -> None:
+    from mha_cli.explanation import explain
+
+    config = small_config(dtype="float64", **fields)
+    found = explain(config, backward=True)
+    names = [s.step for s in found.backward]
+    assert names[0].startswith("dY") and "softmax, backward" in names and names[-1] == "input projections, backward"
+    assert found.max_abs_err_backward < 1e-10
+    softmax = next(s for s in found.backward if s.step == "softmax, backward")
+    assert softmax.shape == [config.batch_size, config.num_heads, config.seq_len, config.source_length]
+    document = found.to_dict()
+    assert document["totals"]["backward_flops"] == sum(s.flops for s in found.backward) > 0
+    assert explain(config).to_dict().get("backward_steps") is None  # only when asked
+
+
+def test_explain_backward_on_the_command_line() -> None:
+    from typer.testing import CliRunner
+
+    from mha_cli.cli import app
+
+    result = CliRunner().invoke(app, ["explain", "--backward"])
+    assert result.exit_code == 0, result.output
+    assert "softmax, backward" in result.output and "== autograd through the same layer" in result.output

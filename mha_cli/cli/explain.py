@@ -2,6 +2,7 @@
 
 
 import json
+from typing import Annotated
 
 import typer
 
@@ -18,7 +19,8 @@ from .common import (
 
 @handle_errors
 def explain(
-    config: ConfigArg = None, overrides: OverridesArg = None, as_json: JsonOption = False, max_memory: MaxMemoryOption = None
+    config: ConfigArg = None, overrides: OverridesArg = None, as_json: JsonOption = False, max_memory: MaxMemoryOption = None,
+    backward: Annotated[bool, typer.Option("--backward", help="Add the backward pass: each gradient, its shape and FLOPs, checked against autograd.")] = False,
 ) -> None:
     """Show every step of multi-head attention on your config: formula, shape with named axes, and notes.
 
@@ -31,6 +33,8 @@ def explain(
       mha explain
 
       mha explain configs/cross_attention.yaml average_attn_weights=false --json
+
+      mha explain --backward
     """
     from ..config import load_config
     from ..explanation import explain as explain_config
@@ -39,7 +43,7 @@ def explain(
     limit = parse_max_memory(max_memory)
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
-    found = explain_config(resolved, memory_limit=limit)
+    found = explain_config(resolved, memory_limit=limit, backward=backward)
     if as_json:
         typer.echo(json.dumps(found.to_dict(), indent=2))
         return

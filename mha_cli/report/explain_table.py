@@ -22,6 +22,17 @@ def print_explanation(console: Console, config: Config, found: Explanation) -> N
         table.add_row(escape(step.step), escape(step.formula), escape(step.axes), f"{step.params:,}",
                       f"{step.flops:,}", escape(step.note))
     console.print(table)
+    if found.backward:
+        backward = Table(title="backward: what autograd computes, from the forward's tensors and dY", title_justify="left",
+                         header_style="bold", show_lines=True)
+        for header in HEADERS:
+            backward.add_column(header, overflow="fold", no_wrap=header in NUMBERS)
+        for step in found.backward:
+            backward.add_row(escape(step.step), escape(step.formula), escape(step.axes), f"{step.params:,}",
+                             f"{step.flops:,}", escape(step.note))
+        console.print(backward)
+        console.print(f"backward: {sum(s.flops for s in found.backward):,} FLOPs; these gradients == autograd through "
+                      f"the same layer: max |difference| {found.max_abs_err_backward:.2e}", highlight=False)
     console.print(f"total: {found.total_params:,} parameters, {found.total_flops:,} FLOPs per forward "
                   "(masked pairs included, as computed)", highlight=False)
     weights = f", weights {found.max_abs_err_weights:.2e}" if found.max_abs_err_weights is not None else ""

@@ -1,0 +1,81 @@
+"""The backward pass of the layer, step by step (`mha explain --backward`): what autograd computes.
+
+Each gradient is written out from the forward's tensors (the manual layer's steps) with a seeded
+upstream gradient dY, in the order autograd runs them, and the result is checked against autograd
+through the same manual layer: a student sees the formulas, and that they are the real ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .attention.manual import Steps, layer_steps
+from .config import Config
+from .inputs import Inputs, Weights
+
+
+def upstream(config: Config, like: torch.Tensor) -> torch.Tensor:
+    """dY, the loss's gradient with respect to the output (N, L, E), seeded like the inputs."""
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    return torch.randn(tuple(like.shape), dtype=torch.float64, generator=generator).to(like)
+
+
+def backward_rows(config: Config, inputs: Inputs, steps: Steps) -> tuple[list[tuple], float]:
+    """(step, formula, tensor, axes, note, params, flops) rows of the backward, and the largest
+    difference between these gradients and autograd's on the same layer."""
+    n, h, e, d = config.batch_size, config.num_heads, config.embed_dim, config.head_dim
+    length, source = config.seq_len, config.source_length
+    pairs = n * h * length * source
+    w = inputs.weights
+    x_q, x_k, x_v = (inputs.batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
+    with torch.inference_mode():
+        dy = upstream(config, steps.output)
+        d_concat = dy @ w.out_weight  # (N, L, E)
+        d_out_weight = torch.einsum("nle,nlf->ef", dy, steps.concat)
+        d_heads = d_concat.view(n, length, h, d).transpose(1, 2)  # (N, H, L, d)
+        p = steps.weights.nan_to_num(0.0)  # rows without an allowed key: no weights, no gradient
+        d_v_heads = p.transpose(-2, -1) @ d_heads  # (N, H, S, d)
+        d_p = d_heads @ steps.v_heads.transpose(-2, -1)  # (N, H, L, S)
+        d_s = p * (d_p - (d_heads * steps.heads).sum(dim=-1, keepdim=True))  # softmax backward
+        d_q_heads = d_s @ steps.k_heads / math.sqrt(d)
+        d_k_heads = d_s.transpose(-2, -1) @ steps.q_heads / math.sqrt(d)
+        d_q, d_k, d_v = (g.transpose(1, 2).flatten(2) for g in (d_q_heads, d_k_heads, d_v_heads))
+        d_weights = [torch.einsum("nle,nlf->ef", g, x) for g, x in ((d_q, x_q), (d_k, x_k), (d_v, x_v))]
+        d_inputs = [g @ weight for g, weight in ((d_q, w.q_weight), (d_k, w.k_weight), (d_v, w.v_weight))]
+    error = _against_autograd(config, inputs, dy, [*d_inputs, *d_weights, d_out_weight])
+    projections = 2 * n * (length * e * e + source * e * (config.key_dim + config.value_dim))
+    rows = [
+        ("dY (upstream gradient)", "dL/dy, seeded", dy, "N L E", "what the loss says about each output value", 0, 0),
+        ("output projection, backward", "dO = dY W_o;  dW_o = dY^T O;  db_o = sum dY", d_concat, "N L E",
+         f"dW_o is E x E = {e} x {e}, summed over every (item, position)", 0, 2 * 2 * n * length * e * e),
+        ("split into heads", "dO_h = dO.view(N, L, H, d).transpose(1, 2)", d_heads, "N H L d", "a view, as forward", 0, 0),
+        ("dV", "dV_h = P^T dO_h", d_v_heads, "N H S d", "each value row collects the output gradients of the queries that read it", 0,
+         2 * pairs * d),
+        ("dP", "dP = dO_h V_h^T", d_p, "N H L S", "one L x S map per head again: why a textbook backward is quadratic in memory", 0,
+         2 * pairs * d),
+        ("softmax, backward", "dS = P * (dP - rowsum(dO_h * O_h))", d_s, "N H L S",
+         "masked pairs have P = 0 and so dS = 0; rowsum(dO_h * O_h) is FlashAttention's D, no L x S needed for it", 0,
+         3 * pairs + 2 * n * h * length * d),
+        ("dQ, dK", "dQ_h = dS K_h / sqrt(d);  dK_h = dS^T Q_h / sqrt(d)", d_k_heads, "N H S d",
+         f"dQ_h is {tuple(d_q_heads.shape)}; FlashAttention recomputes P from the saved log-sum-exp instead of keeping it", 0,
+         4 * pairs * d),
+        ("input projections, backward", "dx_q = dQ W_q;  dW_q = dQ^T x_q  (and k, v)", d_inputs[0], "N L E",
+         "with self attention x_q = x_k = x_v, so their three gradients add up", 0, 2 * projections),
+    ]
+    return rows, error
+
+
+def _against_autograd(config: Config, inputs: Inputs, dy: torch.Tensor, explicit: list[torch.Tensor]) -> float:
+    """Largest |explicit - autograd| over dx_q, dx_k, dx_v, dW_q, dW_k, dW_v, dW_o (rows with a key)."""
+    x_q, x_k, x_v = (inputs.batch_first(x).detach().clone().requires_grad_() for x in (inputs.query, inputs.key, inputs.value))
+    weights = Weights(**{f: (t.detach().clone().requires_grad_() if t is not None else None)
+                         for f, t in vars(inputs.weights).items()})
+    blocked = ~inputs.dense_allowed()
+    output = layer_steps(x_q, x_k, x_v, weights, config.num_heads, blocked).output
+    leaves = [x_q, x_k, x_v, weights.q_weight, weights.k_weight, weights.v_weight, weights.out_weight]
+    grads = torch.autograd.grad(output, leaves, dy.clone())
+    finite = [(a, b) for a, b in zip(explicit, grads, strict=True) if torch.isfinite(b).all()]
+    return max((float((a.double() - b.double()).abs().max()) for a, b in finite), default=float("nan"))
+
