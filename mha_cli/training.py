@@ -148,15 +148,14 @@ def check_gradients(config: Config, inputs: Inputs, forward: Callable[[], object
     rows = expected.rows.to(upstream.device)
     loss = _loss(config, inputs, forward().output, upstream, rows)  # type: ignore[attr-defined]
     got = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-    problems, worst = [], 0.0
+    problems, poisoned, worst = [], [], 0.0
     for name, mine in zip(leaves, got, strict=True):
         theirs = expected.grads[name]
         mine = torch.zeros_like(theirs) if mine is None else mine.detach().cpu().double()
         if name in INPUT_LEAVES and not config.batch_first:
             mine = mine.transpose(0, 1)  # the user's (L, N, E) layout -> batch first, as the reference
         if not torch.isfinite(mine).all():
-            problems.append(f"{name}: NaN/inf in the gradient (a row without an allowed key that is NaN in the "
-                            "forward poisons the backward, even with no loss on it)")
+            poisoned.append(name)
             continue
         error = (mine - theirs).abs()
         worst = max(worst, float(error.max()) if error.numel() else 0.0)
@@ -164,6 +163,9 @@ def check_gradients(config: Config, inputs: Inputs, forward: Callable[[], object
         if bad:
             problems.append(f"{name}: max error {float(error.max()):.3g} exceeds the tolerance "
                             f"(atol {expected.tolerance.atol:.3g} + rtol {expected.tolerance.rtol:.3g}*|ref|) in {bad} elements")
+    if poisoned:
+        problems.insert(0, f"NaN/inf in the gradient of {', '.join(poisoned)} (a row without an allowed key that is "
+                           "NaN in the forward poisons the backward, even with no loss on it)")
     return CheckResult(ok=not problems, max_abs_err=worst, undefined_rows=0, nan_undefined_rows=0, problems=tuple(problems))
 
 

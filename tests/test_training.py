@@ -35,9 +35,12 @@ def test_every_implementation_gets_float64_gradients(config: Config, timed: str,
             assert result.status == "skipped"  # nn.MultiheadAttention has no separate core
             continue
         assert result.pass_ == timed and result.grad_max_abs_err is not None, result
-        if result.impl in ("torch", "manual") and undefined:
+        if result.impl == "manual" and undefined:
             # A plain softmax makes NaN rows where no key is allowed; they poison the backward.
             assert not result.ok and "NaN/inf in the gradient" in result.reason
+        elif result.impl == "torch" and undefined:
+            # nn.MultiheadAttention runs SDPA without weights (finite) and its own softmax with them (NaN).
+            assert result.ok or "NaN/inf in the gradient" in result.reason, result.reason
         else:
             assert result.ok, (result.impl, result.reason)
 
