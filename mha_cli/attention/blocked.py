@@ -302,17 +302,19 @@ class _SparseAttention:
         n, h, length, d = q.shape
         flat = [x.reshape(n * h, x.shape[2], d) for x in (q, k, v, out, grad_out)]
         flat_q, flat_k, flat_v, flat_out, flat_grad = flat
-        # rowsum(dO * O); rows without an allowed key have lse = -inf and P = 0: use 0 there to avoid inf - inf.
-        delta = (flat_grad * flat_out).sum(dim=-1)
+        # Rows without an allowed key have lse = -inf and P = 0: use 0 there to avoid inf - inf.
+        fused = q.device.type == "cpu" and self.fused_backward  # the fused kernel forms rowsum(dO * O) itself
+        delta = None if fused else (flat_grad * flat_out).sum(dim=-1)
         lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype, device=lse.device))  # float32 or 64
         grads = [torch.empty_like(x) for x in (flat_q, flat_k, flat_v)]
         for heads, pick in self.chunks(n, h):
-            if q.device.type == "cpu" and self.fused_backward:
+            if fused:
                 self._fused_backward(flat_q[heads], flat_k[heads], flat_v[heads], flat_out[heads], lse[heads],
                                      flat_grad[heads], pick, *(grad[heads] for grad in grads))
                 continue
             with torch.enable_grad():
                 leaves = [x[heads].detach().requires_grad_() for x in (flat_q, flat_k, flat_v)]
+                assert delta is not None
                 total = self._surrogate(*leaves, lse[heads].to(q.dtype), delta[heads], flat_grad[heads], pick)
                 for target, grad in zip(grads, torch.autograd.grad(total, leaves)):
                     target[heads] = grad
