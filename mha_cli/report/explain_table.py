@@ -7,30 +7,26 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..config import Config
-from ..explanation import Explanation
+from ..explanation import Explanation, Step
 
 HEADERS = ("step", "formula", "shape", "params", "FLOPs", "note")
 NUMBERS = ("shape", "params", "FLOPs")  # never folded: they read badly in pieces
 
 
-def print_explanation(console: Console, config: Config, found: Explanation) -> None:
-    table = Table(title=escape(f"{config.name}: multi-head attention, step by step ({config.dtype})"),
-                  title_justify="left", header_style="bold", show_lines=True)
+def _steps_table(title: str, steps: list[Step]) -> Table:
+    table = Table(title=escape(title), title_justify="left", header_style="bold", show_lines=True)
     for header in HEADERS:
         table.add_column(header, overflow="fold", no_wrap=header in NUMBERS)
-    for step in found.steps:
+    for step in steps:
         table.add_row(escape(step.step), escape(step.formula), escape(step.axes), f"{step.params:,}",
                       f"{step.flops:,}", escape(step.note))
-    console.print(table)
+    return table
+
+
+def print_explanation(console: Console, config: Config, found: Explanation) -> None:
+    console.print(_steps_table(f"{config.name}: multi-head attention, step by step ({config.dtype})", found.steps))
     if found.backward:
-        backward = Table(title="backward: what autograd computes, from the forward's tensors and dY", title_justify="left",
-                         header_style="bold", show_lines=True)
-        for header in HEADERS:
-            backward.add_column(header, overflow="fold", no_wrap=header in NUMBERS)
-        for step in found.backward:
-            backward.add_row(escape(step.step), escape(step.formula), escape(step.axes), f"{step.params:,}",
-                             f"{step.flops:,}", escape(step.note))
-        console.print(backward)
+        console.print(_steps_table("backward: what autograd computes, from the forward's tensors and dY", found.backward))
         console.print(f"backward: {sum(s.flops for s in found.backward):,} FLOPs; these gradients == autograd through "
                       f"the same layer: max |difference| {found.max_abs_err_backward:.2e}", highlight=False)
     console.print(f"total: {found.total_params:,} parameters, {found.total_flops:,} FLOPs per forward "
