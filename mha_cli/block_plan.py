@@ -29,9 +29,12 @@ N with key padding, and H or N * H for a rule that differs per head.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import torch
 
@@ -204,9 +207,26 @@ def _coarser(touched: torch.Tensor, factor: int) -> torch.Tensor:
     return padded.view(rows // factor, factor, cols // factor, factor).any(dim=3).any(dim=1)
 
 
-_last_blocks: dict[str, tuple[int, torch.Tensor]] = {}
+Result = TypeVar("Result")
 
 
+def _kept_for_the_last_config(build: Callable[..., Result]) -> Callable[..., Result]:
+    """Keep what `build` returned for the last config only: the memory guard, the pair count and
+    blocked ask for it in turn, and a long process should not hold every plan it ever made."""
+    last: dict[str, Result] = {}
+
+    @functools.wraps(build)
+    def kept(config: Config, *args: Any, **kwargs: Any) -> Result:
+        key = config.model_dump_json()
+        if key not in last:
+            last.clear()
+            last[key] = build(config, *args, **kwargs)
+        return last[key]
+
+    return kept
+
+
+@_kept_for_the_last_config
 def generic_blocks(config: Config, elements: int = 2**22) -> tuple[int, torch.Tensor]:
     """The generic plan's block size and which (query block, key block) pairs it computes.
 
@@ -214,9 +234,6 @@ def generic_blocks(config: Config, elements: int = 2**22) -> tuple[int, torch.Te
     the block is the largest of GENERIC_BLOCKS that computes at most GENERIC_WASTE times the
     pairs of the finest: large blocks copy each key block to fewer query blocks, small ones skip
     more. Kept for the last config: the memory guard asks first, then the plan reuses it."""
-    key = config.model_dump_json()
-    if key in _last_blocks:
-        return _last_blocks[key]
     finest = GENERIC_BLOCKS[-1]
     fine = _touched_blocks(config, finest, elements)
     least = int(fine.sum()) * finest * finest
@@ -227,8 +244,6 @@ def generic_blocks(config: Config, elements: int = 2**22) -> tuple[int, torch.Te
             if int(candidate.sum()) * size * size <= GENERIC_WASTE * least:
                 chosen = (size, candidate)
                 break
-    _last_blocks.clear()
-    _last_blocks[key] = chosen
     return chosen
 
 
@@ -260,8 +275,7 @@ def generic_plan(config: Config, block: int | None = None, elements: int = 2**22
 def _diagonal_run(touched: torch.Tensor) -> tuple[int, int] | None:
     """(first, width) in blocks when every query block q touches only key blocks in
     [q + first, q + first + width): a band covers them. None when nothing is touched."""
-    rows = torch.nonzero(touched.any(dim=1)).flatten()
-    if not len(rows):
+    if not touched.any():
         return None
     columns = torch.arange(touched.shape[1])[None, :] - torch.arange(touched.shape[0])[:, None]  # key block - query block
     relative = columns[touched]
@@ -274,9 +288,7 @@ def needs_generic_plan(config: Config) -> bool:
     return config.variant == "full" and config.mask.documents is not None
 
 
-_last_plan: dict[str, BlockPlan] = {}  # the most recent plan, by config: the pair count and blocked share it
-
-
+@_kept_for_the_last_config
 def plan_for(config: Config) -> BlockPlan:
     """The block plan of a local or sparse config, from its pattern module (full attention needs none).
 
@@ -284,18 +296,12 @@ def plan_for(config: Config) -> BlockPlan:
     pairs and then running `blocked` on the same config plan once."""
     from .patterns import pattern_of
 
-    key = config.model_dump_json()
-    if key in _last_plan:
-        return _last_plan[key]
     pattern = pattern_of(config)
     if pattern is None and not needs_generic_plan(config):
         raise ValueError("full attention has no block plan")
     start = time.perf_counter()
     plan = pattern.plan(config) if pattern is not None else generic_plan(config)
-    plan = replace(plan, plan_s=time.perf_counter() - start)
-    _last_plan.clear()
-    _last_plan[key] = plan
-    return plan
+    return replace(plan, plan_s=time.perf_counter() - start)
 
 
 def allowed_pair_count(config: Config) -> int:

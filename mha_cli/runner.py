@@ -62,7 +62,7 @@ def _run_one(
     if name == "flex":  # its own step: a compile can take a minute, which "timing (0.2 s)" would misstate
         progress("compiling with torch.compile (often tens of seconds)")
     leaves = None
-    if gradients is not None:  # the core's inputs become leaves that require grad
+    if gradients is not None:  # what the gradients are taken of becomes leaves that require grad
         inputs, leaves = training_inputs(inputs)
     try:
         forward = get_impl(name)(inputs, config)
@@ -71,18 +71,15 @@ def _run_one(
     progress(f"checking and timing ({config.timing.min_run_time:g} s)")
     grad_checked = None
     try:
-        if gradients is None:
-            with torch.inference_mode():
-                checked = check_against_reference(config, forward(), reference)
-                timed = forward
-                peak = peak_memory_bytes(timed, inputs.device)
-                timing = time_call(timed, threads=threads, min_run_time=config.timing.min_run_time, label=name)
-        else:
+        # The forward is timed without autograd; a training pass needs it.
+        with torch.inference_mode() if gradients is None else torch.no_grad():
+            checked = check_against_reference(config, forward(), reference)
+        timed = forward
+        if gradients is not None:
             assert leaves is not None
-            with torch.no_grad():
-                checked = check_against_reference(config, forward(), reference)
             grad_checked = check_gradients(config, inputs, forward, leaves, gradients.upstream, gradients.reference)
-            timed = timed_pass(config, forward, leaves, gradients.upstream, inputs)
+            timed = timed_pass(config, forward, leaves, gradients.upstream)
+        with torch.inference_mode() if gradients is None else contextlib.nullcontext():
             peak = peak_memory_bytes(timed, inputs.device)
             timing = time_call(timed, threads=threads, min_run_time=config.timing.min_run_time, label=name)
     except (RuntimeError, torch.OutOfMemoryError) as error:

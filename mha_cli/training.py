@@ -169,8 +169,7 @@ def check_gradients(config: Config, inputs: Inputs, forward: Callable[[], object
     return CheckResult(ok=not problems, max_abs_err=worst, undefined_rows=0, nan_undefined_rows=0, problems=tuple(problems))
 
 
-def timed_pass(config: Config, forward: Callable[[], object], leaves: Leaves, upstream: torch.Tensor,
-               inputs: Inputs) -> Callable[[], object]:
+def timed_pass(config: Config, forward: Callable[[], object], leaves: Leaves, upstream: torch.Tensor) -> Callable[[], object]:
     """What to time for the pass: the backward alone on a kept graph, or forward and backward."""
     tensors = list(leaves.values())
     # The upstream gradient in the output's own layout (the user's, for the layer).
