@@ -109,7 +109,7 @@ def test_rows_files_and_sweeps_carry_the_pass(tmp_path) -> None:  # type: ignore
     args = ["timing.scope=core", "timing.pass=forward_backward", "impls=[sdpa]", "seq_len=8", *FAST_OVERRIDES]
     result = runner.invoke(app, ["run", *args, "--output-dir", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert "grad err" in result.output
+    assert "grad err" in result.output and "pass forward_backward" in result.output  # the summary line says what was timed
     (row,) = json.loads((tmp_path / "run" / "results.json").read_text())["results"]
     assert row["pass"] == "forward_backward" and row["grad_max_abs_err"] < 1e-5
     assert "pass" in (tmp_path / "run" / "results.csv").read_text().splitlines()[0].split(",")

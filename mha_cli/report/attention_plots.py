@@ -115,7 +115,8 @@ def save_run_bars(report: dict[str, Any], path: Path) -> None:
     config = report["config"]
     axes.set_title(
         f"{config['name']}: {config['variant']}, E={config['embed_dim']}, H={config['num_heads']}, "
-        f"N={config['batch_size']}, L={config['seq_len']}, {config['dtype']}, scope {config['timing']['scope']}",
+        f"N={config['batch_size']}, L={config['seq_len']}, {config['dtype']}, scope {config['timing']['scope']}, "
+        f"pass {config['timing'].get('pass', 'forward')}",
         fontsize=9,
     )
     figure.subplots_adjust(left=0.13, right=0.97, top=0.9, bottom=0.1)

@@ -136,7 +136,7 @@ def summary_line(report: RunReport) -> str:
         f"E={config['embed_dim']}, H={heads} (d={config['embed_dim'] // heads}), N={config['batch_size']}, "
         f"L={config['seq_len']}, S={source}, mask: {', '.join(mask) or 'none'}"
         + (f", density {density:.4g}" if density is not None and density < 1 else "")
-        + f"; timing scope {config['timing']['scope']}; "
+        + f"; timing scope {config['timing']['scope']}, pass {config['timing'].get('pass', 'forward')}; "
         f"{config['dtype']} on {env['device']}, {env['num_threads']} threads, torch {env['torch']}"
     )
 
