@@ -26,6 +26,7 @@ import textwrap
 import time
 
 import torch
+from verdicts import report  # bench/verdicts.py, beside this script
 
 from mha_cli.config import load_config
 from mha_cli.results import Result
@@ -138,10 +139,7 @@ def main() -> int:
         verdicts.append((f"L=65536: planned in {seconds:.1f} s with {extra:.0f} MiB extra peak memory (target < 256 MiB)",
                          extra < 256))
 
-    print("\nverdicts:")
-    for text, ok in verdicts:
-        print(f"  [{'PASS' if ok else 'MISS'}] {text}")
-    return 0 if all(ok for _, ok in verdicts) else 1
+    return report(verdicts)
 
 
 if __name__ == "__main__":

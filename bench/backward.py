@@ -21,6 +21,7 @@ import sys
 import time
 
 import torch
+from verdicts import report  # bench/verdicts.py, beside this script
 
 from mha_cli.config import load_config
 from mha_cli.memory import format_bytes
@@ -84,10 +85,7 @@ def main() -> int:
         verdicts.append((f"layer, {' '.join(shape)}: every implementation's gradients agree "
                          f"(worst grad err {max(r.grad_max_abs_err or 0 for r in rows.values()):.1e})" + (f"; {bad}" if bad else ""),
                          not bad))
-    print("\nverdicts:")
-    for text, ok in verdicts:
-        print(f"  [{'PASS' if ok else 'MISS'}] {text}")
-    return 0 if all(ok for _, ok in verdicts) else 1
+    return report(verdicts)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import sys
 import time
 
 import torch
+from verdicts import report  # bench/verdicts.py, beside this script
 
 from mha_cli.config import load_config
 from mha_cli.memory import format_bytes
@@ -113,10 +114,7 @@ def main() -> int:
                      blocked.status == "ok" and (blocked.peak_mem_bytes or 0) < 2 * 2**30))
     verdicts.append(("L=65536: dense rows skipped by the memory guard", dense_skipped))
 
-    print("\nTargets:")
-    for text, ok in verdicts:
-        print(f"  {'ok    ' if ok else 'MISSED'}  {text}")
-    return 0 if all(ok for _, ok in verdicts) else 1
+    return report(verdicts)
 
 
 if __name__ == "__main__":

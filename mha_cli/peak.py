@@ -56,6 +56,10 @@ def _device_model(device: Any) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
+def _probe_size(device: Any) -> int:
+    return PROBE_SIZE["cuda" if device.type == "cuda" else "cpu"]
+
+
 def _key(model: str, torch_version: str, dtype: str, threads: int) -> str:
     return f"{model} | torch {torch_version} | {dtype} | {threads} threads"
 
@@ -86,7 +90,7 @@ def measure_peak(dtype_name: str, threads: int, device: Any) -> float:
     from .inputs import TORCH_DTYPES
     from .measure import time_call
 
-    size = PROBE_SIZE["cuda" if device.type == "cuda" else "cpu"]
+    size = _probe_size(device)
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator).to(device=device, dtype=TORCH_DTYPES[dtype_name]) for _ in range(2))
     out = torch.empty_like(a)
@@ -120,7 +124,7 @@ def peak_gflops(
         except TypeError:  # an entry from another version of this file: probe again
             pass
     probing()
-    size = PROBE_SIZE["cuda" if device.type == "cuda" else "cpu"]
+    size = _probe_size(device)
     peak = Peak(measure_peak(dtype_name, threads, device), model, torch.__version__, dtype_name, threads, size, utc_now_iso())
     fresh = _read_cache(path)  # another process may have written meanwhile: keep its entries
     fresh[key] = {k: v for k, v in asdict(peak).items() if k != "cached"}

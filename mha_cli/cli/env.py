@@ -1,7 +1,6 @@
 """`mha env`: the software and hardware that timings depend on."""
 
 
-import contextlib
 import json
 from dataclasses import asdict
 
@@ -34,9 +33,8 @@ def env(as_json: JsonOption = False, reprobe: ReprobeOption = False) -> None:
     report = machine_report()
     import torch
 
-    threads = torch.get_num_threads()
-    with stderr_console().status("measuring the matmul peak") if reprobe else _nothing():
-        peak = peak_gflops("float32", threads, torch.device("cpu"), reprobe=reprobe)
+    peak = peak_gflops("float32", torch.get_num_threads(), torch.device("cpu"), reprobe=reprobe,
+                       probing=lambda: stderr_console().print("measuring the matmul peak (about half a second)"))
     report["matmul_peak"] = asdict(peak) if as_json else peak.describe()
     report["peak_cache"] = str(cache_folder())
     console = stdout_console()
@@ -50,7 +48,3 @@ def env(as_json: JsonOption = False, reprobe: ReprobeOption = False) -> None:
         shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))
         table.add_row(key, escape(shown or "-"))
     console.print(table)
-
-
-def _nothing() -> contextlib.AbstractContextManager[None]:
-    return contextlib.nullcontext()

@@ -210,8 +210,8 @@ def _reprobe_peak(base: dict[str, Any], err) -> None:  # type: ignore[no-untyped
     from ..peak import peak_gflops
 
     threads = base["timing"].get("threads") or torch.get_num_threads()
-    with err.status("measuring the matmul peak"):
-        peak_gflops(base["dtype"], threads, resolve_device(base["device"]), reprobe=True)
+    peak_gflops(base["dtype"], threads, resolve_device(base["device"]), reprobe=True,
+                probing=lambda: err.print("measuring the matmul peak (about half a second)"))
 
 
 def sweep_verdict(summary: dict[str, Any]) -> str | None:
