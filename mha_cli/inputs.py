@@ -124,17 +124,21 @@ class Inputs:
     def projected(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q (N, H, L, d), k and v (N, H, S, d), contiguous: the input of `timing.scope: core`."""
         if "projected" not in self._made:
-            w, h = self.weights, self.config.num_heads
             with torch.inference_mode():
-                self._made["projected"] = tuple(
-                    split_heads(torch.nn.functional.linear(self.batch_first(x), weight, bias), h).contiguous()
-                    for x, weight, bias in (
-                        (self.query, w.q_weight, w.q_bias),
-                        (self.key, w.k_weight, w.k_bias),
-                        (self.value, w.v_weight, w.v_bias),
-                    )
-                )
+                projected = project_heads(self.weights, self.config.num_heads,
+                                          *(self.batch_first(x) for x in (self.query, self.key, self.value)))
+                self._made["projected"] = tuple(x.contiguous() for x in projected)
         return self._made["projected"]
+
+
+def project_heads(weights: Weights, num_heads: int, query: torch.Tensor, key: torch.Tensor,
+                  value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch-first (N, T, features) inputs -> q (N, H, L, d), k and v (N, H, S, d): the input projections."""
+    return tuple(  # type: ignore[return-value]
+        split_heads(torch.nn.functional.linear(x, weight, bias), num_heads)
+        for x, weight, bias in ((query, weights.q_weight, weights.q_bias), (key, weights.k_weight, weights.k_bias),
+                                (value, weights.v_weight, weights.v_bias))
+    )
 
 
 def build_module(config: Config) -> nn.MultiheadAttention:

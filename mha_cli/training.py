@@ -23,7 +23,7 @@ import torch
 from .attention.reference import reference_attention
 from .check import CheckResult, Reference, Tolerance
 from .config import Config
-from .inputs import TORCH_DTYPES, Inputs, Weights, split_heads
+from .inputs import TORCH_DTYPES, Inputs, Weights, project_heads
 from .masks import fully_masked_rows
 
 Leaves = dict[str, torch.Tensor]  # what the gradients are taken with respect to, by name
@@ -37,18 +37,22 @@ def training_inputs(inputs: Inputs) -> tuple[Inputs, Leaves]:
         q, k, v = (x.detach().clone().requires_grad_() for x in inputs.projected())
         return replace(inputs, _made={**inputs._made, "projected": (q, k, v)}), {"dq": q, "dk": k, "dv": v}
     module = copy.deepcopy(inputs.module).requires_grad_(True)
-    query = inputs.query.detach().clone().requires_grad_()
-    if inputs.config.attention == "self":  # one tensor, passed three times as a user would
-        key = value = query
-        leaves = {"d(query=key=value)": query}
-    else:
-        key, value = (x.detach().clone().requires_grad_() for x in (inputs.key, inputs.value))
-        leaves = {"d(query)": query, "d(key)": key, "d(value)": value}
+    query, key, value, leaves = _input_leaves(inputs.config, inputs.query, inputs.key, inputs.value)
     leaves.update({f"d({name})": parameter for name, parameter in module.named_parameters()})
     made = {key_: value_ for key_, value_ in inputs._made.items() if key_ == "allowed"}
     trained = replace(inputs, query=query, key=key, value=value, module=module, weights=Weights.of(module, detach=False),
                       _made=made)
     return trained, leaves
+
+
+def _input_leaves(config: Config, query: torch.Tensor, key: torch.Tensor,
+                  value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Leaves]:
+    """The layer's inputs as leaves: one for self attention (one tensor passed three times, as a user would)."""
+    query = query.detach().clone().requires_grad_()
+    if config.attention == "self":
+        return query, query, query, {"d(query=key=value)": query}
+    key, value = (x.detach().clone().requires_grad_() for x in (key, value))
+    return query, key, value, {"d(query)": query, "d(key)": key, "d(value)": value}
 
 
 def upstream_gradient(config: Config, device: torch.device) -> torch.Tensor:
@@ -99,22 +103,13 @@ def _reference_grads(inputs: Inputs, reference: Reference, rows: torch.Tensor, u
                      dtype: torch.dtype) -> dict[str, torch.Tensor]:
     config, w = inputs.config, inputs.master_weights.to(dtype)
     allowed = reference.allowed[:, :, torch.isin(reference.rows, rows)]
+    masters = (inputs.master_query.to(dtype), inputs.master_key.to(dtype), inputs.master_value.to(dtype))
     if config.timing.scope == "core":
-        q, k, v = (
-            split_heads(torch.nn.functional.linear(x.to(dtype), weight, bias), config.num_heads).detach().requires_grad_()
-            for x, weight, bias in ((inputs.master_query, w.q_weight, w.q_bias), (inputs.master_key, w.k_weight, w.k_bias),
-                                    (inputs.master_value, w.v_weight, w.v_bias))
-        )
+        q, k, v = (x.detach().requires_grad_() for x in project_heads(w, config.num_heads, *masters))
         out = _dense_core(q[:, :, rows], k, v, allowed)
         loss = (out * upstream[:, :, rows].to(dtype)).sum()
         return dict(zip(("dq", "dk", "dv"), torch.autograd.grad(loss, (q, k, v)), strict=True))
-    query = inputs.master_query.to(dtype).requires_grad_()
-    if config.attention == "self":
-        key = value = query
-        leaves = {"d(query=key=value)": query}
-    else:
-        key, value = (x.to(dtype).requires_grad_() for x in (inputs.master_key, inputs.master_value))
-        leaves = {"d(query)": query, "d(key)": key, "d(value)": value}
+    query, key, value, leaves = _input_leaves(config, *masters)
     parameters, weights = _reference_parameters(w, packed=inputs.module._qkv_same_embed_dim)
     leaves.update({f"d({name})": tensor for name, tensor in parameters.items()})
     out = reference_attention(query[:, rows], key, value, weights, allowed, config.num_heads).output

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Config
-from ..inputs import Inputs, split_heads
+from ..inputs import Inputs, project_heads
 from . import AttentionOutput, Forward
 
 # (N, H, L, d) queries, (N, H, S, d) keys and values -> (N, H, L, d)
@@ -28,10 +28,7 @@ def layer_around(core: Core, inputs: Inputs, config: Config) -> Forward:
     x_q, x_k, x_v = (inputs.batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
 
     def forward() -> AttentionOutput:
-        q = split_heads(F.linear(x_q, w.q_weight, w.q_bias), h)  # (N, H, L, d)
-        k = split_heads(F.linear(x_k, w.k_weight, w.k_bias), h)  # (N, H, S, d)
-        v = split_heads(F.linear(x_v, w.v_weight, w.v_bias), h)  # (N, H, S, d)
-        y = core(q, k, v).transpose(1, 2).flatten(2)  # (N, L, E)
+        y = core(*project_heads(w, h, x_q, x_k, x_v)).transpose(1, 2).flatten(2)  # (N, L, E)
         y = F.linear(y, w.out_weight, w.out_bias)
         return AttentionOutput(y if config.batch_first else y.transpose(0, 1), None)
 
