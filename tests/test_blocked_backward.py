@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mha_cli.attention.blocked import _sparse_core
+from mha_cli.attention import blocked
+from mha_cli.attention.blocked import _band_back, _band_back_into, _sparse_core
 from mha_cli.block_plan import needs_generic_plan, plan_for
 from mha_cli.config import Config
 from mha_cli.masks import allowed_mask
@@ -66,3 +67,35 @@ def test_inference_keeps_the_fast_path() -> None:
     with torch.no_grad():
         assert core(q, q, q).grad_fn is None
     assert core(q, q, q).grad_fn is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(block=st.sampled_from([2, 4, 8]), blocks=st.integers(1, 6), width=st.integers(1, 24),
+       offset_blocks=st.integers(-4, 3), source_blocks=st.integers(1, 8), first=st.booleans())
+def test_band_gradients_written_in_place_equal_the_summed_windows(
+        block: int, blocks: int, width: int, offset_blocks: int, source_blocks: int, first: bool) -> None:
+    """The buffer-free adjoint of a band's overlapping windows equals the buffered one, copied or added."""
+    grad = torch.randn(2, blocks, width, 3, dtype=torch.float64)
+    offset, source = offset_blocks * block, source_blocks * block
+    before = torch.randn(2, source, 3, dtype=torch.float64)
+    target = before.clone()
+    assert _band_back_into(grad, target, block, offset, first)
+    expected = _band_back(grad, block, offset, source)
+    torch.testing.assert_close(target, expected if first else before + expected)
+
+
+def test_band_gradients_fall_back_when_windows_are_not_block_aligned() -> None:
+    target = torch.zeros(1, 10, 2)
+    assert not _band_back_into(torch.ones(1, 2, 6, 2), target, 4, -3, True)  # offset off the block grid
+    assert not _band_back_into(torch.ones(1, 2, 6, 2), target, 4, -4, True)  # 10 keys: not whole blocks
+    assert torch.equal(target, torch.zeros(1, 10, 2))
+
+
+def test_backward_in_chunks_of_one_head_agrees(monkeypatch) -> None:
+    """Long sequences go through the backward a head at a time (its temporaries are larger than the
+    forward's); the gradients do not depend on the chunking."""
+    monkeypatch.setattr(blocked, "CHUNK_BYTES", 1)
+    for config in (small_config(seq_len=24, variant="local", local={"window": 3}),
+                   small_config(seq_len=24, variant="sparse", sparse={"pattern": "bigbird", "block": 4, "random_blocks": 1})):
+        assert _sparse_core(plan_for(config), config, torch.float64, torch.device("cpu")).engine.backward_heads_per_chunk == 1
+        assert_gradients_agree(config)

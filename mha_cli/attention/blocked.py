@@ -163,8 +163,16 @@ class _PieceRunner:
             grad = _band_back(windows, piece.block, piece.offset, rows).view(g, piece.stride, rows, d)
         return grad.transpose(1, 2).flatten(1, 2)[:, :source]
 
+    def keys_back_into(self, grad: torch.Tensor, target: torch.Tensor, first: bool) -> None:
+        """keys_back written into target (G, S, d): copied when first, else added."""
+        piece = self.piece
+        if isinstance(piece, Band) and _band_back_into(grad, target, self.plan.block, piece.offset, first):
+            return
+        part = self.keys_back(grad, target.shape[1])
+        target.copy_(part) if first else target.add_(part)
+
     def bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
-        """Largest temporary this piece makes per head: copied keys (or values), or its output."""
+        """Largest temporary the forward makes per head: copied keys (or values), or its output."""
         plan, piece = self.plan, self.piece
         if isinstance(piece, Band):
             keys = source + piece.width  # padded copy
@@ -177,6 +185,22 @@ class _PieceRunner:
         else:
             keys = len(piece.keys)
         return max(keys, plan.query_blocks * plan.block) * head_dim * element
+
+    def backward_bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
+        """What the backward makes per head: the kernel's key and value gradients in this piece's
+        layout (a band's overlapping windows hold every key width / block times) and its query gradient."""
+        plan, piece = self.plan, self.piece
+        if isinstance(piece, Band):
+            keys = plan.query_blocks * piece.width
+        elif isinstance(piece, Gathered):
+            keys = plan.query_blocks * piece.key_blocks.shape[1] * plan.block
+        elif isinstance(piece, Residue):
+            keys = source + piece.stride
+        elif isinstance(piece, ResidueBand):
+            keys = piece.stride * piece.blocks * piece.width
+        else:
+            keys = len(piece.keys)
+        return (2 * keys + plan.query_blocks * plan.block) * head_dim * element
 
 
 def _band_back(grad: torch.Tensor, block: int, offset: int, source: int) -> torch.Tensor:
@@ -204,6 +228,33 @@ def _band_back(grad: torch.Tensor, block: int, offset: int, source: int) -> torc
     if last > first:
         result[:, first:last] = buffer[:, first - offset : last - offset]
     return result
+
+
+def _band_back_into(grad: torch.Tensor, target: torch.Tensor, block: int, offset: int, first: bool) -> bool:
+    """_band_back added (or, when first, copied) straight into target (G, S, d), with no buffer, when
+    the band's windows start on block boundaries and S is whole blocks; False (nothing done) otherwise.
+    Slice [start, start + block) of every window covers the keys from start + offset on, one whole
+    key block per window, so it is one (windows, block, d) view of target."""
+    g, blocks, width, d = grad.shape
+    source = target.shape[1]
+    if offset % block or source % block:
+        return False
+    target_blocks = target.view(g, source // block, block, d)
+    for start in range(0, width, block):
+        stop = min(width, start + block)
+        first_key_block = (start + offset) // block  # window x's slice lands on key block first_key_block + x
+        lo = max(0, -first_key_block)  # the windows whose slice lands inside [0, S)
+        hi = max(lo, min(blocks, source // block - first_key_block))
+        into = target_blocks[:, first_key_block + lo : first_key_block + hi, : stop - start]
+        if first and start == 0 and stop - start == block:  # copy, and zero the key blocks this slice misses
+            target_blocks[:, : first_key_block + lo].zero_()
+            target_blocks[:, first_key_block + hi :].zero_()
+            into.copy_(grad[:, lo:hi, start:stop])
+            continue
+        if first and start == 0:
+            target.zero_()
+        into.add_(grad[:, lo:hi, start:stop])
+    return True
 
 
 def _merge_into(out: torch.Tensor, lse: torch.Tensor, part_out: torch.Tensor, part_lse: torch.Tensor) -> None:
@@ -238,21 +289,23 @@ class _SparseAttention:
             allowed = plan.dense_allowed.to(device)
             self.dense_bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))[:, None]
         element = torch.empty((), dtype=dtype).element_size()
-        per_head = max(r.bytes_per_head(config.source_length, config.head_dim, element) for r in self.runners)
-        self.heads_per_chunk = max(1, CHUNK_BYTES // per_head)
+        shape = config.source_length, config.head_dim, element
+        self.heads_per_chunk = max(1, CHUNK_BYTES // max(r.bytes_per_head(*shape) for r in self.runners))
+        # The backward's temporaries are several times the forward's: it goes through fewer heads at a time.
+        self.backward_heads_per_chunk = max(1, CHUNK_BYTES // max(r.backward_bytes_per_head(*shape) for r in self.runners))
         self.fused_backward = True  # False: the autograd surrogate (what other devices use), for tests
 
-    def chunks(self, n: int, h: int) -> Iterator[tuple[slice, slice]]:
+    def chunks(self, n: int, h: int, heads_per_chunk: int) -> Iterator[tuple[slice, slice]]:
         """(flat heads, mask groups) to work on together: a few heads at a time, with their masks."""
         plan = self.plan
         if plan.mask_batch == 1 and plan.mask_heads == 1:  # one mask for every head of every item
-            for start in range(0, n * h, self.heads_per_chunk):
-                yield slice(start, min(start + self.heads_per_chunk, n * h)), slice(0, 1)
+            for start in range(0, n * h, heads_per_chunk):
+                yield slice(start, min(start + heads_per_chunk, n * h)), slice(0, 1)
             return
         # Masks differ per item or head: a chunk of heads of one item reads its own run of mask groups.
         for item in range(n):
-            for start in range(0, h, self.heads_per_chunk):
-                stop = min(start + self.heads_per_chunk, h)
+            for start in range(0, h, heads_per_chunk):
+                stop = min(start + heads_per_chunk, h)
                 first = plan.group(item, start)
                 yield slice(item * h + start, item * h + stop), slice(first, first + (stop - start) if plan.mask_heads > 1 else first + 1)
 
@@ -287,7 +340,7 @@ class _SparseAttention:
         flat_q, flat_k, flat_v = (x.reshape(n * h, x.shape[2], d) for x in (q, k, v))
         out = torch.empty_like(flat_q)
         lse = torch.empty(n * h, length, dtype=torch.float64 if q.dtype == torch.float64 else torch.float32, device=q.device)
-        for heads, pick in self.chunks(n, h):
+        for heads, pick in self.chunks(n, h, self.heads_per_chunk):
             self._chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], pick, with_lse)
         return out.view(n, h, length, d), lse
 
@@ -307,7 +360,7 @@ class _SparseAttention:
         delta = None if fused else (flat_grad * flat_out).sum(dim=-1)
         lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype, device=lse.device))  # float32 or 64
         grads = [torch.empty_like(x) for x in (flat_q, flat_k, flat_v)]
-        for heads, pick in self.chunks(n, h):
+        for heads, pick in self.chunks(n, h, self.backward_heads_per_chunk):
             if fused:
                 self._fused_backward(flat_q[heads], flat_k[heads], flat_v[heads], flat_out[heads], lse[heads],
                                      flat_grad[heads], pick, *(grad[heads] for grad in grads))
@@ -332,9 +385,10 @@ class _SparseAttention:
                 runner.queries_for(out), lse_p, 0.0, False,
                 attn_mask=runner.bias[pick], scale=self.scale,
             )
-            parts = runner.rows_back(gq, length), runner.keys_back(gk, source), runner.keys_back(gv, source)
-            for target, part in zip((dq, dk, dv), parts):
-                target.copy_(part) if index == 0 else target.add_(part)
+            part = runner.rows_back(gq, length)
+            dq.copy_(part) if index == 0 else dq.add_(part)
+            runner.keys_back_into(gk, dk, first=index == 0)
+            runner.keys_back_into(gv, dv, first=index == 0)
         if self.dense_rows is not None:
             rows = self.dense_rows
             gq, gk, gv = backward(
