@@ -377,7 +377,7 @@ class _SparseAttention:
                         grad_out: torch.Tensor, pick: slice, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor) -> None:
         """(g, L, d) chunks -> dq, dk, dv (g, L or S, d) written in place, one fused backward call per piece."""
         backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
-        length, source = q.shape[1], k.shape[1]
+        length = q.shape[1]
         for index, runner in enumerate(self.runners):
             lse_p = runner.queries_for(lse[..., None])[..., 0].contiguous()
             gq, gk, gv = backward(

@@ -1,0 +1,477 @@
+"""`blocked`: local and sparse attention block by block, never an L x S tensor.
+
+The block plan (block_plan.py) splits the pattern into disjoint pieces. Each
+piece is one call of a fused attention kernel on views of K and V that copy
+little or nothing:
+- a band is an overlapping strided window of the (padded) keys: unfold, no copy;
+- fixed keys are one small gather, broadcast to every query block;
+- gathered blocks are an index_select of just those blocks;
+- a residue class is a reshape of keys and queries, and a band within residue
+  classes (the dilated window) is that reshape followed by the band's window.
+Pieces are merged exactly with their log-sum-exp (the way FlashAttention
+merges key splits): out = sum_p exp(lse_p - lse) * out_p, lse = logsumexp_p lse_p.
+Memory is O(L * keys-per-query * H * N) for the masks and O(L * d * H * N) for
+the rest. Full attention has no pattern to exploit: it defers to SDPA.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ..arith import ceil_div
+from ..block_plan import (
+    Band,
+    BlockPlan,
+    Fixed,
+    Gathered,
+    Piece,
+    Residue,
+    ResidueBand,
+    needs_generic_plan,
+    plan_for,
+)
+from ..config import Config
+from ..inputs import Inputs
+from . import Forward, Unavailable
+from .layer import Core, layer_around
+
+
+def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """Zero rows around dim 1 of (G, T, d)."""
+    return F.pad(x, (0, 0, before, after)) if before or after else x
+
+
+def _attend_with_lse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, no_key: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of (G, X, Lq, d) on (G, X, Lk, d) with an additive mask; also log-sum-exp (G, X, Lq).
+
+    On the CPU, PyTorch's fused flash kernel returns the log-sum-exp too; elsewhere the math is spelt out.
+    Rows without an allowed key get lse = -inf so that they weigh nothing in the merge.
+    """
+    if q.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=bias, scale=scale)
+    else:
+        scores = (q @ k.transpose(-2, -1)) * scale + bias
+        lse = torch.logsumexp(scores, dim=-1)
+        out = torch.softmax(scores, dim=-1).nan_to_num(0.0) @ v
+    return out, lse.masked_fill(no_key, float("-inf"))
+
+
+class _PieceRunner:
+    """One piece, with its masks prepared once in the run's dtype and device."""
+
+    def __init__(self, piece: Piece, plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> None:
+        self.piece, self.plan, self.config = piece, plan, config
+        allowed = piece.allowed.to(device)
+        if isinstance(piece, Fixed):
+            # The same keys for every query block: one tall problem per head runs the kernel
+            # better than many small ones. (G, blocks, block, K) -> (G, 1, L, K).
+            allowed = allowed.flatten(1, 2)[:, None, : config.seq_len]
+        self.allowed = allowed
+        self.bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+        self.no_key = ~allowed.any(dim=-1)
+        if isinstance(piece, Fixed):
+            self.keys = piece.keys.to(device)
+        if isinstance(piece, Gathered):
+            self.key_blocks = piece.key_blocks.to(device)
+
+    def keys_for(self, x: torch.Tensor) -> torch.Tensor:
+        """(G, S, d) keys or values -> (G, X, keys per query block, d) for this piece."""
+        piece, plan = self.piece, self.plan
+        block, source = plan.block, x.shape[1]
+        if isinstance(piece, Band):
+            before = max(0, -piece.offset)
+            after = max(0, (plan.query_blocks - 1) * block + piece.offset + piece.width - source)
+            padded = _pad_rows(x, before, after)[:, piece.offset + before :]
+            return padded.unfold(1, piece.width, block)[:, : plan.query_blocks].transpose(-2, -1)
+        if isinstance(piece, Fixed):
+            return x.index_select(1, self.keys)[:, None]
+        if isinstance(piece, Gathered):
+            blocks = _pad_rows(x, 0, plan.key_blocks * block - source).unflatten(1, (plan.key_blocks, block))
+            chosen = blocks.index_select(1, self.key_blocks.flatten())  # (G, query_blocks * r, block, d)
+            return chosen.view(x.shape[0], plan.query_blocks, -1, x.shape[-1])
+        rows = ceil_div(source, piece.stride)
+        classes = _pad_rows(x, 0, rows * piece.stride - source).unflatten(1, (rows, piece.stride)).transpose(1, 2)
+        if isinstance(piece, Residue):
+            return classes
+        # (G, stride, rows, d) -> per class, each query block's window of class rows -> (G, stride * blocks, width, d).
+        before = max(0, -piece.offset)
+        after = max(0, (piece.blocks - 1) * piece.block + piece.offset + piece.width - rows)
+        padded = F.pad(classes, (0, 0, before, after))[:, :, piece.offset + before :]
+        windows = padded.unfold(2, piece.width, piece.block)[:, :, : piece.blocks].transpose(-2, -1)
+        return windows.reshape(x.shape[0], piece.stride * piece.blocks, piece.width, x.shape[-1])
+
+    def queries_for(self, q: torch.Tensor) -> torch.Tensor:
+        length = q.shape[1]
+        if isinstance(self.piece, Fixed):
+            return q[:, None]
+        if isinstance(self.piece, (Residue, ResidueBand)):
+            stride = self.piece.stride
+            rows = ceil_div(length, stride)
+            classes = _pad_rows(q, 0, rows * stride - length).unflatten(1, (rows, stride)).transpose(1, 2)
+            if isinstance(self.piece, Residue):
+                return classes
+            blocks, block = self.piece.blocks, self.piece.block
+            return F.pad(classes, (0, 0, 0, blocks * block - rows)).reshape(q.shape[0], stride * blocks, block, q.shape[-1])
+        return _pad_rows(q, 0, self.plan.query_blocks * self.plan.block - length).unflatten(1, (self.plan.query_blocks, self.plan.block))
+
+    def rows_back(self, x: torch.Tensor, length: int) -> torch.Tensor:
+        """(G, X, Lq, ...) in this piece's layout -> (G, L, ...) in query order."""
+        if isinstance(self.piece, ResidueBand):  # (G, stride * blocks, block, ...) -> (G, stride, class rows, ...)
+            rows = ceil_div(length, self.piece.stride)
+            x = x.unflatten(1, (self.piece.stride, self.piece.blocks)).flatten(2, 3)[:, :, :rows]
+        if isinstance(self.piece, (Residue, ResidueBand)):
+            x = x.transpose(1, 2)
+        return x.flatten(1, 2)[:, :length]
+
+    def single(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float) -> torch.Tensor:
+        """The only piece: the public fused kernel, no merge needed. `pick`: the mask groups of these heads."""
+        # The additive float mask made once in __init__: a bool mask would be converted
+        # to one on every call, and a 4-D one keeps SDPA on its fused CPU kernel.
+        out = F.scaled_dot_product_attention(
+            self.queries_for(q), self.keys_for(k), self.keys_for(v), attn_mask=self.bias[pick], scale=scale
+        )
+        return self.rows_back(out, q.shape[1])
+
+    def partial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        out, lse = _attend_with_lse(
+            self.queries_for(q), self.keys_for(k), self.keys_for(v), self.bias[pick], self.no_key[pick], scale
+        )
+        return self.rows_back(out, q.shape[1]), self.rows_back(lse, q.shape[1])
+
+    def keys_back(self, grad: torch.Tensor, source: int) -> torch.Tensor:
+        """The adjoint of keys_for: gradients in this piece's key layout -> (G, S, d), summed where
+        one key is read by several query blocks."""
+        piece, plan = self.piece, self.plan
+        g, d = grad.shape[0], grad.shape[-1]
+        if isinstance(piece, Band):
+            return _band_back(grad, plan.block, piece.offset, source)
+        if isinstance(piece, Fixed):
+            return torch.zeros(g, source, d, dtype=grad.dtype, device=grad.device).index_add_(1, self.keys, grad[:, 0])
+        if isinstance(piece, Gathered):
+            blocks = torch.zeros(g, plan.key_blocks, plan.block, d, dtype=grad.dtype, device=grad.device)
+            blocks.index_add_(1, self.key_blocks.flatten(), grad.reshape(g, -1, plan.block, d))
+            return blocks.flatten(1, 2)[:, :source]
+        rows = ceil_div(source, piece.stride)
+        if isinstance(piece, ResidueBand):  # (G, stride * blocks, width, d) -> per class (G, stride, rows, d)
+            windows = grad.reshape(g * piece.stride, piece.blocks, piece.width, d)
+            grad = _band_back(windows, piece.block, piece.offset, rows).view(g, piece.stride, rows, d)
+        return grad.transpose(1, 2).flatten(1, 2)[:, :source]
+
+    def keys_back_into(self, grad: torch.Tensor, target: torch.Tensor, first: bool) -> None:
+        """keys_back written into target (G, S, d): copied when first, else added."""
+        piece = self.piece
+        if isinstance(piece, Band) and _band_back_into(grad, target, self.plan.block, piece.offset, first):
+            return
+        part = self.keys_back(grad, target.shape[1])
+        target.copy_(part) if first else target.add_(part)
+
+    def bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
+        """Largest temporary the forward makes per head: copied keys (or values), or its output."""
+        plan, piece = self.plan, self.piece
+        if isinstance(piece, Band):
+            keys = source + piece.width  # padded copy
+        elif isinstance(piece, Gathered):
+            keys = plan.query_blocks * piece.key_blocks.shape[1] * plan.block
+        elif isinstance(piece, Residue):
+            keys = source + piece.stride
+        elif isinstance(piece, ResidueBand):  # the padded classes, then every window copied
+            keys = source + piece.stride * piece.blocks * piece.width
+        else:
+            keys = len(piece.keys)
+        return max(keys, plan.query_blocks * plan.block) * head_dim * element
+
+    def backward_bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
+        """What the backward makes per head: the kernel's key and value gradients in this piece's
+        layout (a band's overlapping windows hold every key width / block times) and its query gradient."""
+        plan, piece = self.plan, self.piece
+        if isinstance(piece, Band):
+            keys = plan.query_blocks * piece.width
+        elif isinstance(piece, Gathered):
+            keys = plan.query_blocks * piece.key_blocks.shape[1] * plan.block
+        elif isinstance(piece, Residue):
+            keys = source + piece.stride
+        elif isinstance(piece, ResidueBand):
+            keys = piece.stride * piece.blocks * piece.width
+        else:
+            keys = len(piece.keys)
+        return (2 * keys + plan.query_blocks * plan.block) * head_dim * element
+
+
+def _band_back(grad: torch.Tensor, block: int, offset: int, source: int) -> torch.Tensor:
+    """Adjoint of a band's windows: (G, X, width, d), window x holding keys x * block + offset + t,
+    summed into (G, S, d). The windows overlap; cut into block-wide slices, each slice of all
+    windows is one non-overlapping strided run, so every add is a plain in-place add."""
+    g, blocks, width, d = grad.shape
+    span = blocks * block + width  # window x's key t sits at x * block + t in this buffer
+    buffer = torch.empty(g, span + block, d, dtype=grad.dtype, device=grad.device)
+    for start in range(0, width, block):
+        stop = min(width, start + block)
+        runs = buffer[:, start : start + blocks * block].unflatten(1, (blocks, block))
+        if start == 0:  # the first slice covers [0, blocks * block) when width >= block: copy, no zeros first
+            buffer[:, blocks * block :].zero_()
+            if stop - start < block:
+                runs.zero_()
+            runs[:, :, : stop - start].copy_(grad[:, :, start:stop])
+        else:
+            runs[:, :, : stop - start].add_(grad[:, :, start:stop])
+    # Buffer position m is key m + offset: keep the keys inside [0, S).
+    first, last = max(0, offset), min(source, offset + span)
+    if first == 0 and last == source:  # the usual case: a view, nothing copied
+        return buffer[:, -offset : source - offset]
+    result = torch.zeros(g, source, d, dtype=grad.dtype, device=grad.device)
+    if last > first:
+        result[:, first:last] = buffer[:, first - offset : last - offset]
+    return result
+
+
+def _band_back_into(grad: torch.Tensor, target: torch.Tensor, block: int, offset: int, first: bool) -> bool:
+    """_band_back added (or, when first, copied) straight into target (G, S, d), with no buffer, when
+    the band's windows start on block boundaries and S is whole blocks; False (nothing done) otherwise.
+    Slice [start, start + block) of every window covers the keys from start + offset on, one whole
+    key block per window, so it is one (windows, block, d) view of target."""
+    g, blocks, width, d = grad.shape
+    source = target.shape[1]
+    if offset % block or source % block:
+        return False
+    target_blocks = target.view(g, source // block, block, d)
+    for start in range(0, width, block):
+        stop = min(width, start + block)
+        first_key_block = (start + offset) // block  # window x's slice lands on key block first_key_block + x
+        lo = max(0, -first_key_block)  # the windows whose slice lands inside [0, S)
+        hi = max(lo, min(blocks, source // block - first_key_block))
+        into = target_blocks[:, first_key_block + lo : first_key_block + hi, : stop - start]
+        if first and start == 0 and stop - start == block:  # copy, and zero the key blocks this slice misses
+            target_blocks[:, : first_key_block + lo].zero_()
+            target_blocks[:, first_key_block + hi :].zero_()
+            into.copy_(grad[:, lo:hi, start:stop])
+            continue
+        if first and start == 0:
+            target.zero_()
+        into.add_(grad[:, lo:hi, start:stop])
+    return True
+
+
+def _merge_into(out: torch.Tensor, lse: torch.Tensor, part_out: torch.Tensor, part_lse: torch.Tensor) -> None:
+    """Online softmax merge of one more piece into (out, lse), in place.
+
+    Rows that had, or get, no allowed key carry lse = -inf; their weight is 0, not NaN.
+    """
+    total = torch.logaddexp(lse, part_lse)
+    keep = torch.exp(lse - total).nan_to_num_(0.0)
+    take = torch.exp(part_lse - total).nan_to_num_(0.0)
+    out.mul_(keep[..., None]).addcmul_(part_out, take[..., None])
+    lse.copy_(total)
+
+
+# Work goes through the kernels a few heads at a time, so that no temporary
+# (padded keys, gathered blocks, a piece's output) exceeds this size. Freshly
+# mapped memory costs a page fault per 4 KiB page, which on some machines costs
+# more than the copy itself; small temporaries are served again from the heap.
+CHUNK_BYTES = 8 * 2**20
+
+
+class _SparseAttention:
+    """A block plan made ready to run: forward (with or without the log-sum-exp) and backward."""
+
+    def __init__(self, plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> None:
+        self.plan = plan
+        self.runners = [_PieceRunner(piece, plan, config, dtype, device) for piece in plan.pieces]
+        self.scale = 1.0 / math.sqrt(config.head_dim)
+        self.dense_rows = plan.dense_rows.to(device) if plan.dense_rows is not None and len(plan.dense_rows) else None
+        self.dense_bias = None
+        if self.dense_rows is not None:
+            allowed = plan.dense_allowed.to(device)
+            self.dense_bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))[:, None]
+        element = torch.empty((), dtype=dtype).element_size()
+        shape = config.source_length, config.head_dim, element
+        self.heads_per_chunk = max(1, CHUNK_BYTES // max(r.bytes_per_head(*shape) for r in self.runners))
+        # The backward's temporaries are several times the forward's: it goes through fewer heads at a time.
+        self.backward_heads_per_chunk = max(1, CHUNK_BYTES // max(r.backward_bytes_per_head(*shape) for r in self.runners))
+        self.fused_backward = True  # False: the autograd surrogate (what other devices use), for tests
+
+    def chunks(self, n: int, h: int, heads_per_chunk: int) -> Iterator[tuple[slice, slice]]:
+        """(flat heads, mask groups) to work on together: a few heads at a time, with their masks."""
+        plan = self.plan
+        if plan.mask_batch == 1 and plan.mask_heads == 1:  # one mask for every head of every item
+            for start in range(0, n * h, heads_per_chunk):
+                yield slice(start, min(start + heads_per_chunk, n * h)), slice(0, 1)
+            return
+        # Masks differ per item or head: a chunk of heads of one item reads its own run of mask groups.
+        for item in range(n):
+            for start in range(0, h, heads_per_chunk):
+                stop = min(start + heads_per_chunk, h)
+                first = plan.group(item, start)
+                yield slice(item * h + start, item * h + stop), slice(first, first + (stop - start) if plan.mask_heads > 1 else first + 1)
+
+    def _chunk(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+               pick: slice, with_lse: bool) -> None:
+        """q (g, L, d), k and v (g, S, d) with masks[pick] (1 or g mask groups), written into out (g, L, d)
+        (and the log-sum-exp of every row into lse (g, L) when with_lse, or when pieces are merged)."""
+        runners, scale = self.runners, self.scale
+        if len(runners) == 1 and not with_lse:
+            out.copy_(runners[0].single(q, k, v, pick, scale))
+        else:
+            for index, runner in enumerate(runners):
+                part_out, part_lse = runner.partial(q, k, v, pick, scale)
+                if index == 0:
+                    out.copy_(part_out)
+                    lse.copy_(part_lse)
+                else:
+                    _merge_into(out, lse, part_out, part_lse)
+        if self.dense_rows is not None:
+            rows, bias = self.dense_rows, self.dense_bias[pick]  # (1 or g, 1, R, S), see single()
+            if with_lse:
+                no_key = torch.isinf(bias).all(dim=-1)
+                part_out, part_lse = _attend_with_lse(q[:, None, rows], k[:, None], v[:, None], bias, no_key, scale)
+                lse.index_copy_(1, rows, part_lse[:, 0].to(lse.dtype))
+            else:
+                part_out = F.scaled_dot_product_attention(q[:, None, rows], k[:, None], v[:, None], attn_mask=bias, scale=scale)
+            out.index_copy_(1, rows, part_out[:, 0])
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, with_lse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, H, L, d) queries, (N, H, S, d) keys and values -> output (N, H, L, d) and log-sum-exp (N * H, L)."""
+        n, h, length, d = q.shape
+        flat_q, flat_k, flat_v = (x.reshape(n * h, x.shape[2], d) for x in (q, k, v))
+        out = torch.empty_like(flat_q)
+        lse = torch.empty(n * h, length, dtype=torch.float64 if q.dtype == torch.float64 else torch.float32, device=q.device)
+        for heads, pick in self.chunks(n, h, self.heads_per_chunk):
+            self._chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], pick, with_lse)
+        return out.view(n, h, length, d), lse
+
+    def backward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                 grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """dQ, dK, dV piece by piece, FlashAttention's way: each piece's probabilities are recomputed from
+        the merged log-sum-exp, P = exp(S - lse), and dS = P * (dO V^T - rowsum(dO * O)), so no L x S
+        tensor is ever made. On the CPU each piece goes through PyTorch's fused flash-attention backward
+        given the merged output and log-sum-exp (which is exactly this), and its key gradients are summed
+        back through the piece's view of the keys (keys_back). Elsewhere, autograd on a per-piece sum with
+        these derivatives (_surrogate) does the same."""
+        n, h, length, d = q.shape
+        flat = [x.reshape(n * h, x.shape[2], d) for x in (q, k, v, out, grad_out)]
+        flat_q, flat_k, flat_v, flat_out, flat_grad = flat
+        # Rows without an allowed key have lse = -inf and P = 0: use 0 there to avoid inf - inf.
+        fused = q.device.type == "cpu" and self.fused_backward  # the fused kernel forms rowsum(dO * O) itself
+        delta = None if fused else (flat_grad * flat_out).sum(dim=-1)
+        lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype, device=lse.device))  # float32 or 64
+        grads = [torch.empty_like(x) for x in (flat_q, flat_k, flat_v)]
+        for heads, pick in self.chunks(n, h, self.backward_heads_per_chunk):
+            if fused:
+                self._fused_backward(flat_q[heads], flat_k[heads], flat_v[heads], flat_out[heads], lse[heads],
+                                     flat_grad[heads], pick, *(grad[heads] for grad in grads))
+                continue
+            with torch.enable_grad():
+                leaves = [x[heads].detach().requires_grad_() for x in (flat_q, flat_k, flat_v)]
+                assert delta is not None
+                total = self._surrogate(*leaves, lse[heads].to(q.dtype), delta[heads], flat_grad[heads], pick)
+                for target, grad in zip(grads, torch.autograd.grad(total, leaves)):
+                    target[heads] = grad
+        return tuple(g.view(n, h, g.shape[1], d) for g in grads)  # type: ignore[return-value]
+
+    def _fused_backward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                        grad_out: torch.Tensor, pick: slice, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor) -> None:
+        """(g, L, d) chunks -> dq, dk, dv (g, L or S, d) written in place, one fused backward call per piece."""
+        backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+        length, source = q.shape[1], k.shape[1]
+        for index, runner in enumerate(self.runners):
+            lse_p = runner.queries_for(lse[..., None])[..., 0].contiguous()
+            gq, gk, gv = backward(
+                runner.queries_for(grad_out), runner.queries_for(q), runner.keys_for(k), runner.keys_for(v),
+                runner.queries_for(out), lse_p, 0.0, False,
+                attn_mask=runner.bias[pick], scale=self.scale,
+            )
+            part = runner.rows_back(gq, length)
+            dq.copy_(part) if index == 0 else dq.add_(part)
+            runner.keys_back_into(gk, dk, first=index == 0)
+            runner.keys_back_into(gv, dv, first=index == 0)
+        if self.dense_rows is not None:
+            rows = self.dense_rows
+            gq, gk, gv = backward(
+                grad_out[:, None, rows].contiguous(), q[:, None, rows].contiguous(), k[:, None], v[:, None],
+                out[:, None, rows].contiguous(), lse[:, None, rows].contiguous(), 0.0, False,
+                attn_mask=self.dense_bias[pick], scale=self.scale,
+            )
+            dq.index_add_(1, rows, gq[:, 0])
+            dk += gk[:, 0]
+            dv += gv[:, 0]
+
+    def _surrogate(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lse: torch.Tensor, delta: torch.Tensor,
+                   grad_out: torch.Tensor, pick: slice) -> torch.Tensor:
+        """sum(P V * dO) - sum(P * delta) over every piece, with P = exp(S - lse) and lse held fixed: its
+        gradient in S is P * (dO V^T - delta), the softmax's backward through the merged normalisation."""
+        total = torch.zeros((), dtype=q.dtype, device=q.device)
+        for runner in self.runners:
+            qp, kp, vp = runner.queries_for(q), runner.keys_for(k), runner.keys_for(v)
+            lse_p, delta_p = (runner.queries_for(x[..., None])[..., 0] for x in (lse, delta))
+            probabilities = torch.exp((qp @ kp.transpose(-2, -1)) * self.scale + runner.bias[pick] - lse_p[..., None])
+            total = total + ((probabilities @ vp) * runner.queries_for(grad_out)).sum() - (probabilities * delta_p[..., None]).sum()
+        if self.dense_rows is not None:
+            rows = self.dense_rows
+            scores = (q[:, rows] @ k.transpose(-2, -1)) * self.scale + self.dense_bias[pick][:, 0]
+            probabilities = torch.exp(scores - lse[:, rows, None])
+            total = total + ((probabilities @ v) * grad_out[:, rows]).sum() - (probabilities * delta[:, rows, None]).sum()
+        return total
+
+
+class _BlockedFunction(torch.autograd.Function):
+    """Autograd for blocked: the forward keeps the log-sum-exp, the backward walks the same pieces."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, engine: _SparseAttention) -> torch.Tensor:  # type: ignore[override]
+        out, lse = engine.forward(q, k, v, with_lse=True)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.engine = engine
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = ctx.engine.backward(q, k, v, out, lse, grad_out.contiguous())
+        return dq, dk, dv, None
+
+
+def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> Core:
+    engine = _SparseAttention(plan, config, dtype, device)
+
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
+            return _BlockedFunction.apply(q, k, v, engine)
+        return engine.forward(q, k, v)[0]
+
+    core.engine = engine  # type: ignore[attr-defined]  # for tests: the backward's path can be chosen
+    return core
+
+
+def _full_core(config: Config, inputs: Inputs) -> Core:
+    """Full attention has no structure to exploit: the fused SDPA kernel is already the blocked algorithm."""
+    only_causal = config.mask.plain_causal and config.mask.key_padding is None and config.mask.documents is None
+    needs_mask = config.mask.key_padding is not None or config.mask.documents is not None or (
+        config.mask.causal and not only_causal)
+    mask = inputs.dense_allowed() if needs_mask else None
+
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=only_causal)
+
+    return core
+
+
+def build_core(inputs: Inputs, config: Config) -> tuple[Core, float | None]:
+    """The core, and the seconds its block plan took to build (None: full attention needs no plan)."""
+    if inputs.mask_override:
+        raise Unavailable("a mask given through Inputs.with_mask has no block plan; blocked runs the config's own pattern")
+    if config.variant == "full" and not needs_generic_plan(config):
+        return _full_core(config, inputs), None
+    plan = plan_for(config)
+    return _sparse_core(plan, config, inputs.query.dtype, inputs.device), plan.plan_s
+
+
+def build(inputs: Inputs, config: Config) -> Forward:
+    core, plan_s = build_core(inputs, config)
+    forward = layer_around(core, inputs, config)
+    forward.plan_s = plan_s  # type: ignore[attr-defined]  # reported beside the median, never inside it
+    return forward
