@@ -171,36 +171,35 @@ class _PieceRunner:
         part = self.keys_back(grad, target.shape[1])
         target.copy_(part) if first else target.add_(part)
 
+    def keys_in_layout(self, source: int) -> int:
+        """Key rows per head in this piece's layout: a band's overlapping windows hold each key
+        width / block times, the dilated window's too, within each residue class."""
+        plan, piece = self.plan, self.piece
+        if isinstance(piece, Band):
+            return plan.query_blocks * piece.width
+        if isinstance(piece, Gathered):
+            return plan.query_blocks * piece.key_blocks.shape[1] * plan.block
+        if isinstance(piece, Residue):
+            return source + piece.stride  # padded to whole class rows
+        if isinstance(piece, ResidueBand):
+            return piece.stride * piece.blocks * piece.width
+        return len(piece.keys)
+
     def bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
         """Largest temporary the forward makes per head: copied keys (or values), or its output."""
-        plan, piece = self.plan, self.piece
+        piece = self.piece
         if isinstance(piece, Band):
-            keys = source + piece.width  # padded copy
-        elif isinstance(piece, Gathered):
-            keys = plan.query_blocks * piece.key_blocks.shape[1] * plan.block
-        elif isinstance(piece, Residue):
-            keys = source + piece.stride
+            keys = source + piece.width  # a padded copy; its windows are a view of it
         elif isinstance(piece, ResidueBand):  # the padded classes, then every window copied
-            keys = source + piece.stride * piece.blocks * piece.width
+            keys = source + self.keys_in_layout(source)
         else:
-            keys = len(piece.keys)
-        return max(keys, plan.query_blocks * plan.block) * head_dim * element
+            keys = self.keys_in_layout(source)
+        return max(keys, self.plan.query_blocks * self.plan.block) * head_dim * element
 
     def backward_bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
-        """What the backward makes per head: the kernel's key and value gradients in this piece's
-        layout (a band's overlapping windows hold every key width / block times) and its query gradient."""
-        plan, piece = self.plan, self.piece
-        if isinstance(piece, Band):
-            keys = plan.query_blocks * piece.width
-        elif isinstance(piece, Gathered):
-            keys = plan.query_blocks * piece.key_blocks.shape[1] * plan.block
-        elif isinstance(piece, Residue):
-            keys = source + piece.stride
-        elif isinstance(piece, ResidueBand):
-            keys = piece.stride * piece.blocks * piece.width
-        else:
-            keys = len(piece.keys)
-        return (2 * keys + plan.query_blocks * plan.block) * head_dim * element
+        """What the backward makes per head: the fused kernel's key and value gradients, in this
+        piece's layout, and its query gradient."""
+        return (2 * self.keys_in_layout(source) + self.plan.query_blocks * self.plan.block) * head_dim * element
 
 
 def _band_back(grad: torch.Tensor, block: int, offset: int, source: int) -> torch.Tensor:
