@@ -12,26 +12,24 @@ import math
 import torch
 
 from .attention.manual import Steps, layer_steps
-from .config import Config
-from .inputs import Inputs, Weights
+from .inputs import Weights
+from .training import seeded_upstream
+from .workload import Workload
 
 
-def upstream(config: Config, like: torch.Tensor) -> torch.Tensor:
-    """dY, the loss's gradient with respect to the output (N, L, E), seeded like the inputs."""
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    return torch.randn(tuple(like.shape), dtype=torch.float64, generator=generator).to(like)
-
-
-def backward_rows(config: Config, inputs: Inputs, steps: Steps) -> tuple[list[tuple], float]:
+def backward_rows(work: Workload, steps: Steps) -> tuple[list[tuple], float]:
     """(step, formula, tensor, axes, note, params, flops) rows of the backward, and the largest
     difference between these gradients and autograd's on the same layer."""
-    n, h, e, d = config.batch_size, config.num_heads, config.embed_dim, config.head_dim
-    length, source = config.seq_len, config.source_length
-    pairs = n * h * length * source
+    experiment, inputs = work.experiment, work.inputs
+    sizes = experiment.sizes
+    n, h, e, d = sizes.batch_size, sizes.num_heads, sizes.embed_dim, sizes.head_dim
+    length, source = sizes.seq_len, sizes.source_len
+    pairs = sizes.scores
     w = inputs.weights
-    x_q, x_k, x_v = (inputs.batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
+    x_q, x_k, x_v = (inputs.as_batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
     with torch.inference_mode():
-        dy = upstream(config, steps.output)
+        # dY, the loss's gradient with respect to the output (N, L, E), seeded as every training check's
+        dy = seeded_upstream(experiment.seed, tuple(steps.output.shape), steps.output.dtype, steps.output.device)
         d_concat = dy @ w.out_weight  # (N, L, E)
         d_out_weight = torch.einsum("nle,nlf->ef", dy, steps.concat)
         d_heads = d_concat.view(n, length, h, d).transpose(1, 2)  # (N, H, L, d)
@@ -44,8 +42,8 @@ def backward_rows(config: Config, inputs: Inputs, steps: Steps) -> tuple[list[tu
         d_q, d_k, d_v = (g.transpose(1, 2).flatten(2) for g in (d_q_heads, d_k_heads, d_v_heads))
         d_weights = [torch.einsum("nle,nlf->ef", g, x) for g, x in ((d_q, x_q), (d_k, x_k), (d_v, x_v))]
         d_inputs = [g @ weight for g, weight in ((d_q, w.q_weight), (d_k, w.k_weight), (d_v, w.v_weight))]
-    error = _against_autograd(config, inputs, dy, [*d_inputs, *d_weights, d_out_weight])
-    projections = 2 * n * (length * e * e + source * e * (config.key_dim + config.value_dim))
+    error = _against_autograd(work, dy, [*d_inputs, *d_weights, d_out_weight])
+    projections = 2 * n * (length * e * e + source * e * (sizes.kdim + sizes.vdim))
     rows = [
         ("dY (upstream gradient)", "dL/dy, seeded", dy, "N L E", "what the loss says about each output value", 0, 0),
         ("output projection, backward", "dO = dY W_o;  dW_o = dY^T O;  db_o = sum dY", d_concat, "N L E",
@@ -67,13 +65,14 @@ def backward_rows(config: Config, inputs: Inputs, steps: Steps) -> tuple[list[tu
     return rows, error
 
 
-def _against_autograd(config: Config, inputs: Inputs, dy: torch.Tensor, explicit: list[torch.Tensor]) -> float:
+def _against_autograd(work: Workload, dy: torch.Tensor, explicit: list[torch.Tensor]) -> float:
     """Largest |explicit - autograd| over dx_q, dx_k, dx_v, dW_q, dW_k, dW_v, dW_o (rows with a key)."""
-    x_q, x_k, x_v = (inputs.batch_first(x).detach().clone().requires_grad_() for x in (inputs.query, inputs.key, inputs.value))
+    inputs = work.inputs
+    x_q, x_k, x_v = (inputs.as_batch_first(x).detach().clone().requires_grad_() for x in (inputs.query, inputs.key, inputs.value))
     weights = Weights(**{f: (t.detach().clone().requires_grad_() if t is not None else None)
                          for f, t in vars(inputs.weights).items()})
-    blocked = ~inputs.dense_allowed()
-    output = layer_steps(x_q, x_k, x_v, weights, config.num_heads, blocked).output
+    blocked = ~work.mask.dense()
+    output = layer_steps(x_q, x_k, x_v, weights, work.experiment.sizes.num_heads, blocked).output
     leaves = [x_q, x_k, x_v, weights.q_weight, weights.k_weight, weights.v_weight, weights.out_weight]
     grads = torch.autograd.grad(output, leaves, dy.clone())
     finite = [(a, b) for a, b in zip(explicit, grads, strict=True) if torch.isfinite(b).all()]

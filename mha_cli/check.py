@@ -17,10 +17,11 @@ import torch
 
 from .attention import AttentionOutput
 from .attention.reference import ReferenceSteps, reference_attention
-from .config import Config
-from .inputs import TORCH_DTYPES, Inputs
-from .masks import allowed_rows, fully_masked_rows
+from .dtypes import torch_dtype
+from .experiment import Experiment
+from .masks import fully_masked_rows
 from .memory import reference_row_count
+from .workload import Workload
 
 # (atol, rtol) floors per dtype; torch.testing's defaults are too tight for bf16/fp16.
 FIXED_TOLERANCES: dict[str, tuple[float, float]] = {
@@ -136,18 +137,20 @@ class Reference:
         return fully_masked_rows(self.allowed)
 
 
-def checked_rows(config: Config) -> torch.Tensor:
+def checked_rows(experiment: Experiment) -> torch.Tensor:
     """Every query row, or evenly spread rows (first and last included) when L x S is too big for float64."""
-    count = reference_row_count(config)
-    if count >= config.seq_len:
-        return torch.arange(config.seq_len)
-    return torch.linspace(0, config.seq_len - 1, count).round().long().unique()
+    count, length = reference_row_count(experiment), experiment.sizes.seq_len
+    if count >= length:
+        return torch.arange(length)
+    return torch.linspace(0, length - 1, count).round().long().unique()
 
 
-def run_reference(config: Config, inputs: Inputs, rows: torch.Tensor | None = None) -> Reference:
+def run_reference(work: Workload, rows: torch.Tensor | None = None) -> Reference:
     """The float64 oracle, and the same math in the test dtype to size the tolerance."""
-    rows = checked_rows(config) if rows is None else rows
-    allowed = allowed_rows(config, rows)
+    experiment, inputs = work.experiment, work.inputs
+    rows = checked_rows(experiment) if rows is None else rows
+    allowed = work.prepared.allowed_rows(rows)
+    core = experiment.timing.scope == "core"
 
     def in_dtype(dtype: torch.dtype) -> ReferenceSteps:
         return reference_attention(
@@ -156,30 +159,30 @@ def run_reference(config: Config, inputs: Inputs, rows: torch.Tensor | None = No
             inputs.master_value.to(dtype),
             inputs.master_weights.to(dtype),
             allowed,
-            config.num_heads,
+            experiment.sizes.num_heads,
         )
 
     reference = in_dtype(torch.float64)
     dtype_error = None
-    if config.dtype != "float64":
-        twin = in_dtype(TORCH_DTYPES[config.dtype])
-        mine, theirs = (twin.heads, reference.heads) if config.timing.scope == "core" else (twin.output, reference.output)
+    if experiment.dtype != "float64":
+        twin = in_dtype(torch_dtype(experiment.dtype))
+        mine, theirs = (twin.heads, reference.heads) if core else (twin.output, reference.output)
         defined = ~fully_masked_rows(allowed)
-        gap = (rows_first(mine.double(), config.timing.scope == "core") - rows_first(theirs, config.timing.scope == "core"))[defined].abs()
+        gap = (rows_first(mine.double(), core) - rows_first(theirs, core))[defined].abs()
         dtype_error = float(gap.max()) if gap.numel() else None
-    return Reference(reference, rows, allowed, Tolerance.for_dtype(config.dtype, dtype_error))
+    return Reference(reference, rows, allowed, Tolerance.for_dtype(experiment.dtype, dtype_error))
 
 
-def check_against_reference(config: Config, got: AttentionOutput, reference: Reference) -> CheckResult:
+def check_against_reference(experiment: Experiment, got: AttentionOutput, reference: Reference) -> CheckResult:
     """Compare an implementation's output (and weights, when it returns them) with the reference rows."""
     rows, undefined, tolerance = reference.rows.to(got.output.device), reference.undefined, reference.tolerance
-    if config.timing.scope == "core":  # (N, H, L, d) against the reference's heads
+    if experiment.timing.scope == "core":  # (N, H, L, d) against the reference's heads
         return compare_tensors("core output", rows_first(got.output[:, :, rows], True), rows_first(reference.steps.heads, True), undefined, tolerance)
-    output = got.output if config.batch_first else got.output.transpose(0, 1)
+    output = got.output if experiment.batch_first else got.output.transpose(0, 1)
     result = compare_tensors("output", output[:, rows], reference.steps.output, undefined, tolerance)
     if got.weights is None:
         return result
-    per_head = not config.average_attn_weights
+    per_head = not experiment.average_attn_weights
     weights = got.weights[:, :, rows] if per_head else got.weights[:, rows]
-    expected = rows_first(reference.steps.returned_weights(config.average_attn_weights), per_head)
+    expected = rows_first(reference.steps.returned_weights(experiment.average_attn_weights), per_head)
     return combine_checks(result, compare_tensors("weights", rows_first(weights, per_head), expected, undefined, tolerance))

@@ -35,8 +35,14 @@ from .config_fields import (
     Seed,
     Threads,
 )
+from .dtypes import DType
 from .errors import ConfigError, Problem
-from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_PATTERNS, local, pattern_of
+from .mask_spec import MaskSpec
+from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_SETTINGS, pattern_class
+from .patterns.local import LocalSettings
+from .registry import BUILTIN_IMPLS
+from .sizes import Sizes
+from .user_code import REFERENCE_PATTERN
 from .yaml_source import (
     PathKey,
     YamlDocument,
@@ -47,16 +53,19 @@ from .yaml_source import (
     parse_value,
 )
 
-ImplName = Literal["torch", "manual", "sdpa", "blocked", "flex"]
 Variant = Literal["full", "local", "sparse"]
-DType = Literal["float32", "float64", "bfloat16", "float16"]
 Device = Literal["cpu", "cuda", "mps", "auto"]
 SdpaBackend = Literal["auto", "math", "flash", "efficient", "cudnn"]
 
 DEFAULT_CONFIG_NAME = "quickstart.yaml"
 DEFAULT_SOURCE = "built-in default (configs/quickstart.yaml)"
 
-
+# An implementation's name in `impls`: a built-in one, one of `implementations:`, or an installed entry point.
+ImplName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=60, description=(
+    "an implementation name: letters, digits, '_' and '-', starting with a letter"))]
+# Where your own implementation lives, in the same forms as sparse.mask_mod.
+ImplReference = Annotated[str, Field(pattern=REFERENCE_PATTERN, max_length=500, description=(
+    "a reference to an implementation: write module.path:attribute or path/to/file.py:attribute"))]
 
 
 class LengthsOrFractions(Section):
@@ -108,7 +117,7 @@ class Documents(LengthsOrFractions):
         return [b - a for a, b in zip(edges, edges[1:], strict=False)]
 
 
-class MaskConfig(Section):
+class MaskSection(Section):
     causal: bool = False
     # With causal: keys j < prefix are visible to every query as well (a prefix LM: the prefix is
     # read bidirectionally, the rest causally).
@@ -132,7 +141,7 @@ class MaskConfig(Section):
 Pass = Literal["forward", "backward", "forward_backward"]
 
 
-class TimingConfig(Section):
+class TimingSection(Section):
     # `pass` is a Python keyword: the field is pass_ in Python and `pass` in YAML, JSON and overrides.
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
     min_run_time: Seconds = 0.2
@@ -143,22 +152,19 @@ class TimingConfig(Section):
     pass_: Pass = Field("forward", alias="pass")
 
 
-LocalConfig = local.LocalConfig  # the `local:` section is its pattern's settings
-
-
 def _sparse_pattern(value: Any) -> str | None:
     # `sparse:` without `pattern:` is the default sparse pattern.
     if isinstance(value, dict):
         name = value.get("pattern", DEFAULT_SPARSE_PATTERN)
-        return name if name in SPARSE_PATTERNS else None
+        return name if name in SPARSE_SETTINGS else None
     return getattr(value, "pattern", None)
 
 
 # Each pattern has only its own fields: a field of another pattern is an unknown key there.
 SparseConfig = Annotated[
-    Union[tuple(Annotated[model, Tag(name)] for name, model in SPARSE_PATTERNS.items())],  # noqa: UP007
+    Union[tuple(Annotated[model, Tag(name)] for name, model in SPARSE_SETTINGS.items())],  # noqa: UP007
     Discriminator(_sparse_pattern, custom_error_type="sparse_pattern",
-                  custom_error_message=f"pattern must be one of: {', '.join(SPARSE_PATTERNS)}"),
+                  custom_error_message=f"pattern must be one of: {', '.join(SPARSE_SETTINGS)}"),
 ]
 
 
@@ -190,13 +196,15 @@ class Config(Section):
     seed: Seed = 0
     need_weights: bool = True
     average_attn_weights: bool = True
-    mask: MaskConfig = MaskConfig()
+    mask: MaskSection = MaskSection()
     variant: Variant = "full"
-    local: LocalConfig | None = None  # only with variant: local (defaults apply when left out)
+    local: LocalSettings | None = None  # only with variant: local (defaults apply when left out)
     sparse: SparseConfig | None = None  # only with variant: sparse
     impls: list[ImplName] = Field(default_factory=lambda: ["torch", "manual", "sdpa"], min_length=1)
+    # Your own implementations by name (imported by `mha run`, never by `mha validate`); list them in impls.
+    implementations: dict[ImplName, ImplReference] = Field(default_factory=dict)
     sdpa_backend: SdpaBackend = "auto"
-    timing: TimingConfig = TimingConfig()
+    timing: TimingSection = TimingSection()
     # For `mha sweep`: dotted field path -> values; the grid is their Cartesian product.
     sweep: dict[str, list[Any]] | None = None
 
@@ -265,13 +273,34 @@ class Config(Section):
         return self.embed_dim // self.num_heads
 
     @property
-    def local_settings(self) -> LocalConfig:
-        return self.local if self.local is not None else LocalConfig()
+    def sizes(self) -> Sizes:
+        """N, H, L, S, E, kdim, vdim with every default resolved."""
+        return Sizes(self.batch_size, self.num_heads, self.seq_len, self.source_length, self.embed_dim,
+                     self.key_dim, self.value_dim)
+
+    @property
+    def mask_spec(self) -> MaskSpec:
+        """The masks beside the pattern, with key padding and documents resolved to lengths."""
+        key_lengths, documents = self.key_lengths, self.document_lengths
+        return MaskSpec(
+            causal=self.mask.causal, prefix=self.mask.prefix or 0,
+            key_lengths=tuple(key_lengths) if key_lengths is not None else None,
+            document_lengths=tuple(documents) if documents is not None else None,
+        )
+
+    @property
+    def local_settings(self) -> LocalSettings:
+        return self.local if self.local is not None else LocalSettings()
 
     @property
     def sparse_settings(self) -> Any:
         """The `sparse:` settings, or the default sparse pattern's defaults (a model from patterns/)."""
-        return self.sparse if self.sparse is not None else SPARSE_PATTERNS[DEFAULT_SPARSE_PATTERN]()
+        return self.sparse if self.sparse is not None else SPARSE_SETTINGS[DEFAULT_SPARSE_PATTERN]()
+
+    @property
+    def pattern_settings(self) -> Any:
+        """The settings of the variant's pattern (None for full attention)."""
+        return {"full": None, "local": self.local_settings}.get(self.variant, self.sparse_settings)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -393,8 +422,9 @@ def _sections_match_variant(c: Config) -> list[tuple[str, str]]:
 
 @_rule("variant", "local", "sparse", "seq_len", "source_len", "attention")
 def _pattern_fits_the_sizes(c: Config) -> list[tuple[str, str]]:
-    pattern = pattern_of(c)
-    return pattern.problems(c) if pattern is not None else []
+    settings = c.pattern_settings
+    pattern = pattern_class(c.variant, getattr(settings, "pattern", None))
+    return pattern.problems(settings, c.sizes) if pattern is not None else []
 
 
 @_rule("sweep")
@@ -416,6 +446,32 @@ def _impls_unique(c: Config) -> list[tuple[str, str]]:
     return [("impls", f"lists {', '.join(repeated)} more than once; list each implementation once")] if repeated else []
 
 
+@_rule("implementations")
+def _implementations_keep_builtin_names(c: Config) -> list[tuple[str, str]]:
+    return [(f"implementations.{name}", f"{name!r} is a built-in implementation; give yours another name (it may not "
+             "shadow one of " + ", ".join(BUILTIN_IMPLS) + ")") for name in c.implementations if name in BUILTIN_IMPLS]
+
+
+@_rule("impls", "implementations")
+def _impls_known(c: Config) -> list[tuple[str, str]]:
+    unknown = [(index, name) for index, name in enumerate(c.impls) if name not in BUILTIN_IMPLS and name not in c.implementations]
+    if not unknown:
+        return []
+    import difflib
+
+    from .registry import installed  # reads every distribution's entry points: only when a name is not built in
+
+    offered = installed()
+    known = [*BUILTIN_IMPLS, *c.implementations, *offered]
+    problems = []
+    for index, name in ((i, n) for i, n in unknown if n not in offered):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        problems.append((f"impls[{index}]", f"{name!r} is not an implementation here: choose from {', '.join(known)}, or name "
+                         f"your own under `implementations:` (e.g. implementations: {{{name}: my_module:my_attention}}){hint}"))
+    return problems
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -428,7 +484,7 @@ def _default_document() -> YamlDocument:
 # so `mask.key_padding.lengths=[4,2]` works on a config that gave fractions.
 ALTERNATIVES: dict[PathKey, PathKey] = {
     ("mask", section, given): ("mask", section, other)
-    for section in ("key_padding", "documents")  # the LengthsOrFractions sections of MaskConfig
+    for section in ("key_padding", "documents")  # the LengthsOrFractions sections of MaskSection
     for given, other in (("lengths", "fractions"), ("fractions", "lengths"))
 }
 
@@ -494,8 +550,8 @@ def _models_at(parent: PathKey) -> list[type[BaseModel]]:
     """
     models: list[type[BaseModel]] = [Config]
     for part in parent:
-        if part in SPARSE_PATTERNS and SPARSE_PATTERNS[part] in models:
-            models = [SPARSE_PATTERNS[part]]
+        if part in SPARSE_SETTINGS and SPARSE_SETTINGS[part] in models:
+            models = [SPARSE_SETTINGS[part]]
             continue
         fields = [model.model_fields[part] for model in models if isinstance(part, str) and part in model.model_fields]
         models = [model for field in fields for model in _models_in(field.annotation)]
@@ -506,7 +562,7 @@ def _models_at(parent: PathKey) -> list[type[BaseModel]]:
 
 def without_tags(loc: PathKey) -> PathKey:
     """pydantic's loc for a union member carries its tag (sparse.strided.stride); a user writes sparse.stride."""
-    return tuple(part for index, part in enumerate(loc) if not (index and loc[index - 1] == "sparse" and part in SPARSE_PATTERNS))
+    return tuple(part for index, part in enumerate(loc) if not (index and loc[index - 1] == "sparse" and part in SPARSE_SETTINGS))
 
 
 def field_at(path: str) -> Any:
@@ -530,6 +586,20 @@ def field_paths() -> list[str]:
     return paths
 
 
+def _form_described(loc: PathKey) -> str | None:
+    """What form the string at `loc` must have, as its field describes it (None: the field does not say)."""
+    if loc[:1] == ("impls",) or (loc[:1] == ("implementations",) and loc[-1] == "[key]"):
+        return _description(ImplName)
+    if loc[:1] == ("implementations",):
+        return _description(ImplReference)
+    info = field_at(".".join(str(part) for part in loc))
+    return info.description if info is not None else None
+
+
+def _description(annotated: Any) -> str:
+    return next(meta.description for meta in get_args(annotated)[1:] if getattr(meta, "description", None))
+
+
 def _describe(error: dict[str, Any]) -> str:
     import difflib  # only on the error path
 
@@ -537,8 +607,8 @@ def _describe(error: dict[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        if len(loc) == 3 and loc[0] == "sparse" and loc[1] in SPARSE_PATTERNS:
-            owner = next((name for name, model in SPARSE_PATTERNS.items() if key in model.model_fields), None)
+        if len(loc) == 3 and loc[0] == "sparse" and loc[1] in SPARSE_SETTINGS:
+            owner = next((name for name, model in SPARSE_SETTINGS.items() if key in model.model_fields), None)
             if owner is not None:
                 return f"{key} belongs to pattern: {owner}, not pattern: {loc[1]}; remove it or change the pattern"
         models = _models_at(loc[:-1])
@@ -554,9 +624,9 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "is required"
     if kind == "string_pattern_mismatch":
-        info = field_at(".".join(str(part) for part in without_tags(loc)))
-        if info is not None and info.description:  # the field says what its form is
-            return f"{error['input']!r} is not {info.description}"
+        described = _form_described(without_tags(loc))
+        if described:  # the field says what its form is
+            return f"{error['input']!r} is not {described}"
         return f"{error['input']!r} may only hold letters, digits, '.', '_' and '-' (it names the output folder)"
     message = error["msg"][0].lower() + error["msg"][1:]
     if kind == "model_type" or kind == "dict_type":

@@ -52,6 +52,21 @@ class Problem:
         return f"{self.location()}: {self.message}"
 
 
+class Unsupported(Exception):
+    """An implementation cannot run this experiment here (a device, dtype, pattern, pass or scope it
+    does not handle); the row is `skipped` with the reason. Raise it from your own implementation too."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def first_line(error: BaseException) -> str:
+    """"TypeName: the first line of its message": how a row names the exception that ended it."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 class ConfigError(MhaError):
     """Every problem found in a config, reported together."""
 

@@ -2,25 +2,30 @@
 
 Each step is computed (not described from memory): the shapes are read off
 the tensors `attention.manual.layer_steps` returns, the parameter and FLOP
-counts come from the config, and the result is compared with
+counts come from the sizes, and the result is compared with
 nn.MultiheadAttention on the same weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .attention import get_impl
+from .attention import builtin
 from .attention.manual import Steps, layer_steps
-from .config import Config
-from .inputs import Inputs, make_inputs, resolve_device
+from .experiment import Experiment, resolve
+from .inputs import make_inputs, resolve_device
 from .masks import fully_masked_rows
 from .memory import check_fits, resolve_memory_limit
+from .prepared import Prepared
 from .results import SCHEMA_VERSION
 from .shapes import named_axes
+from .workload import Workload, make_workload
+
+if TYPE_CHECKING:
+    from .config import Config
 
 
 @dataclass(frozen=True)
@@ -75,19 +80,27 @@ class Explanation:
         }
 
 
-def run_steps(config: Config, inputs: Inputs) -> Steps:
-    blocked = ~inputs.dense_allowed()  # (N, 1 or H, L, S)
-    x_q, x_k, x_v = (inputs.batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
+def workload_for(experiment: Experiment, memory_limit: int | None, together: tuple[str, ...]) -> Workload:
+    """Inputs and weights for the dense walk-through, once the memory guard agrees that `together` fit."""
+    check_fits(experiment, *resolve_memory_limit(memory_limit), together=together)
+    prepared = Prepared(experiment)
+    return make_workload(prepared, make_inputs(experiment, resolve_device(experiment.device)))
+
+
+def run_steps(work: Workload) -> Steps:
+    inputs = work.inputs
+    blocked = ~work.mask.dense()  # (N, 1 or H, L, S)
+    x_q, x_k, x_v = (inputs.as_batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
     with torch.inference_mode():
-        return layer_steps(x_q, x_k, x_v, inputs.weights, config.num_heads, blocked)
+        return layer_steps(x_q, x_k, x_v, inputs.weights, work.experiment.sizes.num_heads, blocked)
 
 
-def _weights_note(config: Config) -> str:
+def _weights_note(experiment: Experiment) -> str:
     returned = (
         "nothing (need_weights: false lets it use a fused kernel)"
-        if not config.need_weights
+        if not experiment.need_weights
         else "these averaged over the heads, (N, L, S)"
-        if config.average_attn_weights
+        if experiment.average_attn_weights
         else "these per head, (N, H, L, S)"
     )
     return (
@@ -96,7 +109,7 @@ def _weights_note(config: Config) -> str:
     )
 
 
-def _mask_note(config: Config, allowed: torch.Tensor) -> str:
+def _mask_note(allowed: torch.Tensor) -> str:
     blocked = int((~allowed).sum())
     total = allowed.numel()
     empty = int(fully_masked_rows(allowed).sum())
@@ -112,29 +125,14 @@ def _mask_note(config: Config, allowed: torch.Tensor) -> str:
     return "; ".join(parts)
 
 
-def explain(config: Config, *, memory_limit: int | None = None, backward: bool = False) -> Explanation:
-    """Every step of the layer on `config`, computed by the manual implementation and checked
-    against nn.MultiheadAttention on the same weights (what `mha explain` prints). With backward=True,
-    the gradient steps too, written out and checked against autograd (`mha explain --backward`).
-
-    Example:
-
-        >>> from mha_cli import explain, load_config
-        >>> steps = explain(load_config()).steps
-        >>> [(s.step, s.axes) for s in steps][2]
-        ('scores', '(N=5, H=2, L=10, S=10)')
-    """
-    # The manual layer and nn.MultiheadAttention are alive together, beside the reference-sized inputs.
-    check_fits(config, *resolve_memory_limit(memory_limit), together=("manual", "torch"))
-    device = resolve_device(config.device)
-    inputs = make_inputs(config, device)
-    steps = run_steps(config, inputs)
-    n, h, e, d = config.batch_size, config.num_heads, config.embed_dim, config.head_dim
-    length, source, kdim, vdim = config.seq_len, config.source_length, config.key_dim, config.value_dim
-    bias = 1 if config.bias else 0
-    pairs = n * h * length * source
-    allowed = inputs.dense_allowed()
-    layout = "(L, N, E) inputs are transposed to batch first, (N, L, E)" if not config.batch_first else "inputs are batch first already"
+def _forward_steps(experiment: Experiment, steps: Steps, allowed: torch.Tensor) -> list[Step]:
+    """One Step per line of the manual layer, with its formula, named axes, parameters and FLOPs."""
+    sizes = experiment.sizes
+    n, h, e, d = sizes.batch_size, sizes.num_heads, sizes.embed_dim, sizes.head_dim
+    length, source, kdim, vdim = sizes.seq_len, sizes.source_len, sizes.kdim, sizes.vdim
+    bias = 1 if experiment.bias else 0
+    pairs = sizes.scores
+    layout = "(L, N, E) inputs are transposed to batch first, (N, L, E)" if not experiment.batch_first else "inputs are batch first already"
     packed = (
         "nn.MultiheadAttention keeps W_q, W_k, W_v stacked in one in_proj_weight (3E x E)"
         if kdim == e and vdim == e
@@ -148,49 +146,69 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
          f"d = E / H = {e} / {h} = {d}; a view, nothing is copied; K and V likewise: {tuple(steps.k_heads.shape)}", 0, 0),
         ("scores", "S = Q K^T / sqrt(d)", steps.scores, "N H L S",
          f"one L x S map per head; dividing by sqrt(d) = {d ** 0.5:.3g} keeps the scores' spread independent of d", 0, 2 * pairs * d),
-        ("mask applied", "S[~allowed] = -inf", steps.masked, "N H L S", _mask_note(config, allowed), 0, 0),
-        ("softmax", "P = softmax(S, over keys)", steps.weights, "N H L S", _weights_note(config), 0, 5 * pairs),
+        ("mask applied", "S[~allowed] = -inf", steps.masked, "N H L S", _mask_note(allowed), 0, 0),
+        ("softmax", "P = softmax(S, over keys)", steps.weights, "N H L S", _weights_note(experiment), 0, 5 * pairs),
         ("weighted sum", "O_h = P V", steps.heads, "N H L d", "each query row mixes the value rows by its weights", 0, 2 * pairs * d),
         ("concatenate heads", "O = O_h.transpose(1, 2).reshape(N, L, E)", steps.concat, "N L E",
          "the heads side by side again; a copy (transpose makes the tensor non-contiguous)", 0, 0),
         ("output projection", "y = O W_o^T + b_o", steps.output, "N L E",
-         "returned in the query's layout: " + ("(N, L, E)" if config.batch_first else "(L, N, E), transposed back"),
+         "returned in the query's layout: " + ("(N, L, E)" if experiment.batch_first else "(L, N, E), transposed back"),
          e * e + e * bias, 2 * n * length * e * e),
     ]
-    out_steps = [
-        Step(name, formula, list(tensor.shape), named_axes(tensor.shape, axes), note, params, flops)
-        for name, formula, tensor, axes, note, params, flops in rows
-    ]
+    return [_step(*row) for row in rows]
+
+
+def _step(name: str, formula: str, tensor: torch.Tensor, axes: str, note: str, params: int, flops: int) -> Step:
+    return Step(name, formula, list(tensor.shape), named_axes(tensor.shape, axes), note, params, flops)
+
+
+def explain(config: Config, *, memory_limit: int | None = None, backward: bool = False) -> Explanation:
+    """Every step of the layer on `config`, computed by the manual implementation and checked
+    against nn.MultiheadAttention on the same weights (what `mha explain` prints). With backward=True,
+    the gradient steps too, written out and checked against autograd (`mha explain --backward`).
+
+    Example:
+
+        >>> from mha_cli import explain, load_config
+        >>> steps = explain(load_config()).steps
+        >>> [(s.step, s.axes) for s in steps][2]
+        ('scores', '(N=5, H=2, L=10, S=10)')
+    """
+    experiment = resolve(config)
+    # The manual layer and nn.MultiheadAttention are alive together, beside the reference-sized inputs.
+    work = workload_for(experiment, memory_limit, together=("manual", "torch"))
+    steps = run_steps(work)
+    allowed = work.mask.dense()
+    # nn.MultiheadAttention asked for every head's weights, to compare them with the manual layer's.
+    per_head = replace(experiment, need_weights=True, average_attn_weights=False)
     with torch.inference_mode():
-        torch_out = get_impl("torch")(inputs, config.model_copy(update={"need_weights": True, "average_attn_weights": False}))()
+        torch_out = builtin("torch").build(replace(work, experiment=per_head))()
     defined = ~fully_masked_rows(allowed)  # (N, L): compare only rows with an allowed key
-    diff_out = (steps.output.double() - inputs.batch_first(torch_out.output).double()).abs()  # (N, L, E)
+    diff_out = (steps.output.double() - work.inputs.as_batch_first(torch_out.output).double()).abs()  # (N, L, E)
     diff_weights = (steps.weights.double() - torch_out.weights.double()).abs().transpose(1, 2)  # (N, L, H, S)
     backward_steps, backward_error = [], None
     if backward:
         from .backward_steps import backward_rows
 
-        computed, backward_error = backward_rows(config, inputs, steps)
-        backward_steps = [Step(name, formula, list(tensor.shape), named_axes(tensor.shape, axes), note, params, flops)
-                          for name, formula, tensor, axes, note, params, flops in computed]
+        computed, backward_error = backward_rows(work, steps)
+        backward_steps = [_step(*row) for row in computed]
     return Explanation(
-        steps=out_steps,
+        steps=_forward_steps(experiment, steps, allowed),
         max_abs_err_output=float(diff_out[defined].max()) if defined.any() else 0.0,
         max_abs_err_weights=float(diff_weights[defined].max()) if defined.any() else 0.0,
         fully_masked_rows=int((~defined).sum()),
-        dtype=config.dtype,
+        dtype=experiment.dtype,
         backward=backward_steps,
         max_abs_err_backward=backward_error,
     )
 
 
 def weights_to_draw(
-    config: Config, batch: int, heads: list[int], *, memory_limit: int | None = None
+    experiment: Experiment, batch: int, heads: list[int], *, memory_limit: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The attention weights of the chosen heads for one batch item, (h, L, S) float on the CPU,
     and those heads' allowed pairs (h, L, S): what `mha plot weights` draws."""
-    check_fits(config, *resolve_memory_limit(memory_limit), together=("manual",))  # every head's (N, H, L, S) weights
-    inputs = make_inputs(config, resolve_device(config.device))
-    steps = run_steps(config, inputs)
-    allowed = inputs.dense_allowed()[batch].expand(config.num_heads, -1, -1)[heads]
+    work = workload_for(experiment, memory_limit, together=("manual",))  # every head's (N, H, L, S) weights
+    steps = run_steps(work)
+    allowed = work.mask.dense()[batch].expand(experiment.sizes.num_heads, -1, -1)[heads]
     return steps.weights[batch, heads].float().cpu(), allowed.cpu()

@@ -1,10 +1,9 @@
 """Inputs and the one set of weights every implementation shares.
 
-Everything starts from a float64 CPU master copy drawn from `config.seed`;
-the run-dtype tensors are casts of it, so the float64 reference and the
-implementations see the same numbers (up to the cast). Tensors that only some
-implementations need (the dense L x S mask, the projected heads) are made on
-first use: at long lengths the dense mask alone would not fit.
+Everything starts from a float64 CPU master copy drawn from the experiment's
+seed; the run-dtype tensors are casts of it, so the float64 reference and the
+implementations see the same numbers (up to the cast). The projected heads,
+which only the core scope needs, are made on first use.
 """
 
 from __future__ import annotations
@@ -15,16 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import Config
+from .dtypes import torch_dtype
 from .errors import UsageError
-from .masks import allowed_mask
-
-TORCH_DTYPES = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
+from .experiment import Experiment
 
 
 @dataclass(frozen=True)
@@ -75,9 +67,8 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Inputs:
-    """Everything an implementation needs, in the user's layout and dtype."""
+    """The tensors every implementation reads, in the user's layout and the run's dtype and device."""
 
-    config: Config
     query: torch.Tensor  # (L, N, E), or (N, L, E) with batch_first
     key: torch.Tensor  # (S, N, kdim) / (N, S, kdim)
     value: torch.Tensor  # (S, N, vdim) / (N, S, vdim)
@@ -88,47 +79,30 @@ class Inputs:
     master_key: torch.Tensor  # (N, S, kdim)
     master_value: torch.Tensor  # (N, S, vdim)
     master_weights: Weights
+    batch_first: bool  # the user's layout: (N, T, features) when true, (T, N, features) otherwise
+    num_heads: int
     _made: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
         return self.query.device
 
-    def batch_first(self, x: torch.Tensor) -> torch.Tensor:
+    def as_batch_first(self, x: torch.Tensor) -> torch.Tensor:
         """The user's layout -> (N, T, features), a view."""
-        return x if self.config.batch_first else x.transpose(0, 1)
-
-    def dense_allowed(self) -> torch.Tensor:
-        """(N, 1 or H, L, S) bool on the run device, True = may attend. Built on first use."""
-        if "allowed" not in self._made:
-            self._made["allowed"] = allowed_mask(self.config).to(self.device)
-        return self._made["allowed"]
-
-    def with_mask(self, allowed: torch.Tensor) -> Inputs:
-        """A copy whose dense mask is `allowed` instead of the config's: arbitrary masks for experiments.
-        (N, L, S) for one mask per batch item, or (N, H, L, S) for one per head.
-
-        torch, manual, sdpa and flex honour it; blocked has no plan for an arbitrary mask and
-        says so (Unavailable), rather than run the config's pattern instead.
-        """
-        copy = replace(self, _made={})
-        copy._made["allowed"] = (allowed[:, None] if allowed.dim() == 3 else allowed).to(self.device)
-        copy._made["mask_override"] = True
-        return copy
-
-    @property
-    def mask_override(self) -> bool:
-        """True when with_mask replaced the config's mask: shortcuts such as is_causal no longer apply."""
-        return bool(self._made.get("mask_override"))
+        return x if self.batch_first else x.transpose(0, 1)
 
     def projected(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q (N, H, L, d), k and v (N, H, S, d), contiguous: the input of `timing.scope: core`."""
         if "projected" not in self._made:
             with torch.inference_mode():
-                projected = project_heads(self.weights, self.config.num_heads,
-                                          *(self.batch_first(x) for x in (self.query, self.key, self.value)))
+                projected = project_heads(self.weights, self.num_heads,
+                                          *(self.as_batch_first(x) for x in (self.query, self.key, self.value)))
                 self._made["projected"] = tuple(x.contiguous() for x in projected)
         return self._made["projected"]
+
+    def with_projected(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Inputs:
+        """A copy whose core inputs are these (training: leaves that require grad)."""
+        return replace(self, _made={"projected": (q, k, v)})
 
 
 def project_heads(weights: Weights, num_heads: int, query: torch.Tensor, key: torch.Tensor,
@@ -141,50 +115,52 @@ def project_heads(weights: Weights, num_heads: int, query: torch.Tensor, key: to
     )
 
 
-def build_module(config: Config) -> nn.MultiheadAttention:
+def build_module(experiment: Experiment) -> nn.MultiheadAttention:
     """The nn.MultiheadAttention every implementation borrows its weights from."""
+    sizes = experiment.sizes
+    cross = experiment.attention == "cross"
     # fork_rng: seed the module's initialisation without touching the caller's RNG.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(experiment.seed)
         module = nn.MultiheadAttention(
-            config.embed_dim,
-            config.num_heads,
+            sizes.embed_dim,
+            sizes.num_heads,
             dropout=0.0,  # agreement is only defined without dropout
-            bias=config.bias,
-            kdim=config.kdim,
-            vdim=config.vdim,
-            batch_first=config.batch_first,
+            bias=experiment.bias,
+            kdim=sizes.kdim if cross else None,
+            vdim=sizes.vdim if cross else None,
+            batch_first=experiment.batch_first,
         )
     return module.eval()
 
 
-def make_inputs(config: Config, device: torch.device) -> Inputs:
-    dtype = TORCH_DTYPES[config.dtype]
-    generator = torch.Generator().manual_seed(config.seed)
-    n, length, source = config.batch_size, config.seq_len, config.source_length
-    master_query = torch.randn(n, length, config.embed_dim, dtype=torch.float64, generator=generator)
-    if config.attention == "self":
+def make_inputs(experiment: Experiment, device: torch.device) -> Inputs:
+    sizes = experiment.sizes
+    dtype = torch_dtype(experiment.dtype)
+    generator = torch.Generator().manual_seed(experiment.seed)
+    n, length, source = sizes.batch_size, sizes.seq_len, sizes.source_len
+    master_query = torch.randn(n, length, sizes.embed_dim, dtype=torch.float64, generator=generator)
+    if experiment.attention == "self":
         master_key = master_value = master_query
     else:
-        master_key = torch.randn(n, source, config.key_dim, dtype=torch.float64, generator=generator)
-        master_value = torch.randn(n, source, config.value_dim, dtype=torch.float64, generator=generator)
+        master_key = torch.randn(n, source, sizes.kdim, dtype=torch.float64, generator=generator)
+        master_value = torch.randn(n, source, sizes.vdim, dtype=torch.float64, generator=generator)
 
-    module = build_module(config)
+    module = build_module(experiment)
     master_weights = Weights.of(module).to(torch.float64)
     module = module.to(device=device, dtype=dtype)
 
     def to_run(master: torch.Tensor) -> torch.Tensor:
         tensor = master.to(device=device, dtype=dtype)
-        return tensor if config.batch_first else tensor.transpose(0, 1).contiguous()
+        return tensor if experiment.batch_first else tensor.transpose(0, 1).contiguous()
 
     query = to_run(master_query)
     # Self attention passes the very same tensor three times, as a user would
     # (nn.MultiheadAttention takes its fused fast path only when query is key is value).
     key = value = query
-    if config.attention == "cross":
+    if experiment.attention == "cross":
         key, value = to_run(master_key), to_run(master_value)
     return Inputs(
-        config=config,
         query=query,
         key=key,
         value=value,
@@ -194,6 +170,8 @@ def make_inputs(config: Config, device: torch.device) -> Inputs:
         master_key=master_key,
         master_value=master_value,
         master_weights=master_weights,
+        batch_first=experiment.batch_first,
+        num_heads=sizes.num_heads,
     )
 
 

@@ -4,15 +4,15 @@ A cell covers a rectangle of (query, key) positions. The rule is evaluated on
 up to `samples` evenly spaced positions per side of the cell, so the picture
 is exact whenever a cell spans no more positions than that, and a faithful
 shading otherwise; it never needs the L x S mask. The density printed beside
-it is exact (block_plan.allowed_pair_count).
+it is exact (Prepared.allowed_pairs).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .config import Config
-from .masks import pair_rule
+from .masks import PairRule
+from .sizes import Sizes
 
 
 def _sample_positions(total: int, cells: int, samples: int) -> torch.Tensor:
@@ -25,12 +25,12 @@ def _sample_positions(total: int, cells: int, samples: int) -> torch.Tensor:
     return positions.floor().long().clamp(0, total - 1)
 
 
-def mask_grid(config: Config, rows: int, cols: int, batch: int = 0, head: int = 0, samples: int = 8) -> torch.Tensor:
+def mask_grid(rule: PairRule, sizes: Sizes, rows: int, cols: int, batch: int = 0, head: int = 0,
+              samples: int = 8) -> torch.Tensor:
     """(rows, cols) float in [0, 1]: share of allowed (query, key) pairs in each cell, for one batch item and head."""
-    rows, cols = min(rows, config.seq_len), min(cols, config.source_length)
-    queries = _sample_positions(config.seq_len, rows, samples)  # (rows, kq)
-    keys = _sample_positions(config.source_length, cols, samples)  # (cols, kk)
-    rule = pair_rule(config)
+    rows, cols = min(rows, sizes.seq_len), min(cols, sizes.source_len)
+    queries = _sample_positions(sizes.seq_len, rows, samples)  # (rows, kq)
+    keys = _sample_positions(sizes.source_len, cols, samples)  # (cols, kk)
     n, h = torch.tensor(batch), torch.tensor(head)
     allowed = rule(n, h, queries[:, None, :, None], keys[None, :, None, :])  # (rows, cols, kq, kk)
     return allowed.float().mean(dim=(2, 3))

@@ -6,10 +6,10 @@ F.scaled_dot_product_attention reads True = allowed. Getting this backwards is
 silent, so the checker is tested against a deliberately inverted mask.
 
 `pair_rule` is the single definition of which (batch item, head, query, key)
-are allowed: the variant's pattern, then causal, prefix, documents and key
-padding. It has FlexAttention's mask_mod signature. Everything else (dense
-masks, the blocked implementation's pieces, FlexAttention's mask_mod) is
-derived from it.
+are allowed: the pattern's rule, then causal, prefix, documents and key padding,
+each a rule of FlexAttention's mask_mod signature combined as attention-gym's
+and_masks combines them. Everything else (dense masks, the blocked
+implementation's pieces, FlexAttention's block mask) is derived from it.
 
 Most masks are the same for every head, and for every batch item unless keys
 are padded: dense masks keep a dimension of 1 there (see mask_groups).
@@ -21,18 +21,74 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .config import Config
-from .patterns import pattern_of, pattern_rule
+from .mask_spec import MaskSpec
+from .sizes import Sizes
 
 PairRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def mask_groups(config: Config) -> tuple[int, int]:
-    """(batch, heads) sizes of the mask: N where it differs per batch item (else 1), H where per head (else 1)."""
-    pattern = pattern_of(config)
-    by_batch, by_head = pattern.varies(config) if pattern is not None else (False, False)
-    batch = config.batch_size if (by_batch or config.mask.key_padding is not None) else 1
-    return batch, config.num_heads if by_head else 1
+def everywhere(n: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """Every pair allowed, on the broadcast shape of all four (so the result keeps n's and h's dimensions)."""
+    return (n >= 0) & (h >= 0) & (i >= 0) & (j >= 0)
+
+
+def causal_rule(prefix: int = 0) -> PairRule:
+    """j <= i (upper-left aligned, as SDPA's is_causal), or j < prefix (a prefix LM)."""
+    if prefix:
+        return lambda n, h, i, j: (j <= i) | (j < prefix)
+    return lambda n, h, i, j: j <= i
+
+
+def documents_rule(lengths: Sequence[int], device: torch.device | str = "cpu") -> PairRule:
+    """i and j in the same packed document (self attention: queries and keys share positions)."""
+    document = torch.repeat_interleave(torch.arange(len(lengths), device=device, dtype=torch.int32),
+                                       torch.tensor(list(lengths), device=device))
+    return lambda n, h, i, j: document[i] == document[j]
+
+
+def and_masks(*rules: PairRule) -> PairRule:
+    """A pair is allowed when every rule allows it."""
+
+    def rule(n: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        allowed = rules[0](n, h, i, j)
+        for other in rules[1:]:
+            allowed = allowed & other(n, h, i, j)
+        return allowed
+
+    return rule
+
+
+def within_key_lengths(rule: PairRule, lengths: Sequence[int], device: torch.device | str = "cpu") -> PairRule:
+    """The rule, and j < the batch item's key length (key padding)."""
+    limits = torch.tensor(list(lengths), device=device, dtype=torch.int32)
+
+    def padded(n: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        # torch.where, not &: Inductor mis-compiles `& (j < lengths[n])` in a compiled block mask.
+        return torch.where(j < limits[n], rule(n, h, i, j), False)
+
+    return padded
+
+
+def pair_rule(pattern: PairRule | None, mask: MaskSpec, device: torch.device | str = "cpu") -> PairRule:
+    """(n, h, i, j) -> allowed, on broadcasting integer tensors; the result has n's and h's dimensions."""
+    rules: list[PairRule] = [everywhere]
+    if pattern is not None:
+        # (n >= 0) & (h >= 0): the result keeps n's and h's dimensions even where the pattern ignores them.
+        rules = [lambda n, h, i, j: pattern(n, h, i, j) & (n >= 0) & (h >= 0)]
+    if mask.causal:
+        rules.append(causal_rule(mask.prefix))
+    if mask.document_lengths is not None:
+        rules.append(documents_rule(mask.document_lengths, device))
+    combined = and_masks(*rules)
+    return within_key_lengths(combined, mask.key_lengths, device) if mask.key_lengths is not None else combined
+
+
+def mask_groups(sizes: Sizes, mask: MaskSpec, varies: tuple[bool, bool]) -> tuple[int, int]:
+    """(batch, heads) sizes of the mask: N where it differs per batch item (else 1), H where per head (else 1).
+    varies: whether the pattern's rule differs (by batch item, by head)."""
+    by_batch, by_head = varies
+    batch = sizes.batch_size if (by_batch or mask.key_lengths is not None) else 1
+    return batch, sizes.num_heads if by_head else 1
 
 
 def causal_allowed(length: int, source: int, prefix: int = 0) -> torch.Tensor:
@@ -48,51 +104,49 @@ def key_padding_allowed(lengths: Sequence[int], source: int) -> torch.Tensor:
     return torch.arange(source)[None, :] < torch.tensor(list(lengths))[:, None]
 
 
-def pair_rule(config: Config, device: torch.device | str = "cpu") -> PairRule:
-    """(n, h, i, j) -> allowed, on broadcasting integer tensors; the result has n's and h's dimensions."""
-    pattern = pattern_rule(config)
-    causal, prefix = config.mask.causal, config.mask.prefix or 0
-    document_lengths = config.document_lengths
-    # Document of every position (self attention: queries and keys share positions).
-    document = (
-        torch.repeat_interleave(torch.arange(len(document_lengths), device=device, dtype=torch.int32),
-                                torch.tensor(document_lengths, device=device))
-        if document_lengths is not None else None
-    )
-    key_lengths = config.key_lengths
-    lengths = torch.tensor(key_lengths, device=device, dtype=torch.int32) if key_lengths is not None else None
-
-    def rule(n: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        # (n >= 0) & (h >= 0): the result keeps n's and h's dimensions even where the rule ignores them.
-        anywhere = (n >= 0) & (h >= 0)
-        allowed = (i >= 0) & (j >= 0) & anywhere if pattern is None else pattern(n, h, i, j) & anywhere
-        if causal:
-            allowed = allowed & ((j <= i) | (j < prefix)) if prefix else allowed & (j <= i)
-        if document is not None:
-            allowed = allowed & (document[i] == document[j])
-        if lengths is not None:
-            # torch.where, not &: Inductor mis-compiles `& (j < lengths[n])` in a compiled block mask.
-            allowed = torch.where(j < lengths[n], allowed, False)
-        return allowed
-
-    return rule
-
-
-def allowed_rows(config: Config, rows: torch.Tensor) -> torch.Tensor:
-    """(N, 1 or H, R, S) bool on the CPU for the given query rows (H only for a rule that differs per head)."""
-    _, heads = mask_groups(config)
-    n = torch.arange(config.batch_size)[:, None, None, None]
+def allowed_rows(rule: PairRule, sizes: Sizes, heads: int, rows: torch.Tensor) -> torch.Tensor:
+    """(N, heads, R, S) bool on the CPU for the given query rows (heads: 1, or H for a rule that differs per head)."""
+    n = torch.arange(sizes.batch_size)[:, None, None, None]
     h = torch.arange(heads)[None, :, None, None]
-    j = torch.arange(config.source_length)[None, None, None, :]
-    return pair_rule(config)(n, h, rows[None, None, :, None], j)
-
-
-def allowed_mask(config: Config) -> torch.Tensor:
-    """(N, 1 or H, L, S) bool on the CPU: every (query, key) pair the config allows. Dense: small L only."""
-    return allowed_rows(config, torch.arange(config.seq_len))
+    j = torch.arange(sizes.source_len)[None, None, None, :]
+    return rule(n, h, rows[None, None, :, None], j)
 
 
 def fully_masked_rows(allowed: torch.Tensor) -> torch.Tensor:
     """(N, R) bool from an (N, 1 or H, R, S) mask: query rows with no allowed key in some head
     (their output, which mixes the heads, is undefined)."""
     return (~allowed.any(dim=-1)).any(dim=1)
+
+
+def full_pair_count(sizes: Sizes, mask: MaskSpec, rule: PairRule) -> int:
+    """Allowed (query, key) pairs of full attention (no pattern) over the batch, for one head, without an L x S mask."""
+    if mask.document_lengths is not None:
+        return _counted_row_by_row(rule, sizes)
+    length, source = sizes.seq_len, sizes.source_len
+    limits = mask.key_lengths or [source] * sizes.batch_size
+    if not mask.causal:
+        return length * sum(limits)
+    # Query i sees min(max(i + 1, prefix), limit) keys: keys 0..i, or the whole prefix, cut at its limit.
+    total = 0
+    for limit in limits:
+        reach = min(mask.prefix, limit)
+        flat = min(length, reach)  # queries i < reach see `reach` keys
+        total += flat * reach
+        ramp_end = min(length, limit)  # queries flat..ramp_end-1 see i + 1 keys; the rest see `limit`
+        if ramp_end > flat:
+            total += (ramp_end * (ramp_end + 1) - flat * (flat + 1)) // 2
+        total += max(0, length - max(ramp_end, flat)) * limit
+    return total
+
+
+def _counted_row_by_row(rule: PairRule, sizes: Sizes, elements: int = 2**24) -> int:
+    """Allowed pairs by evaluating the rule on slices of rows (never more than `elements` at once)."""
+    n = torch.arange(sizes.batch_size)[:, None, None]
+    h = torch.zeros((), dtype=torch.long)
+    j = torch.arange(sizes.source_len)[None, None, :]
+    rows = max(1, elements // (sizes.batch_size * sizes.source_len))
+    total = 0
+    for start in range(0, sizes.seq_len, rows):
+        i = torch.arange(start, min(sizes.seq_len, start + rows))[None, :, None]
+        total += int(rule(n, h, i, j).sum())
+    return total

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils import benchmark
 
-from .config import Config
+from .experiment import Experiment
 from .results import MIN_RUNS, NOISY_IQR_RATIO
 
 
@@ -122,15 +122,16 @@ class FlopCount:
         return self.attention if scope == "core" else self.projections + self.attention
 
 
-def count_flops(config: Config, allowed_pairs: int) -> FlopCount:
+def count_flops(experiment: Experiment, allowed_pairs: int) -> FlopCount:
     """Multiply-adds counted as 2 FLOPs; masked-out pairs are not work we asked for.
-    allowed_pairs is summed over batch items and heads (block_plan.allowed_pair_count).
+    allowed_pairs is summed over batch items and heads (Prepared.allowed_pairs).
     For the pass timed, as FlashAttention counts them: the attention backward is 2.5 times its
     forward (five matrix products against two), a projection's backward twice its forward."""
-    n, length, source, e = config.batch_size, config.seq_len, config.source_length, config.embed_dim
-    projections = 2 * n * length * e * e * 2 + 2 * n * source * e * (config.key_dim + config.value_dim)
-    attention = 4 * allowed_pairs * config.head_dim
-    attention_factor, projection_factor = PASS_FACTORS[config.timing.pass_]
+    sizes = experiment.sizes
+    n, length, source, e = sizes.batch_size, sizes.seq_len, sizes.source_len, sizes.embed_dim
+    projections = 2 * n * length * e * e * 2 + 2 * n * source * e * (sizes.kdim + sizes.vdim)
+    attention = 4 * allowed_pairs * sizes.head_dim
+    attention_factor, projection_factor = PASS_FACTORS[experiment.timing.pass_]
     return FlopCount(projections=int(projections * projection_factor), attention=int(attention * attention_factor))
 
 

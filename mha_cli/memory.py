@@ -12,11 +12,9 @@ import os
 import re
 from dataclasses import dataclass
 
-from .config import Config
+from .dtypes import DTYPE_BYTES
 from .errors import UsageError
-from .patterns import pattern_of
-
-DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
+from .experiment import Experiment
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -60,29 +58,26 @@ def available_host_bytes() -> int:
 REFERENCE_ELEMENTS = 2**22
 
 
-def reference_row_count(config: Config) -> int:
+def reference_row_count(experiment: Experiment) -> int:
     """How many query rows the float64 reference checks (all of them for small runs)."""
-    per_row = config.batch_size * config.num_heads * config.source_length
-    return max(1, min(config.seq_len, REFERENCE_ELEMENTS // per_row))
+    sizes = experiment.sizes
+    per_row = sizes.batch_size * sizes.num_heads * sizes.source_len
+    return max(1, min(sizes.seq_len, REFERENCE_ELEMENTS // per_row))
 
 
-def blocked_keys_per_query(config: Config, run_user_code: bool = True) -> int:
-    """Keys each query reads in the blocked implementation: its pattern's upper bound, or for packed
-    documents under the generic plan the longest document plus its largest block on each side.
-
-    A rule the config names (custom) is only known by evaluating it: without run_user_code
-    (`mha validate`), the least a plan can read, so that validation never refuses what a run accepts."""
-    pattern = pattern_of(config)
-    if pattern is not None and pattern.RUNS_USER_CODE and not run_user_code:
-        return min(config.source_length, MIN_GENERIC_BLOCK)
+def blocked_keys_bound(experiment: Experiment) -> int | None:
+    """An upper bound on the keys each query reads in the blocked implementation, known without torch:
+    its pattern's, or for packed documents under the generic plan the longest document plus its largest
+    block on each side. None for a rule the config names: only evaluating it tells (Prepared does)."""
+    pattern = experiment.pattern
     if pattern is not None:
-        return pattern.keys_per_query(config)
-    documents = config.document_lengths
+        return pattern.keys_per_query()
+    documents = experiment.mask.document_lengths
     assert documents is not None, "full attention reads every key"
     # A document can straddle one more block on each side. Not imported from block_plan (torch):
     # `mha validate` estimates without torch; a test keeps the two equal.
     largest = GENERIC_LARGEST_BLOCK
-    return min(config.source_length + largest, max(documents) + 2 * largest)
+    return min(experiment.sizes.source_len + largest, max(documents) + 2 * largest)
 
 
 TRAINING_FACTOR = {"torch": 2.0, "manual": 2.0}  # training peak / forward peak; the fused kernels: 1.5
@@ -105,56 +100,50 @@ class MemoryEstimate:
         return self.shared + self.reference
 
 
-def estimate(config: Config, run_user_code: bool = True) -> MemoryEstimate:
-    """Peak bytes per implementation. run_user_code=False: do not import a rule the config names."""
-    n, h, e = config.batch_size, config.num_heads, config.embed_dim
-    length, source = config.seq_len, config.source_length
-    b = DTYPE_BYTES[config.dtype]
-    scores = n * h * length * source  # one (N, H, L, S) tensor, in elements
-    inputs = n * length * e if config.attention == "self" else n * (length * e + source * (config.key_dim + config.value_dim))
+def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: dict[str, int] | None = None) -> MemoryEstimate:
+    """Peak bytes per implementation: every built-in one, and those of experiment.impls.
+
+    blocked_keys: the keys each query reads in blocked when evaluating the rule told (Prepared); without
+    it, blocked_keys_bound, or for a rule the config names (`mha validate` never imports it) the least a
+    plan can read, so that validation never refuses what a run accepts. declared: bytes your own
+    implementations say they need; the others are estimated as the dense textbook layer."""
+    sizes, b = experiment.sizes, DTYPE_BYTES[experiment.dtype]
+    n, h, e = sizes.batch_size, sizes.num_heads, sizes.embed_dim
+    length, source = sizes.seq_len, sizes.source_len
+    scores = sizes.scores  # one (N, H, L, S) tensor, in elements
+    inputs = n * length * e if experiment.attention == "self" else n * (length * e + source * (sizes.kdim + sizes.vdim))
     projected = n * (length + 2 * source) * e
     output = n * length * e
     mask = n * length * source  # bool, one byte each
-    weights = 2 * e * e + e * (config.key_dim + config.value_dim) + 4 * e
+    weights = 2 * e * e + e * (sizes.kdim + sizes.vdim) + 4 * e
 
     shared = (b + 8) * (inputs + weights)
     # Scores, masked scores and softmax are alive together in a textbook forward.
     dense_forward = projected + 3 * scores + output
     # The pattern as a dense mask: (N, 1, L, S) bool, and per head for nn.MultiheadAttention.
-    dense_full_mask = config.mask.key_padding is not None or not config.mask.only_causal_and_padding
-    pattern_mask = mask if (config.variant != "full" or dense_full_mask) else 0
+    pattern_mask = mask if experiment.mask_form.needs_dense else 0
     per_impl = {
         # nn.MultiheadAttention also merges its masks into an (N, H, L, S) float mask.
-        "torch": b * (dense_forward + scores) + mask + (h * mask if config.variant != "full" or dense_full_mask else 0),
+        "torch": b * (dense_forward + scores) + mask + h * pattern_mask,
         "manual": b * dense_forward + mask,
         # A fused kernel needs no L x S buffer, but `auto` may fall back to math.
         "sdpa": b * dense_forward + mask,
     }
-    if config.variant == "full" and config.document_lengths is None:
+    if not experiment.needs_plan:
         per_impl["blocked"] = b * (projected + 2 * output) + pattern_mask
         per_impl["flex"] = b * (projected + 2 * output) + mask
     else:
-        keys = blocked_keys_per_query(config, run_user_code)
-        # Masks per batch item with key padding; a rule the config names may also differ per item and head.
-        pattern = pattern_of(config)
-        user_rule = pattern is not None and pattern.RUNS_USER_CODE
-        mask_batch = (n if config.mask.key_padding is not None or user_rule else 1) * (h if user_rule else 1)
-        # Masks (bool + additive, and the int64 positions they are built from), the
-        # projected tensors, padded and gathered keys, and one output per piece.
-        per_impl["blocked"] = mask_batch * length * keys * (1 + b) + 24 * length * keys + b * (6 * projected + 4 * output)
-        if pattern is not None:
-            per_impl["blocked"] += b * pattern.extra_blocked_elements(config)  # e.g. BigBird's gathered random blocks
-        else:  # the generic plan gathers its key blocks for every query block
-            per_impl["blocked"] += b * 2 * n * length * keys * config.head_dim
-        # FlexAttention: its block mask plus compiled kernels' buffers of O(L * d).
-        per_impl["flex"] = b * (projected + 4 * output) + 4 * mask_batch * (length // 128 + 1) * (source // 128 + 1) * 4
-    if config.timing.pass_ != "forward":
+        per_impl.update(_planned(experiment, blocked_keys, projected, output))
+    for name in experiment.impls:
+        if name not in per_impl:  # your own: what it declares, else the dense layer it most likely is
+            per_impl[name] = (declared or {}).get(name, per_impl["manual"])
+    if experiment.timing.trains:
         # Training keeps the forward's tensors for the backward and makes gradients beside them.
         # Autograd through a plain softmax (torch, manual) holds the L x S probabilities and one
         # gradient of that size per head; the fused kernels recompute instead and mostly add the
         # gradients of q, k, v (and of the mask's pieces for blocked).
         per_impl = {name: int(need * TRAINING_FACTOR.get(name, 1.5)) for name, need in per_impl.items()}
-    rows = reference_row_count(config)
+    rows = reference_row_count(experiment)
     row_scores = n * h * rows * source
     reference_forward = n * (rows + 2 * source) * e + 3 * row_scores + n * rows * e
     reference = 8 * reference_forward + b * reference_forward + n * rows * source
@@ -170,6 +159,29 @@ def estimate(config: Config, run_user_code: bool = True) -> MemoryEstimate:
     )
 
 
+def _planned(experiment: Experiment, blocked_keys: int | None, projected: int, output: int) -> dict[str, int]:
+    """blocked's and flex's bytes when blocked plans blocks (a pattern, or packed documents)."""
+    sizes, b, pattern = experiment.sizes, DTYPE_BYTES[experiment.dtype], experiment.pattern
+    n, h, length, source = sizes.batch_size, sizes.num_heads, sizes.seq_len, sizes.source_len
+    keys = blocked_keys if blocked_keys is not None else blocked_keys_bound(experiment)
+    if keys is None:  # a rule the config names, not evaluated here: the least a plan can read
+        keys = min(source, MIN_GENERIC_BLOCK)
+    # Masks per batch item with key padding; a rule the config names is not known until evaluated, so it is
+    # taken to differ per batch item and head.
+    unknown_rule = pattern is not None and pattern.IMPORTS_USER_CODE
+    mask_batch = (n if experiment.mask.key_lengths is not None or unknown_rule else 1) * (h if unknown_rule else 1)
+    # Masks (bool + additive, and the int64 positions they are built from), the
+    # projected tensors, padded and gathered keys, and one output per piece.
+    blocked = mask_batch * length * keys * (1 + b) + 24 * length * keys + b * (6 * projected + 4 * output)
+    if pattern is not None:
+        blocked += b * pattern.extra_blocked_elements()  # e.g. BigBird's gathered random blocks
+    else:  # the generic plan gathers its key blocks for every query block
+        blocked += b * 2 * n * length * keys * sizes.head_dim
+    # FlexAttention: its block mask plus compiled kernels' buffers of O(L * d).
+    flex = b * (projected + 4 * output) + 4 * mask_batch * (length // 128 + 1) * (source // 128 + 1) * 4
+    return {"blocked": blocked, "flex": flex}
+
+
 def resolve_memory_limit(max_memory: int | None) -> tuple[int, str]:
     """The limit every command judges against, and how to name it in a message."""
     if max_memory is not None:
@@ -177,22 +189,23 @@ def resolve_memory_limit(max_memory: int | None) -> tuple[int, str]:
     return available_host_bytes(), "available on this machine"
 
 
-def required_bytes(config: Config, found: MemoryEstimate, together: tuple[str, ...] | None = None) -> int:
-    """What a command needs at least: the reference, and the smallest of config.impls (run, sweep),
+def required_bytes(experiment: Experiment, found: MemoryEstimate, together: tuple[str, ...] | None = None) -> int:
+    """What a command needs at least: the reference, and the smallest of experiment.impls (run, sweep),
     or the given implementations alive together (explain runs manual beside nn.MultiheadAttention)."""
     if together is not None:
         return found.reference_peak + sum(found.per_impl[name] for name in together)
-    return max(found.reference_peak, min(found.peak(name) for name in config.impls))
+    return max(found.reference_peak, min(found.peak(name) for name in experiment.impls))
 
 
 def check_fits(
-    config: Config, limit_bytes: int, limit_source: str, together: tuple[str, ...] | None = None, run_user_code: bool = True
+    experiment: Experiment, limit_bytes: int, limit_source: str, together: tuple[str, ...] | None = None,
+    blocked_keys: int | None = None, declared: dict[str, int] | None = None,
 ) -> MemoryEstimate:
     """Refuse (exit 2) what cannot fit: for a run, when the reference or every implementation would not;
     the rest is decided per implementation. One estimate for every command, `mha validate` included
-    (which passes run_user_code=False: a custom rule is not imported there)."""
-    found = estimate(config, run_user_code)
-    need = required_bytes(config, found, together)
+    (which gives no blocked_keys: a rule the config names is not imported there); see estimate()."""
+    found = estimate(experiment, blocked_keys, declared)
+    need = required_bytes(experiment, found, together)
     if need > limit_bytes:
         what = "even for its smallest implementation" if together is None else f"for {' and '.join(together)}"
         raise UsageError(

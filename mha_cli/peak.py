@@ -87,12 +87,12 @@ def measure_peak(dtype_name: str, threads: int, device: Any) -> float:
     """GFLOP/s of one square matmul in this dtype at this thread count (the median of a short timing)."""
     import torch
 
-    from .inputs import TORCH_DTYPES
+    from .dtypes import torch_dtype
     from .measure import time_call
 
     size = _probe_size(device)
     generator = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(size, size, generator=generator).to(device=device, dtype=TORCH_DTYPES[dtype_name]) for _ in range(2))
+    a, b = (torch.randn(size, size, generator=generator).to(device=device, dtype=torch_dtype(dtype_name)) for _ in range(2))
     out = torch.empty_like(a)
 
     def product() -> None:

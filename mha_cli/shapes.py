@@ -1,4 +1,4 @@
-"""The shape table: what comes out of nn.MultiheadAttention for a config.
+"""The shape table: what comes out of nn.MultiheadAttention for a experiment.
 
 Every shape is read off a tensor PyTorch really produced, never worked out by
 hand (tutorials get the weights' shape wrong often enough). Small configs run
@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from .attention.reference import reference_attention
-from .config import Config
-from .inputs import TORCH_DTYPES, Weights
+from .dtypes import torch_dtype
+from .experiment import Experiment
+from .inputs import Weights
 from .results import ShapeRow
 
 META = torch.device("meta")
@@ -32,37 +33,39 @@ def _weights_axes(average: bool) -> str:
     return "N L S" if average else "N H L S"
 
 
-def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | None]]:
+def shape_table(experiment: Experiment) -> tuple[list[ShapeRow], dict[str, list[int] | None]]:
     """Rows for the table, and the `shapes` block of the JSON document."""
-    dtype = TORCH_DTYPES[config.dtype]
-    n, length, source, e = config.batch_size, config.seq_len, config.source_length, config.embed_dim
-    device = META if n * config.num_heads * length * source > REAL_TENSOR_LIMIT else torch.device("cpu")
+    sizes = experiment.sizes
+    dtype = torch_dtype(experiment.dtype)
+    n, length, source, e = sizes.batch_size, sizes.seq_len, sizes.source_len, sizes.embed_dim
+    device = META if sizes.scores > REAL_TENSOR_LIMIT else torch.device("cpu")
+    cross = experiment.attention == "cross"
     module = nn.MultiheadAttention(
-        e, config.num_heads, bias=config.bias, kdim=config.kdim, vdim=config.vdim,
-        batch_first=config.batch_first, device=device, dtype=dtype,
+        e, sizes.num_heads, bias=experiment.bias, kdim=sizes.kdim if cross else None, vdim=sizes.vdim if cross else None,
+        batch_first=experiment.batch_first, device=device, dtype=dtype,
     ).eval()
 
     def user_layout(steps: int, features: int) -> torch.Tensor:
-        shape = (n, steps, features) if config.batch_first else (steps, n, features)
+        shape = (n, steps, features) if experiment.batch_first else (steps, n, features)
         return torch.zeros(shape, device=device, dtype=dtype)
 
     query = user_layout(length, e)
     key = value = query
-    if config.attention == "cross":
-        key, value = user_layout(source, config.key_dim), user_layout(source, config.value_dim)
-    other_average = not config.average_attn_weights
+    if experiment.attention == "cross":
+        key, value = user_layout(source, sizes.kdim), user_layout(source, sizes.vdim)
+    other_average = not experiment.average_attn_weights
     with torch.inference_mode():
-        output, weights = module(query, key, value, need_weights=config.need_weights, average_attn_weights=config.average_attn_weights)
+        output, weights = module(query, key, value, need_weights=experiment.need_weights, average_attn_weights=experiment.average_attn_weights)
         other_weights = (
-            module(query, key, value, need_weights=True, average_attn_weights=other_average)[1] if config.need_weights else None
+            module(query, key, value, need_weights=True, average_attn_weights=other_average)[1] if experiment.need_weights else None
         )
-        as_batch_first = (lambda x: x) if config.batch_first else (lambda x: x.transpose(0, 1))
+        as_batch_first = (lambda x: x) if experiment.batch_first else (lambda x: x.transpose(0, 1))
         steps = reference_attention(
             as_batch_first(query), as_batch_first(key), as_batch_first(value), Weights.of(module),
-            torch.ones(n, 1, length, source, dtype=torch.bool, device=device), config.num_heads,
+            torch.ones(n, 1, length, source, dtype=torch.bool, device=device), sizes.num_heads,
         )
 
-    seq_first = not config.batch_first
+    seq_first = not experiment.batch_first
     query_axes = "L N E" if seq_first else "N L E"
 
     def row(tensor: str, value: torch.Tensor | None, axes: str, note: str = "") -> ShapeRow:
@@ -71,12 +74,12 @@ def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | N
         return ShapeRow(tensor, list(value.shape), named_axes(value.shape, axes), note)
 
     weights_note = (
-        "averaged over heads (average_attn_weights=true)" if config.average_attn_weights
+        "averaged over heads (average_attn_weights=true)" if experiment.average_attn_weights
         else "one map per head (average_attn_weights=false)"
     )
-    source_note = "self attention: the query tensor" if config.attention == "self" else "cross attention source"
+    source_note = "self attention: the query tensor" if experiment.attention == "self" else "cross attention source"
     rows = [
-        row("query", query, query_axes, "batch_first=true" if config.batch_first else "batch_first=false: sequence first"),
+        row("query", query, query_axes, "batch_first=true" if experiment.batch_first else "batch_first=false: sequence first"),
         row("key", key, "S N kdim" if seq_first else "N S kdim", source_note),
         row("value", value, "S N vdim" if seq_first else "N S vdim", source_note),
         row("Q per head", steps.q, "N H L d", "projected, split into heads; d = E/H"),
@@ -84,9 +87,9 @@ def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | N
         row("V per head", steps.v, "N H S d", "projected, split into heads"),
         row("scores", steps.scores, "N H L S", "Q K^T / sqrt(d): one L x S map per head"),
     ]
-    if config.need_weights:  # with need_weights=false nothing is returned: no rows for it
+    if experiment.need_weights:  # with need_weights=false nothing is returned: no rows for it
         rows += [
-            row("attn weights (returned)", weights, _weights_axes(config.average_attn_weights), weights_note),
+            row("attn weights (returned)", weights, _weights_axes(experiment.average_attn_weights), weights_note),
             row(
                 f"attn weights if average_attn_weights={str(other_average).lower()}",
                 other_weights,
@@ -94,7 +97,7 @@ def shape_table(config: Config) -> tuple[list[ShapeRow], dict[str, list[int] | N
                 "averaged over heads" if other_average else "one map per head",
             ),
         ]
-    output_note = "same layout as the query" + ("; need_weights=false: no weights returned" if not config.need_weights else "")
+    output_note = "same layout as the query" + ("; need_weights=false: no weights returned" if not experiment.need_weights else "")
     rows.append(row("output", output, query_axes, output_note))
     shapes = {
         "query": list(query.shape),

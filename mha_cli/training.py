@@ -22,48 +22,57 @@ import torch
 
 from .attention.reference import reference_attention
 from .check import CheckResult, Reference, Tolerance
-from .config import Config
-from .inputs import TORCH_DTYPES, Inputs, Weights, project_heads
+from .dtypes import torch_dtype
+from .errors import Unsupported
+from .experiment import Experiment
+from .inputs import Inputs, Weights, project_heads
 from .masks import fully_masked_rows
+from .workload import Workload
 
 Leaves = dict[str, torch.Tensor]  # what the gradients are taken with respect to, by name
 INPUT_LEAVES = ("d(query=key=value)", "d(query)", "d(key)", "d(value)")  # the layer's inputs, in the user's layout
 
 
-def training_inputs(inputs: Inputs) -> tuple[Inputs, Leaves]:
-    """A copy of the inputs whose differentiable tensors are leaves that require grad: the core's
+def training_workload(work: Workload) -> tuple[Workload, Leaves]:
+    """A copy of the workload whose differentiable tensors are leaves that require grad: the core's
     projected q, k, v, or for the whole layer its inputs and every parameter of a copy of the module."""
-    if inputs.config.timing.scope == "core":
+    inputs = work.inputs
+    if work.experiment.timing.scope == "core":
         q, k, v = (x.detach().clone().requires_grad_() for x in inputs.projected())
-        return replace(inputs, _made={**inputs._made, "projected": (q, k, v)}), {"dq": q, "dk": k, "dv": v}
+        return work.with_inputs(inputs.with_projected(q, k, v)), {"dq": q, "dk": k, "dv": v}
     module = copy.deepcopy(inputs.module).requires_grad_(True)
-    query, key, value, leaves = _input_leaves(inputs.config, inputs.query, inputs.key, inputs.value)
+    query, key, value, leaves = _input_leaves(work.experiment, inputs.query, inputs.key, inputs.value)
     leaves.update({f"d({name})": parameter for name, parameter in module.named_parameters()})
-    made = {key_: value_ for key_, value_ in inputs._made.items() if key_ == "allowed"}
     trained = replace(inputs, query=query, key=key, value=value, module=module, weights=Weights.of(module, detach=False),
-                      _made=made)
-    return trained, leaves
+                      _made={})
+    return work.with_inputs(trained), leaves
 
 
-def _input_leaves(config: Config, query: torch.Tensor, key: torch.Tensor,
+def _input_leaves(experiment: Experiment, query: torch.Tensor, key: torch.Tensor,
                   value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Leaves]:
     """The layer's inputs as leaves: one for self attention (one tensor passed three times, as a user would)."""
     query = query.detach().clone().requires_grad_()
-    if config.attention == "self":
+    if experiment.attention == "self":
         return query, query, query, {"d(query=key=value)": query}
     key, value = (x.detach().clone().requires_grad_() for x in (key, value))
     return query, key, value, {"d(query)": query, "d(key)": key, "d(value)": value}
 
 
-def upstream_gradient(config: Config, device: torch.device) -> torch.Tensor:
+def seeded_upstream(seed: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """The seeded dL/d(out): drawn in float64 from seed + 1 (the inputs take the seed itself), then cast."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    return torch.randn(shape, dtype=torch.float64, generator=generator).to(device=device, dtype=dtype)
+
+
+def upstream_gradient(experiment: Experiment, device: torch.device) -> torch.Tensor:
     """The seeded dL/d(out) in the run dtype, the same for every implementation: (N, H, L, d) for the
     core, (N, L, E) for the layer (batch first; implementations' outputs are read batch first)."""
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    if config.timing.scope == "core":
-        shape = (config.batch_size, config.num_heads, config.seq_len, config.head_dim)
+    sizes = experiment.sizes
+    if experiment.timing.scope == "core":
+        shape = (sizes.batch_size, sizes.num_heads, sizes.seq_len, sizes.head_dim)
     else:
-        shape = (config.batch_size, config.seq_len, config.embed_dim)
-    return torch.randn(shape, dtype=torch.float64, generator=generator).to(device=device, dtype=TORCH_DTYPES[config.dtype])
+        shape = (sizes.batch_size, sizes.seq_len, sizes.embed_dim)
+    return seeded_upstream(experiment.seed, shape, torch_dtype(experiment.dtype), device)
 
 
 @dataclass(frozen=True)
@@ -99,55 +108,62 @@ def _reference_parameters(weights: Weights, packed: bool) -> tuple[dict[str, tor
                                parameters.get("out_proj.bias"))
 
 
-def _reference_grads(inputs: Inputs, reference: Reference, rows: torch.Tensor, upstream: torch.Tensor,
-                     dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    config, w = inputs.config, inputs.master_weights.to(dtype)
+def _reference_grads(experiment: Experiment, inputs: Inputs, reference: Reference, rows: torch.Tensor,
+                     upstream: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    w, heads = inputs.master_weights.to(dtype), experiment.sizes.num_heads
     allowed = reference.allowed[:, :, torch.isin(reference.rows, rows)]
     masters = (inputs.master_query.to(dtype), inputs.master_key.to(dtype), inputs.master_value.to(dtype))
-    if config.timing.scope == "core":
-        q, k, v = (x.detach().requires_grad_() for x in project_heads(w, config.num_heads, *masters))
+    if experiment.timing.scope == "core":
+        q, k, v = (x.detach().requires_grad_() for x in project_heads(w, heads, *masters))
         out = _dense_core(q[:, :, rows], k, v, allowed)
         loss = (out * upstream[:, :, rows].to(dtype)).sum()
         return dict(zip(("dq", "dk", "dv"), torch.autograd.grad(loss, (q, k, v)), strict=True))
-    query, key, value, leaves = _input_leaves(config, *masters)
+    query, key, value, leaves = _input_leaves(experiment, *masters)
     parameters, weights = _reference_parameters(w, packed=inputs.module._qkv_same_embed_dim)
     leaves.update({f"d({name})": tensor for name, tensor in parameters.items()})
-    out = reference_attention(query[:, rows], key, value, weights, allowed, config.num_heads).output
+    out = reference_attention(query[:, rows], key, value, weights, allowed, heads).output
     loss = (out * upstream[:, rows].to(dtype)).sum()
     return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
 
 
-def gradient_reference(config: Config, inputs: Inputs, reference: Reference, upstream: torch.Tensor) -> GradientReference:
+def gradient_reference(work: Workload, reference: Reference, upstream: torch.Tensor) -> GradientReference:
     """Float64 gradients on the checked rows with an allowed key, and a tolerance sized like the forward's:
     the same math in the run dtype shows how far that dtype alone moves the gradients."""
+    experiment, inputs = work.experiment, work.inputs
     defined = ~fully_masked_rows(reference.allowed).any(dim=0)  # (R,): a key in every item and head
     rows = reference.rows[defined]
     upstream = upstream.detach().cpu().double()
-    exact = _reference_grads(inputs, reference, rows, upstream, torch.float64)
+    exact = _reference_grads(experiment, inputs, reference, rows, upstream, torch.float64)
     gap = None
-    if config.dtype != "float64":
-        twin = _reference_grads(inputs, reference, rows, upstream, TORCH_DTYPES[config.dtype])
+    if experiment.dtype != "float64":
+        twin = _reference_grads(experiment, inputs, reference, rows, upstream, torch_dtype(experiment.dtype))
         gap = max(float((twin[name].double() - exact[name]).abs().max()) for name in exact if exact[name].numel())
-    return GradientReference(rows, exact, Tolerance.for_dtype(config.dtype, gap))
+    return GradientReference(rows, exact, Tolerance.for_dtype(experiment.dtype, gap))
 
 
-def _loss(config: Config, inputs: Inputs, out: torch.Tensor, upstream: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    if config.timing.scope == "core":
+def _loss(work: Workload, out: torch.Tensor, upstream: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    if work.experiment.timing.scope == "core":
         return (out[:, :, rows] * upstream[:, :, rows]).sum()
-    return (inputs.batch_first(out)[:, rows] * upstream[:, rows]).sum()
+    return (work.inputs.as_batch_first(out)[:, rows] * upstream[:, rows]).sum()
 
 
-def check_gradients(config: Config, inputs: Inputs, forward: Callable[[], object], leaves: Leaves,
+def check_gradients(work: Workload, forward: Callable[[], object], leaves: Leaves,
                     upstream: torch.Tensor, expected: GradientReference) -> CheckResult:
-    """The implementation's gradients for the same restricted loss, against float64, leaf by leaf."""
+    """The implementation's gradients for the same restricted loss, against float64, leaf by leaf.
+    An output that does not require grad cannot be trained through: Unsupported (the row is skipped)."""
+    experiment = work.experiment
     rows = expected.rows.to(upstream.device)
-    loss = _loss(config, inputs, forward().output, upstream, rows)  # type: ignore[attr-defined]
+    out = forward().output  # type: ignore[attr-defined]
+    if not out.requires_grad:
+        raise Unsupported(f"its output does not require grad, so timing.pass: {experiment.timing.pass_} cannot train "
+                          "through it (is it computed under no_grad, or detached?)")
+    loss = _loss(work, out, upstream, rows)
     got = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     problems, poisoned, worst = [], [], 0.0
     for name, mine in zip(leaves, got, strict=True):
         theirs = expected.grads[name]
         mine = torch.zeros_like(theirs) if mine is None else mine.detach().cpu().double()
-        if name in INPUT_LEAVES and not config.batch_first:
+        if name in INPUT_LEAVES and not experiment.batch_first:
             mine = mine.transpose(0, 1)  # the user's (L, N, E) layout -> batch first, as the reference
         if not torch.isfinite(mine).all():
             poisoned.append(name)
@@ -164,12 +180,13 @@ def check_gradients(config: Config, inputs: Inputs, forward: Callable[[], object
     return CheckResult(ok=not problems, max_abs_err=worst, undefined_rows=0, nan_undefined_rows=0, problems=tuple(problems))
 
 
-def timed_pass(config: Config, forward: Callable[[], object], leaves: Leaves, upstream: torch.Tensor) -> Callable[[], object]:
+def timed_pass(experiment: Experiment, forward: Callable[[], object], leaves: Leaves,
+               upstream: torch.Tensor) -> Callable[[], object]:
     """What to time for the pass: the backward alone on a kept graph, or forward and backward."""
     tensors = list(leaves.values())
     # The upstream gradient in the output's own layout (the user's, for the layer).
-    grad = upstream if config.timing.scope == "core" or config.batch_first else upstream.transpose(0, 1)
-    if config.timing.pass_ == "backward":
+    grad = upstream if experiment.timing.scope == "core" or experiment.batch_first else upstream.transpose(0, 1)
+    if experiment.timing.pass_ == "backward":
         out = forward().output  # type: ignore[attr-defined]
         return lambda: torch.autograd.grad(out, tensors, grad, retain_graph=True, allow_unused=True)
     return lambda: torch.autograd.grad(forward().output, tensors, grad, allow_unused=True)  # type: ignore[attr-defined]

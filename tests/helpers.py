@@ -9,11 +9,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from hypothesis import strategies as st
 
 from mha_cli.arith import ceil_div
+from mha_cli.attention import AttentionOutput, builtin
+from mha_cli.block_plan import BlockPlan
 from mha_cli.config import Config
+from mha_cli.experiment import resolve
+from mha_cli.inputs import make_inputs
+from mha_cli.prepared import Prepared
 from mha_cli.results import Result, RunReport, ShapeRow
+from mha_cli.workload import Workload, make_workload
+
+CPU = torch.device("cpu")
 
 FAST_TIMING = {"min_run_time": 0.01, "threads": 1}
 FAST_OVERRIDES = ["timing.min_run_time=0.01", "timing.threads=1"]
@@ -34,6 +43,32 @@ def small_config(**changes: Any) -> Config:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def prepared(config: Config) -> Prepared:
+    """The config resolved, its derived state ready to compute on first use."""
+    return Prepared(resolve(config))
+
+
+def workload(config: Config, device: torch.device = CPU) -> Workload:
+    """Inputs, weights and the mask of a config on a device: what implementations are built from."""
+    ready = prepared(config)
+    return make_workload(ready, make_inputs(ready.experiment, device))
+
+
+def allowed_mask(config: Config) -> torch.Tensor:
+    """(N, 1 or H, L, S) bool: every pair the config allows (small configs only)."""
+    return prepared(config).dense_allowed()
+
+
+def plan_of(config: Config) -> BlockPlan:
+    """blocked's plan for a local or sparse config."""
+    return prepared(config).plan
+
+
+def call(name: str, work: Workload) -> AttentionOutput:
+    """One call of a built-in implementation built on this workload."""
+    return builtin(name).build(work)()
 
 
 def _default_sigint() -> None:

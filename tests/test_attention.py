@@ -13,17 +13,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mha_cli.attention import get_impl
+from mha_cli.attention import builtin
 from mha_cli.attention.reference import reference_attention
 from mha_cli.check import check_against_reference, run_reference
 from mha_cli.config import Config
-from mha_cli.errors import UsageError
-from mha_cli.inputs import make_inputs
-from mha_cli.masks import allowed_mask, fully_masked_rows
+from mha_cli.errors import Unsupported
+from mha_cli.masks import fully_masked_rows
 
-from .helpers import FAST_TIMING, configs, small_config
-
-CPU = torch.device("cpu")
+from .helpers import FAST_TIMING, allowed_mask, call, configs, small_config, workload
 FAST_IMPLS = ("torch", "manual", "sdpa", "blocked")
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -53,14 +50,14 @@ EDGE_CASES = [
 
 
 def assert_all_agree(config: Config, impls: tuple[str, ...] = FAST_IMPLS) -> None:
-    inputs = make_inputs(config, CPU)
-    reference = run_reference(config, inputs)
+    work = workload(config)
+    reference = run_reference(work)
     with torch.inference_mode():
         for name in impls:
             if name == "torch" and config.timing.scope == "core":
                 continue  # nn.MultiheadAttention has no separate core
-            got = get_impl(name)(inputs, config)()
-            verdict = check_against_reference(config, got, reference)
+            got = call(name, work)
+            verdict = check_against_reference(work.experiment, got, reference)
             assert verdict.ok, (name, verdict.problems)
 
 
@@ -81,10 +78,10 @@ def test_averaged_weights_rows_sum_to_one(config: Config) -> None:
     config = config.model_copy(
         update={"need_weights": True, "average_attn_weights": True, "timing": config.timing.model_copy(update={"scope": "layer"})}
     )
-    inputs = make_inputs(config, CPU)
+    work = workload(config)
     with torch.inference_mode():
         for name in ("torch", "manual"):
-            weights = get_impl(name)(inputs, config)().weights
+            weights = call(name, work).weights
             assert weights.shape == (config.batch_size, config.seq_len, config.source_length)
             defined = ~fully_masked_rows(allowed_mask(config))  # rows with no allowed key have no weights to sum
             torch.testing.assert_close(weights.sum(-1)[defined], torch.ones(config.batch_size, config.seq_len)[defined])
@@ -103,9 +100,9 @@ def permuted_cases(draw: st.DrawFn) -> tuple[Config, torch.Tensor, list[int]]:
     return config, allowed, permutation
 
 
-def _outputs(config: Config, inputs, allowed: torch.Tensor) -> dict[str, torch.Tensor]:
+def _outputs(config: Config, work, allowed: torch.Tensor) -> dict[str, torch.Tensor]:
     """Reference, manual and sdpa read an arbitrary mask; nn.MultiheadAttention gets it per head."""
-    masked = inputs.with_mask(allowed)
+    masked, inputs = work.with_mask(allowed), work.inputs
     outputs = {
         "reference": reference_attention(
             inputs.master_query, inputs.master_key, inputs.master_value, inputs.master_weights, allowed[:, None], config.num_heads
@@ -113,7 +110,7 @@ def _outputs(config: Config, inputs, allowed: torch.Tensor) -> dict[str, torch.T
     }
     with torch.inference_mode():
         for name in ("manual", "sdpa", "torch"):
-            out = get_impl(name)(masked, config)().output
+            out = call(name, masked).output
             outputs[name] = (out if config.batch_first else out.transpose(0, 1)).double()
     return outputs
 
@@ -122,7 +119,8 @@ def _outputs(config: Config, inputs, allowed: torch.Tensor) -> dict[str, torch.T
 @given(case=permuted_cases())
 def test_permuting_keys_values_and_mask_columns_together_changes_nothing(case) -> None:
     config, allowed, permutation = case
-    inputs = make_inputs(config, CPU)
+    work = workload(config)
+    inputs = work.inputs
     order = torch.tensor(permutation)
     source_axis = 1 if config.batch_first else 0
     from dataclasses import replace
@@ -135,8 +133,8 @@ def test_permuting_keys_values_and_mask_columns_together_changes_nothing(case) -
         master_value=inputs.master_value[:, order],
         _made={},
     )
-    before = _outputs(config, inputs, allowed)
-    after = _outputs(config, permuted, allowed[..., order])
+    before = _outputs(config, work, allowed)
+    after = _outputs(config, work.with_inputs(permuted), allowed[..., order])
     for name in before:
         # Arbitrary masks: each implementation agrees with the reference, before and after.
         torch.testing.assert_close(before[name], before["reference"], atol=1e-5, rtol=1e-5, msg=name)
@@ -157,15 +155,17 @@ def test_every_dtype_layout_and_variant_on_cpu(dtype: str, batch_first: bool, va
 
 
 def test_unknown_implementation_names_the_valid_ones() -> None:
-    with pytest.raises(UsageError, match="sdpa"):
-        get_impl("sdp")
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="did you mean 'sdpa'"):
+        small_config(impls=["sdp"])
+    with pytest.raises(KeyError):
+        builtin("sdp")
 
 
 def test_blocked_refuses_a_mask_it_has_no_plan_for() -> None:
-    from mha_cli.attention import Unavailable
-
     config = small_config(variant="local", local={"window": 1})
-    inputs = make_inputs(config, CPU)
+    work = workload(config)
     allowed = torch.ones(config.batch_size, config.seq_len, config.seq_len, dtype=torch.bool)
-    with pytest.raises(Unavailable, match="no block plan"):
-        get_impl("blocked")(inputs.with_mask(allowed), config)
+    with pytest.raises(Unsupported, match="no block plan"):
+        builtin("blocked").build(work.with_mask(allowed))

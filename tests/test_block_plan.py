@@ -6,19 +6,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mha_cli.block_plan import (
-    Band,
-    Fixed,
-    Gathered,
-    Residue,
-    ResidueBand,
-    allowed_pair_count,
-    block_size_for_window,
-    plan_for,
-)
-from mha_cli.masks import allowed_mask
+from mha_cli.block_plan import PlanContext, block_size_for_window, generic_plan
+from mha_cli.pieces import Band, Fixed, Gathered, Residue, ResidueBand
 
-from .helpers import configs, small_config
+from .helpers import allowed_mask, configs, plan_of, prepared, small_config
+
+
+def context(config, elements: int = 2**22) -> PlanContext:
+    """The plan context of a config, evaluating its rule on at most `elements` pairs at once."""
+    ready = prepared(config)
+    return PlanContext(ready.experiment.sizes, ready.rule, ready.groups, ready.experiment.mask.plain_causal, elements)
 
 
 def rebuild(config, plan) -> torch.Tensor:
@@ -65,18 +62,18 @@ def pairs_over_heads(config) -> int:
 @settings(max_examples=60, deadline=None)
 @given(config=configs(variants=("local", "sparse")))
 def test_pieces_partition_the_allowed_pairs(config) -> None:
-    plan = plan_for(config)
+    plan = plan_of(config)
     inside, everything = rebuild(config, plan)
     assert inside.numel() == 0 or int(inside.max()) <= 1, "a pair is in two pieces"
     assert int(everything.sum()) == int(inside.sum()), "a piece allows a pair outside the sequence"
     assert torch.equal(inside.bool(), allowed_mask(config))
-    assert allowed_pair_count(config) == pairs_over_heads(config)
+    assert prepared(config).allowed_pairs == pairs_over_heads(config)
 
 
 @settings(max_examples=40, deadline=None)
 @given(config=configs(variants=("full",)))
 def test_full_pair_count_matches_the_dense_mask(config) -> None:
-    assert allowed_pair_count(config) == pairs_over_heads(config)
+    assert prepared(config).allowed_pairs == pairs_over_heads(config)
 
 
 @given(window=st.integers(0, 5000), length=st.integers(1, 100_000))
@@ -93,7 +90,7 @@ def test_block_size_is_the_measured_best_for_a_window_of_128() -> None:
 
 
 def test_local_plan_reads_a_band_of_keys_per_query() -> None:
-    plan = plan_for(small_config(seq_len=1000, variant="local", local={"window": 128}, mask={}))
+    plan = plan_of(small_config(seq_len=1000, variant="local", local={"window": 128}, mask={}))
     (band,) = plan.pieces
     assert isinstance(band, Band) and band.width == plan.block + 256
 
@@ -101,9 +98,7 @@ def test_local_plan_reads_a_band_of_keys_per_query() -> None:
 @settings(max_examples=40, deadline=None)
 @given(config=configs(variants=("full", "local", "sparse")), block=st.sampled_from([1, 3, 8]))
 def test_the_generic_plan_covers_every_allowed_pair_exactly_once(config, block: int) -> None:
-    from mha_cli.block_plan import generic_plan
-
-    plan = generic_plan(config, block=block, elements=64)  # tiny slices: the chunking is exercised too
+    plan = generic_plan(context(config, elements=64), block=block)  # tiny slices: the chunking is exercised too
     inside, everything = rebuild(config, plan)
     assert torch.equal(inside, allowed_mask(config).to(torch.int32))
     assert int(everything.sum()) == int(inside.sum())
@@ -111,8 +106,6 @@ def test_the_generic_plan_covers_every_allowed_pair_exactly_once(config, block: 
 
 
 def test_the_generic_plan_skips_blocks_without_an_allowed_pair() -> None:
-    from mha_cli.block_plan import generic_plan
-
     config = small_config(seq_len=64, mask={"documents": {"lengths": [16, 16, 32]}}, batch_size=1)
-    (piece,) = generic_plan(config, block=8).pieces
+    (piece,) = generic_plan(context(config), block=8).pieces
     assert piece.key_blocks.shape == (8, 4)  # the longest document spans 4 key blocks of 8; the rest are skipped

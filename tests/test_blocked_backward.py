@@ -10,12 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mha_cli.attention import blocked
-from mha_cli.attention.blocked import _band_back, _band_back_into, _sparse_core
-from mha_cli.block_plan import needs_generic_plan, plan_for
+from mha_cli.attention.blocked import _sparse_core
 from mha_cli.config import Config
-from mha_cli.masks import allowed_mask
+from mha_cli.pieces import band_back, band_back_into
 
-from .helpers import configs, small_config
+from .helpers import allowed_mask, configs, plan_of, prepared, small_config
 
 
 def dense_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -30,7 +29,7 @@ def assert_gradients_agree(config: Config, fused: bool = True) -> None:
     q = torch.randn(n, h, config.seq_len, d, dtype=torch.float64, generator=generator).requires_grad_()
     k, v = (torch.randn(n, h, config.source_length, d, dtype=torch.float64, generator=generator).requires_grad_() for _ in range(2))
     upstream = torch.randn(n, h, config.seq_len, d, dtype=torch.float64, generator=generator)
-    core = _sparse_core(plan_for(config), config, torch.float64, torch.device("cpu"))
+    core = _sparse_core(plan_of(config), config.sizes, torch.float64, torch.device("cpu"))
     core.engine.fused_backward = fused  # False: the autograd surrogate other devices use
     got = torch.autograd.grad(core(q, k, v), (q, k, v), upstream)
     expected = torch.autograd.grad(dense_core(q, k, v, allowed_mask(config)), (q, k, v), upstream)
@@ -41,7 +40,7 @@ def assert_gradients_agree(config: Config, fused: bool = True) -> None:
 @settings(max_examples=60, deadline=None)
 @given(config=configs(variants=("local", "sparse", "full")), fused=st.booleans())
 def test_blocked_gradients_agree_with_float64_autograd(config: Config, fused: bool) -> None:
-    if config.variant == "full" and not needs_generic_plan(config):
+    if not prepared(config).experiment.needs_plan:
         return  # full attention without documents is SDPA's own backward
     assert_gradients_agree(config, fused)
 
@@ -53,7 +52,7 @@ def test_rows_without_an_allowed_key_get_zero_gradients() -> None:
     assert_gradients_agree(config, fused=False)
     q = torch.randn(2, 2, 12, 8, dtype=torch.float64, requires_grad=True)
     k = torch.randn(2, 2, 12, 8, dtype=torch.float64, requires_grad=True)
-    core = _sparse_core(plan_for(config), config, torch.float64, torch.device("cpu"))
+    core = _sparse_core(plan_of(config), config.sizes, torch.float64, torch.device("cpu"))
     out = core(q, k, k)
     assert torch.isfinite(out).all()
     (dq,) = torch.autograd.grad(out.sum(), (q,))
@@ -62,7 +61,7 @@ def test_rows_without_an_allowed_key_get_zero_gradients() -> None:
 
 def test_inference_keeps_the_fast_path() -> None:
     config = small_config(seq_len=20, variant="local", local={"window": 2})
-    core = _sparse_core(plan_for(config), config, torch.float32, torch.device("cpu"))
+    core = _sparse_core(plan_of(config), config.sizes, torch.float32, torch.device("cpu"))
     q = torch.randn(2, 2, 20, 8, requires_grad=True)
     with torch.no_grad():
         assert core(q, q, q).grad_fn is None
@@ -79,15 +78,15 @@ def test_band_gradients_written_in_place_equal_the_summed_windows(
     offset, source = offset_blocks * block, source_blocks * block
     before = torch.randn(2, source, 3, dtype=torch.float64)
     target = before.clone()
-    assert _band_back_into(grad, target, block, offset, first)
-    expected = _band_back(grad, block, offset, source)
+    assert band_back_into(grad, target, block, offset, first)
+    expected = band_back(grad, block, offset, source)
     torch.testing.assert_close(target, expected if first else before + expected)
 
 
 def test_band_gradients_fall_back_when_windows_are_not_block_aligned() -> None:
     target = torch.zeros(1, 10, 2)
-    assert not _band_back_into(torch.ones(1, 2, 6, 2), target, 4, -3, True)  # offset off the block grid
-    assert not _band_back_into(torch.ones(1, 2, 6, 2), target, 4, -4, True)  # 10 keys: not whole blocks
+    assert not band_back_into(torch.ones(1, 2, 6, 2), target, 4, -3, True)  # offset off the block grid
+    assert not band_back_into(torch.ones(1, 2, 6, 2), target, 4, -4, True)  # 10 keys: not whole blocks
     assert torch.equal(target, torch.zeros(1, 10, 2))
 
 
@@ -97,5 +96,5 @@ def test_backward_in_chunks_of_one_head_agrees(monkeypatch) -> None:
     monkeypatch.setattr(blocked, "CHUNK_BYTES", 1)
     for config in (small_config(seq_len=24, variant="local", local={"window": 3}),
                    small_config(seq_len=24, variant="sparse", sparse={"pattern": "bigbird", "block": 4, "random_blocks": 1})):
-        assert _sparse_core(plan_for(config), config, torch.float64, torch.device("cpu")).engine.backward_heads_per_chunk == 1
+        assert _sparse_core(plan_of(config), config.sizes, torch.float64, torch.device("cpu")).engine.backward_heads_per_chunk == 1
         assert_gradients_agree(config)

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mha_cli.attention import get_impl
 from mha_cli.attention.reference import reference_attention
 from mha_cli.check import (
     FIXED_TOLERANCES,
@@ -13,10 +12,9 @@ from mha_cli.check import (
     compare_tensors,
     run_reference,
 )
-from mha_cli.inputs import make_inputs
-from mha_cli.masks import allowed_mask, causal_allowed, fully_masked_rows
+from mha_cli.masks import causal_allowed, fully_masked_rows
 
-from .helpers import small_config
+from .helpers import allowed_mask, call, small_config, workload
 
 
 def _reference(config, inputs):
@@ -28,7 +26,7 @@ def _reference(config, inputs):
 
 def test_inverted_mask_fails_the_check() -> None:
     config = small_config(seq_len=6, mask={"causal": True})
-    inputs = make_inputs(config, torch.device("cpu"))
+    inputs = workload(config).inputs
     reference = _reference(config, inputs)
     undefined = fully_masked_rows(allowed_mask(config))
     tolerance = Tolerance.for_dtype("float32", None)
@@ -43,12 +41,12 @@ def test_inverted_mask_fails_the_check() -> None:
 
 
 def test_inverted_sdpa_mask_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    """sdpa.py through get_impl and the reference check: right polarity passes, the inverted one fails."""
+    """sdpa.py built as a run builds it and the reference check: right polarity passes, the inverted one fails."""
     config = small_config(seq_len=6, mask={"key_padding": {"lengths": [3, 6]}}, impls=["sdpa"])
-    inputs = make_inputs(config, torch.device("cpu"))
-    reference = run_reference(config, inputs)
+    work = workload(config)
+    reference = run_reference(work)
     with torch.inference_mode():
-        assert check_against_reference(config, get_impl("sdpa")(inputs, config)(), reference).ok
+        assert check_against_reference(work.experiment, call("sdpa", work), reference).ok
     real_sdpa = F.scaled_dot_product_attention
 
     def inverted(q, k, v, attn_mask=None, **kwargs):  # type: ignore[no-untyped-def]
@@ -57,7 +55,7 @@ def test_inverted_sdpa_mask_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr("mha_cli.attention.sdpa.F.scaled_dot_product_attention", inverted)
     with torch.inference_mode():
-        verdict = check_against_reference(config, get_impl("sdpa")(inputs, config)(), reference)
+        verdict = check_against_reference(work.experiment, call("sdpa", work), reference)
     assert not verdict.ok and verdict.problems
 
 

@@ -86,8 +86,8 @@ def test_a_failed_check_exits_1_and_says_fail(monkeypatch: pytest.MonkeyPatch) -
 
     real_build = manual.build
 
-    def off_by_a_little(inputs, config):
-        forward = real_build(inputs, config)
+    def off_by_a_little(work):
+        forward = real_build(work)
         return lambda: AttentionOutput(forward().output + 1e-2, None)
 
     monkeypatch.setattr(manual, "build", off_by_a_little)

@@ -222,13 +222,13 @@ def test_a_config_is_valid_whenever_it_exists() -> None:
 
 
 def test_sparse_sections_are_one_model_per_pattern() -> None:
-    from mha_cli.patterns.bigbird import BigBirdConfig
-    from mha_cli.patterns.strided import StridedConfig
+    from mha_cli.patterns.bigbird import BigBirdSettings
+    from mha_cli.patterns.strided import StridedSettings
 
-    assert load_config(None, ["variant=sparse", "seq_len=512"]).sparse_settings == BigBirdConfig()
-    assert isinstance(load_config(None, ["variant=sparse", "seq_len=512", "sparse={}"]).sparse, BigBirdConfig)
+    assert load_config(None, ["variant=sparse", "seq_len=512"]).sparse_settings == BigBirdSettings()
+    assert isinstance(load_config(None, ["variant=sparse", "seq_len=512", "sparse={}"]).sparse, BigBirdSettings)
     strided = load_config(None, ["variant=sparse", "sparse.pattern=strided", "sparse.stride=8"]).sparse
-    assert isinstance(strided, StridedConfig) and strided.stride == 8
+    assert isinstance(strided, StridedSettings) and strided.stride == 8
     (problem,) = problems_of(None, ["variant=sparse", "sparse.pattern=strided", "sparse.window_blocks=3"])
     assert problem.field == "sparse.window_blocks" and "belongs to pattern: bigbird" in problem.message
     (problem,) = problems_of(None, ["variant=sparse", "sparse.pattern=dense"])

@@ -11,10 +11,8 @@ from typer.testing import CliRunner
 from mha_cli.attention.reference import reference_attention
 from mha_cli.cli import app
 from mha_cli.explanation import explain, run_steps
-from mha_cli.inputs import make_inputs
-from mha_cli.masks import allowed_mask
 
-from .helpers import small_config
+from .helpers import allowed_mask, small_config, workload
 
 STEP_NAMES = ["input projections", "split into heads", "scores", "mask applied", "softmax", "weighted sum",
               "concatenate heads", "output projection"]
@@ -56,8 +54,9 @@ def test_notes_explain_averaging_polarity_and_empty_rows() -> None:
 @pytest.mark.parametrize("fields", [{}, {"attention": "cross", "source_len": 4, "kdim": 3}, {"mask": {"causal": True}}])
 def test_each_step_equals_the_reference_intermediate(fields: dict) -> None:
     config = small_config(dtype="float64", **fields)
-    inputs = make_inputs(config, torch.device("cpu"))
-    steps = run_steps(config, inputs)
+    work = workload(config)
+    inputs = work.inputs
+    steps = run_steps(work)
     reference = reference_attention(inputs.master_query, inputs.master_key, inputs.master_value,
                                     inputs.master_weights, allowed_mask(config), config.num_heads)
     pairs = [(steps.q_heads, reference.q), (steps.k_heads, reference.k), (steps.v_heads, reference.v),

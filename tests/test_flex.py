@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mha_cli.attention import get_impl
+from mha_cli.attention import builtin
 from mha_cli.check import check_against_reference, run_reference
 from mha_cli.config import Config
-from mha_cli.inputs import make_inputs
 
-from .helpers import FAST_TIMING
+from .helpers import FAST_TIMING, call, workload
 from .mask_mods import reference
 
 pytestmark = pytest.mark.skipif(
@@ -36,21 +35,21 @@ def test_flex_agrees_with_the_reference_and_reports_its_compile_time(fields: dic
     config = Config.model_validate(
         {"embed_dim": 16, "num_heads": 2, "batch_size": 2, "seq_len": 16, "timing": FAST_TIMING, **fields}
     )
-    inputs = make_inputs(config, torch.device("cpu"))
-    forward = get_impl("flex")(inputs, config)
+    work = workload(config)
+    forward = builtin("flex").build(work)
     assert forward.compile_s > 0
     with torch.inference_mode():
-        verdict = check_against_reference(config, forward(), run_reference(config, inputs))
+        verdict = check_against_reference(work.experiment, forward(), run_reference(work))
     assert verdict.ok, verdict.problems
 
 
 def test_flex_honours_a_mask_given_through_with_mask() -> None:
     config = Config.model_validate({"embed_dim": 16, "num_heads": 2, "batch_size": 2, "seq_len": 16, "timing": FAST_TIMING})
-    inputs = make_inputs(config, torch.device("cpu"))
+    work = workload(config)
     allowed = torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3
     allowed[..., 0] = True
-    masked = inputs.with_mask(allowed)
+    masked = work.with_mask(allowed)
     with torch.inference_mode():
-        got = get_impl("flex")(masked, config)().output
-        expected = get_impl("manual")(masked, config)().output
+        got = call("flex", masked).output
+        expected = call("manual", masked).output
     assert torch.allclose(got, expected, atol=1e-5)

@@ -1,13 +1,8 @@
 import torch
 
-from mha_cli.masks import (
-    allowed_mask,
-    causal_allowed,
-    fully_masked_rows,
-    key_padding_allowed,
-)
+from mha_cli.masks import causal_allowed, fully_masked_rows, key_padding_allowed
 
-from .helpers import small_config
+from .helpers import allowed_mask, small_config
 
 
 def test_causal_is_upper_left_aligned_for_rectangles() -> None:

@@ -3,9 +3,16 @@ import time
 import pytest
 
 from mha_cli.errors import ExitCode, UsageError
-from mha_cli.memory import check_fits, estimate, format_bytes, parse_bytes
+from mha_cli.experiment import resolve
+from mha_cli.memory import check_fits, format_bytes, parse_bytes
 
 from .helpers import small_config
+
+
+def estimate(config):  # type: ignore[no-untyped-def]
+    from mha_cli.memory import estimate as estimate_experiment
+
+    return estimate_experiment(resolve(config))
 
 
 @pytest.mark.parametrize(
@@ -34,7 +41,7 @@ def test_estimate_grows_with_the_score_matrix() -> None:
 def test_a_million_tokens_is_refused_at_once_with_what_to_lower() -> None:
     start = time.perf_counter()
     with pytest.raises(UsageError) as caught:
-        check_fits(small_config(seq_len=1_000_000), 24 * 2**30, "available on this machine")
+        check_fits(resolve(small_config(seq_len=1_000_000)), 24 * 2**30, "available on this machine")
     assert time.perf_counter() - start < 0.5
     assert caught.value.exit_code == ExitCode.USAGE
     message = caught.value.message
@@ -42,7 +49,7 @@ def test_a_million_tokens_is_refused_at_once_with_what_to_lower() -> None:
 
 
 def test_a_small_run_fits() -> None:
-    assert check_fits(small_config(), 2**30, "test").reference_peak < 2**20
+    assert check_fits(resolve(small_config()), 2**30, "test").reference_peak < 2**20
 
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mha_cli.masks import allowed_mask
-from mha_cli.patterns import describe
+from mha_cli.experiment import resolve
 from mha_cli.patterns.bigbird import bigbird_block_table
 
-from .helpers import small_config
+from .helpers import allowed_mask, small_config
+
+
+def describe(config) -> str:
+    return resolve(config).rule_in_words()
 
 
 def direct(config, allowed_pair) -> torch.Tensor:

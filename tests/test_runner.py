@@ -64,9 +64,10 @@ def test_missing_gpu_is_a_usage_error() -> None:
 def test_the_guard_skips_dense_rows_but_runs_blocked() -> None:
     config = small_config(seq_len=4096, embed_dim=32, num_heads=4, batch_size=1, variant="local", local={"window": 16},
                           impls=["sdpa", "blocked"], timing={"min_run_time": 0.01, "threads": 1, "scope": "core"})
+    from mha_cli.experiment import resolve
     from mha_cli.memory import estimate
 
-    found = estimate(config)
+    found = estimate(resolve(config))
     limit = max(found.reference_peak, found.peak("blocked")) + 2**20
     assert limit < found.peak("sdpa")
     report = run_experiment(config, memory_limit=limit)
@@ -93,24 +94,19 @@ def test_long_sequences_are_checked_on_evenly_spread_rows() -> None:
 
 
 def test_flex_compilation_is_its_own_progress_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mha_cli.runner as runner_module
-    from mha_cli.attention import get_impl
+    from mha_cli.attention import flex, sdpa
 
     messages: list[str] = []
     seen_at_build: list[str] = []
 
-    def recording_get_impl(name: str):  # type: ignore[no-untyped-def]
-        build = get_impl("sdpa" if name == "flex" else name)
+    def recording_build(work):  # type: ignore[no-untyped-def]
+        seen_at_build.append(messages[-1])
+        return sdpa.build(work)  # the step is what is checked, not the compiler
 
-        def wrapped(inputs, config):  # type: ignore[no-untyped-def]
-            seen_at_build.append(messages[-1])
-            return build(inputs, config)
-
-        return wrapped
-
-    monkeypatch.setattr(runner_module, "get_impl", recording_get_impl)
+    monkeypatch.setattr(flex, "build", recording_build)
+    monkeypatch.setattr(flex, "unsupported", lambda experiment: None)
     run_experiment(small_config(impls=["manual", "flex"]), progress=messages.append)
-    assert seen_at_build[1] == "[2/2] flex: compiling with torch.compile (often tens of seconds)"
+    assert seen_at_build[0] == "[2/2] flex: compiling with torch.compile (often tens of seconds)"
     assert messages[-1] == "[2/2] flex: checking and timing (0.01 s)"
 
 

@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 from mha_cli.attention import blocked
 from mha_cli.cli import app
 from mha_cli.config import Config
-from mha_cli.masks import allowed_mask, fully_masked_rows
+from mha_cli.experiment import resolve
+from mha_cli.masks import fully_masked_rows
 from mha_cli.measure import count_flops
 from mha_cli.runner import run_experiment
 
-from .helpers import FAST_OVERRIDES, configs, small_config
+from .helpers import FAST_OVERRIDES, allowed_mask, configs, small_config
 
 runner = CliRunner()
 TRAINING_IMPLS = ["torch", "manual", "sdpa", "blocked"]
@@ -87,10 +88,10 @@ def test_the_whole_layer_checks_input_and_parameter_gradients(monkeypatch: pytes
 
     original = training.check_gradients
 
-    def with_bad_bias(config, inputs, forward, leaves, upstream, expected):  # type: ignore[no-untyped-def]
+    def with_bad_bias(work, forward, leaves, upstream, expected):  # type: ignore[no-untyped-def]
         broken = dict(expected.grads)
         broken["d(out_proj.bias)"] = broken["d(out_proj.bias)"] * 1.1
-        return original(config, inputs, forward, leaves, upstream, training.GradientReference(expected.rows, broken, expected.tolerance))
+        return original(work, forward, leaves, upstream, training.GradientReference(expected.rows, broken, expected.tolerance))
 
     monkeypatch.setattr("mha_cli.runner.check_gradients", with_bad_bias)
     (torch_row, sdpa_row) = run_experiment(config).results
@@ -98,9 +99,9 @@ def test_the_whole_layer_checks_input_and_parameter_gradients(monkeypatch: pytes
 
 
 def test_backward_flops_are_two_and_a_half_forwards() -> None:
-    forward = count_flops(small_config(), 100)
-    backward = count_flops(small_config(timing={"pass": "backward"}), 100)
-    both = count_flops(small_config(timing={"pass": "forward_backward"}), 100)
+    forward = count_flops(resolve(small_config()), 100)
+    backward = count_flops(resolve(small_config(timing={"pass": "backward"})), 100)
+    both = count_flops(resolve(small_config(timing={"pass": "forward_backward"})), 100)
     assert backward.attention == 2.5 * forward.attention and both.attention == 3.5 * forward.attention
     assert backward.projections == 2 * forward.projections and both.projections == 3 * forward.projections
 

@@ -1,13 +1,8 @@
 """`blocked`: local and sparse attention block by block, never an L x S tensor.
 
-The block plan (block_plan.py) splits the pattern into disjoint pieces. Each
-piece is one call of a fused attention kernel on views of K and V that copy
-little or nothing:
-- a band is an overlapping strided window of the (padded) keys: unfold, no copy;
-- fixed keys are one small gather, broadcast to every query block;
-- gathered blocks are an index_select of just those blocks;
-- a residue class is a reshape of keys and queries, and a band within residue
-  classes (the dilated window) is that reshape followed by the band's window.
+The block plan (block_plan.py) splits the pattern into disjoint pieces
+(pieces.py). Each piece is one call of a fused attention kernel on views of K
+and V that copy little or nothing, laid out by the piece itself.
 Pieces are merged exactly with their log-sum-exp (the way FlashAttention
 merges key splits): out = sum_p exp(lse_p - lse) * out_p, lse = logsumexp_p lse_p.
 Memory is O(L * keys-per-query * H * N) for the masks and O(L * d * H * N) for
@@ -22,27 +17,18 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from ..arith import ceil_div
-from ..block_plan import (
-    Band,
-    BlockPlan,
-    Fixed,
-    Gathered,
-    Piece,
-    Residue,
-    ResidueBand,
-    needs_generic_plan,
-    plan_for,
-)
-from ..config import Config
-from ..inputs import Inputs
-from . import Forward, Unavailable
+from ..block_plan import BlockPlan
+from ..errors import Unsupported
+from ..experiment import Experiment
+from ..pieces import Piece
+from ..sizes import Sizes
+from ..workload import Workload
+from . import Forward
 from .layer import Core, layer_around
 
 
-def _pad_rows(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """Zero rows around dim 1 of (G, T, d)."""
-    return F.pad(x, (0, 0, before, after)) if before or after else x
+def unsupported(experiment: Experiment) -> str | None:
+    return None  # every pattern has a plan, full attention defers to SDPA, other devices take the autograd path
 
 
 def _attend_with_lse(
@@ -63,71 +49,23 @@ def _attend_with_lse(
 
 
 class _PieceRunner:
-    """One piece, with its masks prepared once in the run's dtype and device."""
+    """One piece on the run's device, with its masks prepared once in the run's dtype."""
 
-    def __init__(self, piece: Piece, plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> None:
-        self.piece, self.plan, self.config = piece, plan, config
-        allowed = piece.allowed.to(device)
-        if isinstance(piece, Fixed):
-            # The same keys for every query block: one tall problem per head runs the kernel
-            # better than many small ones. (G, blocks, block, K) -> (G, 1, L, K).
-            allowed = allowed.flatten(1, 2)[:, None, : config.seq_len]
+    def __init__(self, piece: Piece, plan: BlockPlan, length: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.piece, self.plan = piece.to(device), plan
+        allowed = piece.kernel_allowed(length).to(device)
         self.allowed = allowed
         self.bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
         self.no_key = ~allowed.any(dim=-1)
-        if isinstance(piece, Fixed):
-            self.keys = piece.keys.to(device)
-        if isinstance(piece, Gathered):
-            self.key_blocks = piece.key_blocks.to(device)
 
     def keys_for(self, x: torch.Tensor) -> torch.Tensor:
-        """(G, S, d) keys or values -> (G, X, keys per query block, d) for this piece."""
-        piece, plan = self.piece, self.plan
-        block, source = plan.block, x.shape[1]
-        if isinstance(piece, Band):
-            before = max(0, -piece.offset)
-            after = max(0, (plan.query_blocks - 1) * block + piece.offset + piece.width - source)
-            padded = _pad_rows(x, before, after)[:, piece.offset + before :]
-            return padded.unfold(1, piece.width, block)[:, : plan.query_blocks].transpose(-2, -1)
-        if isinstance(piece, Fixed):
-            return x.index_select(1, self.keys)[:, None]
-        if isinstance(piece, Gathered):
-            blocks = _pad_rows(x, 0, plan.key_blocks * block - source).unflatten(1, (plan.key_blocks, block))
-            chosen = blocks.index_select(1, self.key_blocks.flatten())  # (G, query_blocks * r, block, d)
-            return chosen.view(x.shape[0], plan.query_blocks, -1, x.shape[-1])
-        rows = ceil_div(source, piece.stride)
-        classes = _pad_rows(x, 0, rows * piece.stride - source).unflatten(1, (rows, piece.stride)).transpose(1, 2)
-        if isinstance(piece, Residue):
-            return classes
-        # (G, stride, rows, d) -> per class, each query block's window of class rows -> (G, stride * blocks, width, d).
-        before = max(0, -piece.offset)
-        after = max(0, (piece.blocks - 1) * piece.block + piece.offset + piece.width - rows)
-        padded = F.pad(classes, (0, 0, before, after))[:, :, piece.offset + before :]
-        windows = padded.unfold(2, piece.width, piece.block)[:, :, : piece.blocks].transpose(-2, -1)
-        return windows.reshape(x.shape[0], piece.stride * piece.blocks, piece.width, x.shape[-1])
+        return self.piece.keys_for(x, self.plan)
 
     def queries_for(self, q: torch.Tensor) -> torch.Tensor:
-        length = q.shape[1]
-        if isinstance(self.piece, Fixed):
-            return q[:, None]
-        if isinstance(self.piece, (Residue, ResidueBand)):
-            stride = self.piece.stride
-            rows = ceil_div(length, stride)
-            classes = _pad_rows(q, 0, rows * stride - length).unflatten(1, (rows, stride)).transpose(1, 2)
-            if isinstance(self.piece, Residue):
-                return classes
-            blocks, block = self.piece.blocks, self.piece.block
-            return F.pad(classes, (0, 0, 0, blocks * block - rows)).reshape(q.shape[0], stride * blocks, block, q.shape[-1])
-        return _pad_rows(q, 0, self.plan.query_blocks * self.plan.block - length).unflatten(1, (self.plan.query_blocks, self.plan.block))
+        return self.piece.queries_for(q, self.plan)
 
     def rows_back(self, x: torch.Tensor, length: int) -> torch.Tensor:
-        """(G, X, Lq, ...) in this piece's layout -> (G, L, ...) in query order."""
-        if isinstance(self.piece, ResidueBand):  # (G, stride * blocks, block, ...) -> (G, stride, class rows, ...)
-            rows = ceil_div(length, self.piece.stride)
-            x = x.unflatten(1, (self.piece.stride, self.piece.blocks)).flatten(2, 3)[:, :, :rows]
-        if isinstance(self.piece, (Residue, ResidueBand)):
-            x = x.transpose(1, 2)
-        return x.flatten(1, 2)[:, :length]
+        return self.piece.rows_back(x, length)
 
     def single(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float) -> torch.Tensor:
         """The only piece: the public fused kernel, no merge needed. `pick`: the mask groups of these heads."""
@@ -144,116 +82,19 @@ class _PieceRunner:
         )
         return self.rows_back(out, q.shape[1]), self.rows_back(lse, q.shape[1])
 
-    def keys_back(self, grad: torch.Tensor, source: int) -> torch.Tensor:
-        """The adjoint of keys_for: gradients in this piece's key layout -> (G, S, d), summed where
-        one key is read by several query blocks."""
-        piece, plan = self.piece, self.plan
-        g, d = grad.shape[0], grad.shape[-1]
-        if isinstance(piece, Band):
-            return _band_back(grad, plan.block, piece.offset, source)
-        if isinstance(piece, Fixed):
-            return torch.zeros(g, source, d, dtype=grad.dtype, device=grad.device).index_add_(1, self.keys, grad[:, 0])
-        if isinstance(piece, Gathered):
-            blocks = torch.zeros(g, plan.key_blocks, plan.block, d, dtype=grad.dtype, device=grad.device)
-            blocks.index_add_(1, self.key_blocks.flatten(), grad.reshape(g, -1, plan.block, d))
-            return blocks.flatten(1, 2)[:, :source]
-        rows = ceil_div(source, piece.stride)
-        if isinstance(piece, ResidueBand):  # (G, stride * blocks, width, d) -> per class (G, stride, rows, d)
-            windows = grad.reshape(g * piece.stride, piece.blocks, piece.width, d)
-            grad = _band_back(windows, piece.block, piece.offset, rows).view(g, piece.stride, rows, d)
-        return grad.transpose(1, 2).flatten(1, 2)[:, :source]
-
     def keys_back_into(self, grad: torch.Tensor, target: torch.Tensor, first: bool) -> None:
-        """keys_back written into target (G, S, d): copied when first, else added."""
-        piece = self.piece
-        if isinstance(piece, Band) and _band_back_into(grad, target, self.plan.block, piece.offset, first):
-            return
-        part = self.keys_back(grad, target.shape[1])
-        target.copy_(part) if first else target.add_(part)
-
-    def keys_in_layout(self, source: int) -> int:
-        """Key rows per head in this piece's layout: a band's overlapping windows hold each key
-        width / block times, the dilated window's too, within each residue class."""
-        plan, piece = self.plan, self.piece
-        if isinstance(piece, Band):
-            return plan.query_blocks * piece.width
-        if isinstance(piece, Gathered):
-            return plan.query_blocks * piece.key_blocks.shape[1] * plan.block
-        if isinstance(piece, Residue):
-            return source + piece.stride  # padded to whole class rows
-        if isinstance(piece, ResidueBand):
-            return piece.stride * piece.blocks * piece.width
-        return len(piece.keys)
+        self.piece.keys_back_into(grad, target, self.plan, first)
 
     def bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
         """Largest temporary the forward makes per head: copied keys (or values), or its output."""
-        piece = self.piece
-        if isinstance(piece, Band):
-            keys = source + piece.width  # a padded copy; its windows are a view of it
-        elif isinstance(piece, ResidueBand):  # the padded classes, then every window copied
-            keys = source + self.keys_in_layout(source)
-        else:
-            keys = self.keys_in_layout(source)
+        keys = self.piece.forward_keys(source, self.plan)
         return max(keys, self.plan.query_blocks * self.plan.block) * head_dim * element
 
     def backward_bytes_per_head(self, source: int, head_dim: int, element: int) -> int:
         """What the backward makes per head: the fused kernel's key and value gradients, in this
         piece's layout, and its query gradient."""
-        return (2 * self.keys_in_layout(source) + self.plan.query_blocks * self.plan.block) * head_dim * element
-
-
-def _band_back(grad: torch.Tensor, block: int, offset: int, source: int) -> torch.Tensor:
-    """Adjoint of a band's windows: (G, X, width, d), window x holding keys x * block + offset + t,
-    summed into (G, S, d). The windows overlap; cut into block-wide slices, each slice of all
-    windows is one non-overlapping strided run, so every add is a plain in-place add."""
-    g, blocks, width, d = grad.shape
-    span = blocks * block + width  # window x's key t sits at x * block + t in this buffer
-    buffer = torch.empty(g, span + block, d, dtype=grad.dtype, device=grad.device)
-    for start in range(0, width, block):
-        stop = min(width, start + block)
-        runs = buffer[:, start : start + blocks * block].unflatten(1, (blocks, block))
-        if start == 0:  # the first slice covers [0, blocks * block) when width >= block: copy, no zeros first
-            buffer[:, blocks * block :].zero_()
-            if stop - start < block:
-                runs.zero_()
-            runs[:, :, : stop - start].copy_(grad[:, :, start:stop])
-        else:
-            runs[:, :, : stop - start].add_(grad[:, :, start:stop])
-    # Buffer position m is key m + offset: keep the keys inside [0, S).
-    first, last = max(0, offset), min(source, offset + span)
-    if first == 0 and last == source:  # the usual case: a view, nothing copied
-        return buffer[:, -offset : source - offset]
-    result = torch.zeros(g, source, d, dtype=grad.dtype, device=grad.device)
-    if last > first:
-        result[:, first:last] = buffer[:, first - offset : last - offset]
-    return result
-
-
-def _band_back_into(grad: torch.Tensor, target: torch.Tensor, block: int, offset: int, first: bool) -> bool:
-    """_band_back added (or, when first, copied) straight into target (G, S, d), with no buffer, when
-    the band's windows start on block boundaries and S is whole blocks; False (nothing done) otherwise.
-    Slice [start, start + block) of every window covers the keys from start + offset on, one whole
-    key block per window, so it is one (windows, block, d) view of target."""
-    g, blocks, width, d = grad.shape
-    source = target.shape[1]
-    if offset % block or source % block:
-        return False
-    target_blocks = target.view(g, source // block, block, d)
-    for start in range(0, width, block):
-        stop = min(width, start + block)
-        first_key_block = (start + offset) // block  # window x's slice lands on key block first_key_block + x
-        lo = max(0, -first_key_block)  # the windows whose slice lands inside [0, S)
-        hi = max(lo, min(blocks, source // block - first_key_block))
-        into = target_blocks[:, first_key_block + lo : first_key_block + hi, : stop - start]
-        if first and start == 0 and stop - start == block:  # copy, and zero the key blocks this slice misses
-            target_blocks[:, : first_key_block + lo].zero_()
-            target_blocks[:, first_key_block + hi :].zero_()
-            into.copy_(grad[:, lo:hi, start:stop])
-            continue
-        if first and start == 0:
-            target.zero_()
-        into.add_(grad[:, lo:hi, start:stop])
-    return True
+        keys = self.piece.keys_in_layout(source, self.plan)
+        return (2 * keys + self.plan.query_blocks * self.plan.block) * head_dim * element
 
 
 def _merge_into(out: torch.Tensor, lse: torch.Tensor, part_out: torch.Tensor, part_lse: torch.Tensor) -> None:
@@ -278,17 +119,18 @@ CHUNK_BYTES = 8 * 2**20
 class _SparseAttention:
     """A block plan made ready to run: forward (with or without the log-sum-exp) and backward."""
 
-    def __init__(self, plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, plan: BlockPlan, length: int, source: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
         self.plan = plan
-        self.runners = [_PieceRunner(piece, plan, config, dtype, device) for piece in plan.pieces]
-        self.scale = 1.0 / math.sqrt(config.head_dim)
+        self.runners = [_PieceRunner(piece, plan, length, dtype, device) for piece in plan.pieces]
+        self.scale = 1.0 / math.sqrt(head_dim)
         self.dense_rows = plan.dense_rows.to(device) if plan.dense_rows is not None and len(plan.dense_rows) else None
         self.dense_bias = None
         if self.dense_rows is not None:
             allowed = plan.dense_allowed.to(device)
             self.dense_bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))[:, None]
         element = torch.empty((), dtype=dtype).element_size()
-        shape = config.source_length, config.head_dim, element
+        shape = source, head_dim, element
         self.heads_per_chunk = max(1, CHUNK_BYTES // max(r.bytes_per_head(*shape) for r in self.runners))
         # The backward's temporaries are several times the forward's: it goes through fewer heads at a time.
         self.backward_heads_per_chunk = max(1, CHUNK_BYTES // max(r.backward_bytes_per_head(*shape) for r in self.runners))
@@ -434,8 +276,8 @@ class _BlockedFunction(torch.autograd.Function):
         return dq, dk, dv, None
 
 
-def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: torch.device) -> Core:
-    engine = _SparseAttention(plan, config, dtype, device)
+def _sparse_core(plan: BlockPlan, sizes: Sizes, dtype: torch.dtype, device: torch.device) -> Core:
+    engine = _SparseAttention(plan, sizes.seq_len, sizes.source_len, sizes.head_dim, dtype, device)
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
@@ -446,31 +288,29 @@ def _sparse_core(plan: BlockPlan, config: Config, dtype: torch.dtype, device: to
     return core
 
 
-def _full_core(config: Config, inputs: Inputs) -> Core:
+def _full_core(work: Workload) -> Core:
     """Full attention has no structure to exploit: the fused SDPA kernel is already the blocked algorithm."""
-    only_causal = config.mask.plain_causal and config.mask.key_padding is None and config.mask.documents is None
-    needs_mask = config.mask.key_padding is not None or config.mask.documents is not None or (
-        config.mask.causal and not only_causal)
-    mask = inputs.dense_allowed() if needs_mask else None
+    is_causal = work.form.is_causal
+    mask = work.mask.dense() if work.form.needs_dense else None
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=only_causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
 
     return core
 
 
-def build_core(inputs: Inputs, config: Config) -> tuple[Core, float | None]:
+def build_core(work: Workload) -> tuple[Core, float | None]:
     """The core, and the seconds its block plan took to build (None: full attention needs no plan)."""
-    if inputs.mask_override:
-        raise Unavailable("a mask given through Inputs.with_mask has no block plan; blocked runs the config's own pattern")
-    if config.variant == "full" and not needs_generic_plan(config):
-        return _full_core(config, inputs), None
-    plan = plan_for(config)
-    return _sparse_core(plan, config, inputs.query.dtype, inputs.device), plan.plan_s
+    if work.mask_given:
+        raise Unsupported("a mask given through Workload.with_mask has no block plan; blocked runs the experiment's own pattern")
+    if not work.experiment.needs_plan:
+        return _full_core(work), None
+    plan = work.prepared.plan
+    return _sparse_core(plan, work.experiment.sizes, work.inputs.query.dtype, work.device), plan.plan_s
 
 
-def build(inputs: Inputs, config: Config) -> Forward:
-    core, plan_s = build_core(inputs, config)
-    forward = layer_around(core, inputs, config)
+def build(work: Workload) -> Forward:
+    core, plan_s = build_core(work)
+    forward = layer_around(core, work)
     forward.plan_s = plan_s  # type: ignore[attr-defined]  # reported beside the median, never inside it
     return forward

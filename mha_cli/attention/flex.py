@@ -1,10 +1,10 @@
 """`flex`: torch.nn.attention.flex_attention, compiled, with a BlockMask of the pattern.
 
-The mask_mod is masks.pair_rule, the same definition every other
-implementation is checked against. Compilation happens in `build` and is
-timed there (reported as compile_s, never mixed into the median); every new
-shape compiles again. FlexAttention without torch.compile is an unfused
-O(L * S) fallback, so it is not offered. On the CPU it runs inference only.
+The mask_mod is the experiment's combined rule (masks.pair_rule), the same
+definition every other implementation is checked against. Compilation happens
+in `build` and is timed there (reported as compile_s, never mixed into the
+median); every new shape compiles again. FlexAttention without torch.compile is
+an unfused O(L * S) fallback, so it is not offered. On the CPU it runs inference only.
 """
 
 from __future__ import annotations
@@ -14,53 +14,50 @@ import warnings
 
 import torch
 
-from ..config import Config
-from ..inputs import Inputs
-from ..masks import mask_groups, pair_rule
-from . import Forward, Unavailable
+from ..errors import Unsupported, first_line
+from ..experiment import Experiment
+from ..inputs import resolve_device
+from ..workload import Workload
+from . import Forward
 from .layer import layer_around
 
 
-def build(inputs: Inputs, config: Config) -> Forward:
+def unsupported(experiment: Experiment) -> str | None:
     try:
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+        import torch.nn.attention.flex_attention  # noqa: F401
     except ImportError as error:
-        raise Unavailable(f"FlexAttention is not in torch {torch.__version__}: {error}") from None
-    if inputs.device.type == "cpu" and config.timing.pass_ != "forward":
-        raise Unavailable("FlexAttention does not support backward on CPU (PyTorch raises NotImplementedError)")
-    if inputs.device.type == "cpu" and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
-        raise Unavailable("FlexAttention on the CPU needs AVX2 or better; this CPU reports none")
-    device = inputs.device
-    if inputs.mask_override:  # a mask given through Inputs.with_mask: read it, per batch item
-        allowed = inputs.dense_allowed()
-        batched, per_head = True, allowed.shape[1] > 1
+        return f"FlexAttention is not in torch {torch.__version__}: {error}"
+    if resolve_device(experiment.device).type == "cpu":
+        if experiment.timing.trains:
+            return "FlexAttention does not support backward on CPU (PyTorch raises NotImplementedError)"
+        if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+            return "FlexAttention on the CPU needs AVX2 or better; this CPU reports none"
+    return None
 
-        def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
-            return allowed[b, h if per_head else 0, q_idx, kv_idx]
-    else:
-        mask_mod = pair_rule(config, device)
-        mask_batch, mask_heads = mask_groups(config)
-        batched, per_head = mask_batch > 1, mask_heads > 1
 
+def build(work: Workload) -> Forward:
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    sizes, mask = work.experiment.sizes, work.mask
+    batched, per_head = mask.groups[0] > 1, mask.groups[1] > 1
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # compile chatter; failures raise below
             # device is passed explicitly: with None, a CUDA build picks "cuda" even without a GPU.
             block_mask = create_block_mask(
-                mask_mod, config.batch_size if batched else None, config.num_heads if per_head else None, config.seq_len, config.source_length,
-                device=device, _compile=True,
+                mask.mask_mod, sizes.batch_size if batched else None, sizes.num_heads if per_head else None,
+                sizes.seq_len, sizes.source_len, device=work.device, _compile=True,
             )
             compiled = torch.compile(flex_attention, dynamic=False)
 
             def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
                 return compiled(q, k, v, block_mask=block_mask)
 
-            forward = layer_around(core, inputs, config)
+            forward = layer_around(core, work)
             with torch.no_grad():  # no backward for FlexAttention on the CPU
                 forward()
     except Exception as error:  # noqa: BLE001 - any compiler failure means "cannot run here"
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise Unavailable(f"FlexAttention could not compile here: {type(error).__name__}: {message}") from None
+        raise Unsupported(f"FlexAttention could not compile here: {first_line(error)}") from None
     forward.compile_s = time.perf_counter() - start  # type: ignore[attr-defined]
     return forward

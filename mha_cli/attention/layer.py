@@ -11,25 +11,27 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..config import Config
-from ..inputs import Inputs, project_heads
+from ..inputs import project_heads
+from ..workload import Workload
 from . import AttentionOutput, Forward
 
 # (N, H, L, d) queries, (N, H, S, d) keys and values -> (N, H, L, d)
 Core = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def layer_around(core: Core, inputs: Inputs, config: Config) -> Forward:
+def layer_around(core: Core, work: Workload) -> Forward:
     """The Forward to time: the core alone (`timing.scope: core`) or the whole layer."""
-    if config.timing.scope == "core":
+    experiment, inputs = work.experiment, work.inputs
+    if experiment.timing.scope == "core":
         q, k, v = inputs.projected()
         return lambda: AttentionOutput(core(q, k, v), None)
-    w, h = inputs.weights, config.num_heads
-    x_q, x_k, x_v = (inputs.batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
+    w, h = inputs.weights, experiment.sizes.num_heads
+    x_q, x_k, x_v = (inputs.as_batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
+    batch_first = experiment.batch_first
 
     def forward() -> AttentionOutput:
         y = core(*project_heads(w, h, x_q, x_k, x_v)).transpose(1, 2).flatten(2)  # (N, L, E)
         y = F.linear(y, w.out_weight, w.out_bias)
-        return AttentionOutput(y if config.batch_first else y.transpose(0, 1), None)
+        return AttentionOutput(y if batch_first else y.transpose(0, 1), None)
 
     return forward

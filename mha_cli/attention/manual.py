@@ -13,8 +13,9 @@ from typing import NamedTuple
 
 import torch
 
-from ..config import Config
-from ..inputs import Inputs, Weights
+from ..experiment import Experiment
+from ..inputs import Weights
+from ..workload import Workload
 from . import AttentionOutput, Forward
 
 
@@ -65,21 +66,28 @@ def layer_steps(x_q: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor, w: Weig
     return Steps(q, k, v, q_heads, k_heads, v_heads, scores, masked, weights, heads, concat, output)
 
 
-def build(inputs: Inputs, config: Config) -> Forward:
-    blocked = ~inputs.dense_allowed()  # (N, 1 or H, L, S) True = not allowed, broadcast over heads
+def unsupported(experiment: Experiment) -> str | None:
+    return None  # plain tensor ops run every shape, dtype, pass and scope
 
-    if config.timing.scope == "core":
+
+def build(work: Workload) -> Forward:
+    experiment, inputs = work.experiment, work.inputs
+    blocked = ~work.mask.dense()  # (N, 1 or H, L, S) True = not allowed, broadcast over heads
+
+    if experiment.timing.scope == "core":
         q, k, v = inputs.projected()
         return lambda: AttentionOutput(attention(q, k, v, blocked)[3], None)
 
-    x_q, x_k, x_v = (inputs.batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
+    x_q, x_k, x_v = (inputs.as_batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
+    num_heads, batch_first = experiment.sizes.num_heads, experiment.batch_first
+    need_weights, average = experiment.need_weights, experiment.average_attn_weights
 
     def forward() -> AttentionOutput:
-        steps = layer_steps(x_q, x_k, x_v, inputs.weights, config.num_heads, blocked)
-        output = steps.output if config.batch_first else steps.output.transpose(0, 1)
-        if not config.need_weights:
+        steps = layer_steps(x_q, x_k, x_v, inputs.weights, num_heads, blocked)
+        output = steps.output if batch_first else steps.output.transpose(0, 1)
+        if not need_weights:
             return AttentionOutput(output, None)
-        weights = steps.weights.mean(dim=1) if config.average_attn_weights else steps.weights
+        weights = steps.weights.mean(dim=1) if average else steps.weights
         return AttentionOutput(output, weights)
 
     return forward

@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
-from ..config import Config
-from ..inputs import Inputs
+from ..experiment import Experiment
 from ..masks import causal_allowed, key_padding_allowed
-from . import AttentionOutput, Forward, Unavailable
+from ..workload import Workload
+from . import AttentionOutput, Forward
 
 
-def build(inputs: Inputs, config: Config) -> Forward:
-    if config.timing.scope == "core":
-        raise Unavailable("nn.MultiheadAttention has no separate core: it always runs its projections (use timing.scope: layer)")
-    device = inputs.device
+def unsupported(experiment: Experiment) -> str | None:
+    if experiment.timing.scope == "core":
+        return "nn.MultiheadAttention has no separate core: it always runs its projections (use timing.scope: layer)"
+    return None
+
+
+def build(work: Workload) -> Forward:
+    experiment, inputs = work.experiment, work.inputs
+    sizes, mask, device = experiment.sizes, experiment.mask, inputs.device
     # nn.MultiheadAttention's bool masks mean True = NOT allowed: invert ours.
     attn_mask = None
     key_padding_mask = None
-    if config.variant != "full" or inputs.mask_override or not config.mask.only_causal_and_padding:
+    if not work.form.native:
         # Its attn_mask can be (L, S) or per head (N * H, L, S): the pattern (or a mask given
-        # through Inputs.with_mask) goes per item and head.
-        blocked = ~inputs.dense_allowed()  # (N, 1 or H, L, S)
-        attn_mask = blocked.expand(-1, config.num_heads, -1, -1).reshape(-1, *blocked.shape[-2:])
+        # through Workload.with_mask) goes per item and head.
+        blocked = ~work.mask.dense()  # (N, 1 or H, L, S)
+        attn_mask = blocked.expand(-1, sizes.num_heads, -1, -1).reshape(-1, *blocked.shape[-2:])
     else:
-        if config.mask.causal:
-            attn_mask = ~causal_allowed(config.seq_len, config.source_length, config.mask.prefix or 0).to(device)
-        if config.mask.key_padding is not None:
-            key_padding_mask = ~key_padding_allowed(config.key_lengths, config.source_length).to(device)
+        if mask.causal:
+            attn_mask = ~causal_allowed(sizes.seq_len, sizes.source_len, mask.prefix).to(device)
+        if mask.key_lengths is not None:
+            key_padding_mask = ~key_padding_allowed(mask.key_lengths, sizes.source_len).to(device)
     module = inputs.module
     query, key, value = inputs.query, inputs.key, inputs.value
+    need_weights, average = experiment.need_weights, experiment.average_attn_weights
 
     def forward() -> AttentionOutput:
         output, weights = module(
@@ -35,8 +41,8 @@ def build(inputs: Inputs, config: Config) -> Forward:
             value,
             key_padding_mask=key_padding_mask,
             attn_mask=attn_mask,
-            need_weights=config.need_weights,
-            average_attn_weights=config.average_attn_weights,
+            need_weights=need_weights,
+            average_attn_weights=average,
         )
         return AttentionOutput(output, weights)
 

@@ -76,16 +76,37 @@ def animated(console: "Console") -> bool:
     return console.is_terminal and not os.environ.get("NO_COLOR")
 
 
-@contextlib.contextmanager
-def progress_messages(console: "Console") -> Iterator[Callable[[str], None]]:
-    """Progress on stderr: one updating spinner line on a terminal, one plain line per step otherwise."""
-    from rich.markup import escape
+class ProgressLine:
+    """Progress on stderr: one updating spinner line on a terminal, one plain line per step otherwise.
+    Call it with each step; stop() ends the spinner before results are printed."""
 
-    if not animated(console):
-        yield lambda message: console.print(escape(message), highlight=False)
-        return
-    with console.status("starting", spinner="dots") as status:
-        yield lambda message: status.update(escape(message))
+    def __init__(self, console: "Console") -> None:
+        self.console = console
+        self.status = console.status("starting", spinner="dots") if animated(console) else None
+
+    def __call__(self, message: str) -> None:
+        from rich.markup import escape
+
+        if self.status is None:
+            self.console.print(escape(message), highlight=False)
+        else:
+            self.status.update(escape(message))
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+@contextlib.contextmanager
+def progress_messages(console: "Console") -> Iterator[ProgressLine]:
+    """A ProgressLine for the time of the block (the spinner stops at its end, whatever happens)."""
+    line = ProgressLine(console)
+    if line.status is not None:
+        line.status.start()
+    try:
+        yield line
+    finally:
+        line.stop()
 
 
 def check_batch(batch: int, batch_size: int) -> None:

@@ -49,4 +49,4 @@ def explain(
         return
     from ..report.explain_table import print_explanation
 
-    print_explanation(stdout_console(), resolved, found)
+    print_explanation(stdout_console(), resolved.name, found)

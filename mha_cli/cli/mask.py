@@ -42,34 +42,35 @@ def mask(
     from rich.markup import escape
 
     from ..config import load_config
+    from ..experiment import resolve
     from ..memory import check_fits, parse_max_memory, resolve_memory_limit
 
     limit = resolve_memory_limit(parse_max_memory(max_memory))
     path, extra = split_config_args(config, overrides)
-    resolved = load_config(path, extra)
-    check_batch(batch, resolved.batch_size)
-    check_head(head, resolved.num_heads)
-    if resolved.variant != "full":  # the exact density walks blocked's plan, which grows with L
-        check_fits(resolved, *limit, together=("blocked",))
+    experiment = resolve(load_config(path, extra))
+    sizes = experiment.sizes
+    check_batch(batch, sizes.batch_size)
+    check_head(head, sizes.num_heads)
+    if experiment.pattern is not None:  # the exact density walks blocked's plan, which grows with L
+        check_fits(experiment, *limit, together=("blocked",))
 
-    from ..block_plan import allowed_pair_count
     from ..mask_grid import mask_grid
-    from ..patterns import describe
+    from ..prepared import Prepared
     from ..report.mask_render import text_picture, write_pattern_png
 
+    prepared = Prepared(experiment)
     out = stdout_console()
-    length, source = resolved.seq_len, resolved.source_length
+    length, source = sizes.seq_len, sizes.source_len
     cols = min(source, max(8, out.width - 12))
     rows = min(length, max(1, round(cols * length / source / 2)))  # a character is about twice as tall as wide
-    grid = mask_grid(resolved, rows, cols, batch, head)
-    pairs = allowed_pair_count(resolved)
-    total = resolved.batch_size * resolved.num_heads * length * source
-    heads = f", head {head} of {resolved.num_heads}" if head else ""
-    out.print(escape(f"{resolved.name}: variant {resolved.variant}, L={length}, S={source}, batch item {batch} of {resolved.batch_size}{heads}"))
-    out.print(escape(f"rule: {describe(resolved)}"))
-    out.print(f"density: {pairs / total:.4g} ({pairs:,} of {total:,} pairs over the batch and heads)")
+    grid = mask_grid(prepared.rule, sizes, rows, cols, batch, head)
+    pairs, total = prepared.allowed_pairs, sizes.scores
+    heads = f", head {head} of {sizes.num_heads}" if head else ""
+    out.print(escape(f"{experiment.name}: variant {experiment.variant}, L={length}, S={source}, batch item {batch} of {sizes.batch_size}{heads}"))
+    out.print(escape(f"rule: {experiment.rule_in_words()}"))
+    out.print(f"density: {prepared.density:.4g} ({pairs:,} of {total:,} pairs over the batch and heads)")
     for line in text_picture(grid, length, source):
         out.print(escape(line), highlight=False)
     if png is not None:
-        write_pattern_png(resolved, png, batch, head)
+        write_pattern_png(prepared, png, batch, head)
         stderr_console().print(escape(f"wrote {png}"))

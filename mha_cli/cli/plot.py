@@ -65,16 +65,18 @@ def weights(
       mha plot weights configs/causal_padding_masks.yaml --png weights.png --batch 2 --heads 0,1
     """
     from ..config import load_config
+    from ..experiment import resolve
     from ..memory import parse_max_memory
 
     limit = parse_max_memory(max_memory)
     path, extra = split_config_args(config, overrides)
-    resolved = load_config(path, extra)
-    check_batch(batch, resolved.batch_size)
-    chosen = _heads(heads, resolved.num_heads)
-    if png is None and max(resolved.seq_len, resolved.source_length) > TERMINAL_LIMIT:
+    experiment = resolve(load_config(path, extra))
+    sizes = experiment.sizes
+    check_batch(batch, sizes.batch_size)
+    chosen = _heads(heads, sizes.num_heads)
+    if png is None and max(sizes.seq_len, sizes.source_len) > TERMINAL_LIMIT:
         raise UsageError(
-            f"L={resolved.seq_len}, S={resolved.source_length} is too large to draw in the terminal "
+            f"L={sizes.seq_len}, S={sizes.source_len} is too large to draw in the terminal "
             f"(up to {TERMINAL_LIMIT}); write a picture with --png FILE"
         )
     if png is not None:
@@ -83,11 +85,10 @@ def weights(
         new_figure()  # fails early, with the install hint, when matplotlib is missing
 
     from ..explanation import weights_to_draw
-    from ..report.rows import masks_in_force
 
-    maps, allowed = weights_to_draw(resolved, batch, chosen, memory_limit=limit)  # (h, L, S) each
-    summary = (f"{resolved.name}: E={resolved.embed_dim}, H={resolved.num_heads}, L={resolved.seq_len}, "
-               f"S={resolved.source_length}, batch item {batch}; masks: {masks_in_force(resolved, batch)}")
+    maps, allowed = weights_to_draw(experiment, batch, chosen, memory_limit=limit)  # (h, L, S) each
+    summary = (f"{experiment.name}: E={sizes.embed_dim}, H={sizes.num_heads}, L={sizes.seq_len}, "
+               f"S={sizes.source_len}, batch item {batch}; masks: {experiment.masks_in_words(batch)}")
     if png is not None:
         from ..report.attention_plots import save_weights_png
 
@@ -95,6 +96,11 @@ def weights(
         note = f" (block means of {row_block}x{col_block} pairs)" if row_block > 1 or col_block > 1 else ""
         stderr_console().print(f"wrote {png}{note}", highlight=False, markup=False)
         return
+    _heatmaps_in_terminal(summary, maps, allowed, chosen, sizes.seq_len, sizes.source_len)
+
+
+def _heatmaps_in_terminal(summary: str, maps, allowed, heads: list[int], length: int, source: int) -> None:  # type: ignore[no-untyped-def]
+    """One small coloured heatmap per head, masked pairs marked."""
     from rich.text import Text
 
     from ..report.attention_plots import terminal_heatmap
@@ -102,8 +108,8 @@ def weights(
 
     out = stdout_console()
     out.print(Text(summary))
-    for index, head in enumerate(chosen):
-        out.print(Text(f"head {head}: rows = queries 0..{resolved.seq_len - 1}, columns = keys 0..{resolved.source_length - 1}; "
+    for index, head in enumerate(heads):
+        out.print(Text(f"head {head}: rows = queries 0..{length - 1}, columns = keys 0..{source - 1}; "
                        f"weight from least to most: blank, '{SHADES[1:]}' ('{SHADES[-1]}' = this head's largest), '··' = masked"))
         text = Text()
         for piece, style in terminal_heatmap(maps[index], allowed[index]):

@@ -1,10 +1,9 @@
 """`mha run`: one config, every implementation, shapes + agreement + timing."""
 
 
-import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +21,9 @@ from .common import (
     stderr_console,
     stdout_console,
 )
+
+if TYPE_CHECKING:
+    from ..results import RunReport
 
 
 @handle_errors
@@ -51,10 +53,7 @@ def run(
 
       mha run configs/cross_attention.yaml impls=\\[sdpa,manual] --json --no-save
     """
-    from ..config import (  # pydantic: only once a command runs
-        config_to_yaml,
-        load_config,
-    )
+    from ..config import load_config  # pydantic: only once a command runs
     from ..memory import parse_max_memory
 
     if no_save and (output_dir is not None or overwrite):
@@ -62,52 +61,35 @@ def run(
     limit = parse_max_memory(max_memory)
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
+    from ..runner import run_experiment, run_in_folder  # imports torch: only once the config is known to be good
 
-    from ..output_folder import (
-        DEFAULT_ROOT,
-        claimed_output,
-        point_latest,
-    )
+    err = stderr_console()
+    with progress_messages(err) as progress:
+        def show(report: "RunReport") -> None:
+            progress.stop()
+            _print(report, as_json)
 
-    with contextlib.ExitStack() as stack:
-        folder = None
-        if not no_save:  # the folder is claimed (checked and locked) before anything is measured
-            folder = stack.enter_context(claimed_output(output_dir, resolved.name, overwrite=overwrite))
-        report = _measure(resolved, limit, reprobe)
-        if as_json:
-            from ..report.files import to_json
-
-            sys.stdout.write(to_json(report.to_dict()))
-        else:
-            from ..report.terminal import print_run
-
-            print_run(stdout_console(), report)
-        if folder is not None:
-            from ..report.files import save_run
-
-            err = stderr_console()
-            save_run(report, folder, config_to_yaml(resolved))
-            _save_pattern_picture(resolved, folder, err)
-            point_latest(DEFAULT_ROOT, folder)
-            err.print(f"saved to {folder}/", highlight=False, markup=False)
+        if no_save:
+            report = run_experiment(resolved, memory_limit=limit, progress=progress, reprobe=reprobe)
+            show(report)
+        else:  # the folder is claimed (checked and locked) before anything is measured
+            saved = run_in_folder(resolved, output_dir, overwrite=overwrite, memory_limit=limit, progress=progress,
+                                  reprobe=reprobe, shown=show)
+            report = saved.report
+            for note in saved.notes:
+                err.print(note, highlight=False, markup=False)
+            err.print(f"saved to {saved.folder}/", highlight=False, markup=False)
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-def _measure(resolved, limit: int | None, reprobe: bool = False):  # type: ignore[no-untyped-def]
-    from ..runner import (
-        run_experiment,  # imports torch: only once the config is known to be good
-    )
+def _print(report: "RunReport", as_json: bool) -> None:
+    """The report on stdout: one JSON document with --json, else the tables."""
+    if as_json:
+        from ..report.files import to_json
 
-    with progress_messages(stderr_console()) as progress:
-        return run_experiment(resolved, memory_limit=limit, progress=progress, reprobe=reprobe)
+        sys.stdout.write(to_json(report.to_dict()))
+    else:
+        from ..report.terminal import print_run
 
-
-def _save_pattern_picture(config, folder: Path, err) -> None:  # type: ignore[no-untyped-def]
-    """pattern.png beside the results, when matplotlib is there to draw it."""
-    from ..report.mask_render import write_pattern_png
-
-    try:
-        write_pattern_png(config, folder / "pattern.png")
-    except UsageError:
-        err.print("pattern.png not written: matplotlib is not installed (pip install 'mha-cli[plot]')", highlight=False, markup=False)
+        print_run(stdout_console(), report)

@@ -44,21 +44,35 @@ def validate(
         resolve_memory_limit,
     )
 
+    from ..experiment import resolve
+
     limit, limit_source = resolve_memory_limit(parse_max_memory(max_memory))
     path, extra = split_config_args(config, overrides)
     resolved = load_config(path, extra)
-    found = check_fits(resolved, limit, limit_source, run_user_code=False)
+    experiment = resolve(resolved)
+    found = check_fits(experiment, limit, limit_source)  # no user code is imported: its memory is estimated
     if as_json:
         typer.echo(json.dumps(resolved.to_dict(), indent=2))
     else:
         typer.echo(config_to_yaml(resolved), nl=False)
-    per_impl = ", ".join(f"{name} {format_bytes(found.peak(name))}" for name in resolved.impls)
-    device = "" if resolved.device == "cpu" else f"; device {resolved.device} is checked by `mha run` (it needs torch)"
-    if resolved.variant == "sparse" and getattr(resolved.sparse_settings, "mask_mod", None) is not None:
-        device += f"; the mask_mod {resolved.sparse_settings.mask_mod} is imported and checked by `mha run`, not here"
+    per_impl = ", ".join(f"{name} {format_bytes(found.peak(name))}" for name in experiment.impls)
     typer.echo(
-        f"config is valid; estimated peak memory {format_bytes(required_bytes(resolved, found))} at least "
+        f"config is valid; estimated peak memory {format_bytes(required_bytes(experiment, found))} at least "
         f"(reference {format_bytes(found.reference_peak)}; {per_impl}; {format_bytes(limit)} {limit_source}; "
-        f"an implementation that does not fit is skipped){device}",
+        f"an implementation that does not fit is skipped){''.join(_checked_by_run(experiment))}",
         err=True,
     )
+
+
+def _checked_by_run(experiment) -> list[str]:  # type: ignore[no-untyped-def]
+    """What only `mha run` can check: the device (it needs torch) and code the config names (never imported here)."""
+    notes = []
+    if experiment.device != "cpu":
+        notes.append(f"; device {experiment.device} is checked by `mha run` (it needs torch)")
+    if experiment.pattern is not None and experiment.pattern.IMPORTS_USER_CODE:
+        notes.append(f"; the mask_mod {experiment.pattern.settings.mask_mod} is imported and checked by `mha run`, not here")
+    yours = [name for name in experiment.impls if name in experiment.implementations]
+    if yours:
+        notes.append(f"; your implementations {', '.join(yours)} are imported and checked by `mha run`, not here "
+                     "(their memory is estimated as the dense layer's)")
+    return notes

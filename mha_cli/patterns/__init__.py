@@ -1,65 +1,43 @@
-"""Attention patterns: one module per pattern, and the registry that maps names to modules.
+"""Attention patterns: one module per pattern, and the registry that maps names to them.
 
-Adding a pattern is adding a module with the names patterns/base.py lists and
-one line in REGISTRY; no other file names a pattern. Causal masking and key
-padding apply on top of every pattern, in masks.pair_rule.
+Adding a pattern is adding a module with a Pattern subclass (patterns/base.py
+says what it provides) and one line in PATTERNS. Outside this package, code
+asks the registry; only the config names the `local:` section (the one pattern
+with a section of its own, `variant: local`). Causal masking, prefix, documents
+and key padding apply on top of every pattern, in masks.pair_rule.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import bigbird, custom, local, strided
-from .base import PatternModule, PatternRule
+from .base import Pattern, PatternRule
+from .bigbird import BigBird
+from .custom import Custom
+from .local import Local
+from .strided import Strided
 
-if TYPE_CHECKING:
-    from ..config import Config
-
-REGISTRY: dict[str, PatternModule] = {module.NAME: module for module in (local, bigbird, strided, custom)}  # type: ignore[misc]
-# The patterns chosen with `variant: sparse` and `sparse.pattern: NAME`, in the order the docs list them.
-SPARSE_PATTERNS: dict[str, Any] = {name: m.Settings for name, m in REGISTRY.items() if m.SECTION == "sparse"}
+PATTERNS: dict[str, type[Pattern]] = {pattern.NAME: pattern for pattern in (Local, BigBird, Strided, Custom)}
+# The settings models of the patterns chosen with `variant: sparse` and `sparse.pattern: NAME`, in the docs' order.
+SPARSE_SETTINGS: dict[str, Any] = {name: p.Settings for name, p in PATTERNS.items() if p.SECTION == "sparse"}
 DEFAULT_SPARSE_PATTERN = "bigbird"  # `sparse:` without `pattern:`
 
-__all__ = ["DEFAULT_SPARSE_PATTERN", "REGISTRY", "SPARSE_PATTERNS", "PatternModule", "PatternRule", "describe", "pattern_of", "pattern_rule"]
+__all__ = ["DEFAULT_SPARSE_PATTERN", "PATTERNS", "SPARSE_SETTINGS", "Pattern", "PatternRule", "brief", "pattern_class"]
 
 
-def pattern_of(config: Config) -> PatternModule | None:
-    """The config's pattern module, or None for full attention (every pair allowed)."""
-    if config.variant == "full":
+def pattern_class(variant: str, sparse_pattern: str | None = None) -> type[Pattern] | None:
+    """The pattern a variant runs: None for full attention, local's, or the sparse section's."""
+    if variant == "full":
         return None
-    if config.variant == "local":
-        return REGISTRY["local"]
-    return REGISTRY[config.sparse_settings.pattern]
-
-
-def pattern_rule(config: Config) -> PatternRule | None:
-    """The config's pattern rule, or None for full attention."""
-    pattern = pattern_of(config)
-    return pattern.rule(config) if pattern is not None else None
-
-
-def describe(config: Config) -> str:
-    """The exact rule in words, causal and padding included (shown by `mha mask` and in docs/variants.md)."""
-    pattern = pattern_of(config)
-    words = pattern.words(config) if pattern is not None else "every query attends every key"
-    extras = []
-    if config.mask.causal and config.mask.prefix:
-        extras.append(f"and (j <= i or j < {config.mask.prefix}) (causal, prefix LM)")
-    elif config.mask.causal:
-        extras.append("and j <= i (causal)")
-    if config.document_lengths is not None:
-        extras.append(f"and i, j in the same document ({len(config.document_lengths)} packed documents)")
-    if config.mask.key_padding is not None:
-        extras.append("and j < the batch item's key_padding length")
-    return " ".join([words, *extras])
+    if variant == "local":
+        return PATTERNS["local"]
+    return PATTERNS[sparse_pattern or DEFAULT_SPARSE_PATTERN]
 
 
 def brief(variant: str, section: dict[str, Any] | None) -> str:
     """The variant and its settings from a saved config's dict: "local (window 128)"."""
-    if variant == "full":
+    pattern = pattern_class(variant, (section or {}).get("pattern"))
+    if pattern is None:
         return "full"
-    if variant == "local":
-        return f"local ({local.brief(local.Settings.model_validate(section or {}))})"
-    section = section or {}
-    module = REGISTRY[section.get("pattern", DEFAULT_SPARSE_PATTERN)]
-    return f"sparse {module.NAME} ({module.brief(module.Settings.model_validate(section))})"
+    words = pattern.brief(pattern.Settings.model_validate(section or {}))
+    return f"{variant} ({words})" if variant == "local" else f"sparse {pattern.NAME} ({words})"

@@ -1,57 +1,78 @@
-"""What a pattern module provides. Each module in patterns/ defines these names; the registry
-(patterns/__init__.py) maps pattern names to modules, and no other file names a pattern.
+"""What every pattern is: a class bound to its own settings and the experiment's sizes.
 
-- NAME: the pattern's name ("local", "bigbird", ...); SECTION: the config section holding its
-  settings ("local", or "sparse" with `pattern: NAME`).
-- RUNS_USER_CODE: its rule is code the config names (custom): `mha validate` must not import it.
-- Settings: its pydantic settings model (defaults are the documented defaults).
-- rule(config): the single definition of the pattern, (b, h, i, j) -> may query i of batch item b
-  and head h attend key j, on broadcasting integer tensors (FlexAttention's mask_mod signature).
-  Every dense mask, blocked's pieces and flex's mask_mod derive from it.
-- varies(config): (by batch item, by head): whether the rule reads b or h, so masks that do not
-  keep a dimension of 1 there.
-- words(config): the exact rule in words; brief(settings): the settings in a few words.
-- problems(config): (field path, message) for settings that cannot work with the config's sizes.
-- plan(config): blocked's BlockPlan for it.
-- keys_per_query(config), extra_blocked_elements(config): for the memory guard.
+Each module in patterns/ defines one subclass of Pattern; the registry
+(patterns/__init__.py) maps pattern names to them. A pattern never sees the
+whole config: it gets its settings, the sizes and the seed, and for its block
+plan a PlanContext (block_plan.py) that carries the combined rule.
 
-Modules import torch and the block-plan machinery inside their functions only:
-`mha validate` reads the settings models without torch.
+Modules import torch and the block-plan machinery inside their methods only:
+`mha validate` reads the settings models and checks their problems without torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..sizes import Sizes
 
 if TYPE_CHECKING:
     import torch
 
-    from ..block_plan import BlockPlan
-    from ..config import Config
+    from ..block_plan import BlockPlan, PlanContext
     from ..config_fields import Section
 
+# (b, h, q_idx, kv_idx) -> may attend, on broadcasting integer tensors: FlexAttention's mask_mod.
 PatternRule = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
-class PatternModule(Protocol):
-    NAME: str
-    SECTION: str
-    RUNS_USER_CODE: bool
-    Settings: type[Section]
+@dataclass(frozen=True)
+class Pattern:
+    """One pattern with its settings, for one experiment's sizes (and seed, for random blocks)."""
 
-    def rule(self, config: Config) -> PatternRule: ...
+    NAME: ClassVar[str]  # "local", "bigbird", ...
+    SECTION: ClassVar[str]  # the config section holding its settings: "local", or "sparse" with `pattern: NAME`
+    Settings: ClassVar[type[Section]]  # its pydantic settings model (defaults are the documented defaults)
+    # Its rule is code the config names (custom): only known by importing and evaluating it, which
+    # `mha validate` never does.
+    IMPORTS_USER_CODE: ClassVar[bool] = False
 
-    def varies(self, config: Config) -> tuple[bool, bool]: ...
+    settings: Any  # an instance of Settings
+    sizes: Sizes
+    seed: int = 0
 
-    def words(self, config: Config) -> str: ...
+    def rule(self) -> PatternRule:
+        """The single definition of the pattern; every dense mask, blocked's pieces and flex's mask_mod derive from it."""
+        raise NotImplementedError
 
-    def brief(self, settings: Any) -> str: ...
+    def varies(self, rule: PatternRule) -> tuple[bool, bool]:
+        """(by batch item, by head): whether the rule reads b or h, so masks keep a dimension there."""
+        return False, False
 
-    def problems(self, config: Config) -> list[tuple[str, str]]: ...
+    def words(self) -> str:
+        """The exact rule in words."""
+        raise NotImplementedError
 
-    def plan(self, config: Config) -> BlockPlan: ...
+    @classmethod
+    def brief(cls, settings: Any) -> str:
+        """The settings in a few words: "window 128"."""
+        raise NotImplementedError
 
-    def keys_per_query(self, config: Config) -> int: ...
+    @classmethod
+    def problems(cls, settings: Any, sizes: Sizes) -> list[tuple[str, str]]:
+        """(field path, message) for settings that cannot work with these sizes."""
+        return []
 
-    def extra_blocked_elements(self, config: Config) -> int: ...
+    def plan(self, context: PlanContext) -> BlockPlan:
+        """blocked's pieces for this pattern under the context's combined rule."""
+        raise NotImplementedError
+
+    def keys_per_query(self) -> int | None:
+        """An upper bound on the keys blocked reads per query, for the memory guard; None when only
+        evaluating the rule can tell (PlanContext.generic_blocks does)."""
+        raise NotImplementedError
+
+    def extra_blocked_elements(self) -> int:
+        """Elements blocked copies beyond its masks and outputs (BigBird's gathered random blocks)."""
+        return 0

@@ -7,44 +7,32 @@
 
 The rule has FlexAttention's signature, (b, h, q_idx, kv_idx) -> bool tensor on
 broadcasting integer tensors, so it may differ per batch item or head. This
-imports and runs the code the config names (as Hydra's `_target_` does): only
-run configs you trust. `mha validate` checks the reference's form without
-importing it; `mha run` imports it, calls it once on a few positions, and makes
-every problem (no module, no attribute, wrong signature, wrong result) a config
-error on `sparse.mask_mod`. blocked runs it with the generic block-sparse plan.
+imports and runs the code the config names (user_code.py): only run configs you
+trust. `mha validate` checks the reference's form without importing it; `mha
+run` imports it, calls it once on a few positions, and makes every problem (no
+module, no attribute, wrong signature, wrong result) a config error on
+`sparse.mask_mod`. blocked runs it with the generic block-sparse plan.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import inspect
-import json
-import sys
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from ..config_fields import Section
-from ..errors import ConfigError, Problem
+from ..user_code import REFERENCE_PATTERN, config_problem, import_target, takes_positional
+from .base import Pattern
 
 if TYPE_CHECKING:
-    from ..block_plan import BlockPlan
-    from ..config import Config
+    from ..block_plan import BlockPlan, PlanContext
     from .base import PatternRule
 
-NAME = "custom"
-SECTION = "sparse"
-RUNS_USER_CODE = True  # the memory guard of `mha validate` does not import it
-
-# module.path:attribute or some/file.py:attribute (the attribute may be dotted: module:Class.method).
-_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
-REFERENCE_PATTERN = rf"^(?:{_IDENTIFIER}(?:\.{_IDENTIFIER})*|[^:\x00]+\.py):{_IDENTIFIER}(?:\.{_IDENTIFIER})*$"
+FIELD = "sparse.mask_mod"
 
 
-class CustomConfig(Section):
+class CustomSettings(Section):
     pattern: Literal["custom"] = "custom"
     # Where the rule lives: "module.path:attribute" or "path/to/file.py:attribute" (relative to the working folder).
     mask_mod: str = Field(pattern=REFERENCE_PATTERN, max_length=500, description=(
@@ -53,79 +41,22 @@ class CustomConfig(Section):
     mask_mod_args: dict[str, Any] | None = None
 
 
-Settings = CustomConfig
-FIELD = "sparse.mask_mod"
-
-
-def _problem(message: str) -> ConfigError:
-    return ConfigError([Problem("config", FIELD, message)])
-
-
-def _settings(config: Config) -> CustomConfig:
-    settings = config.sparse_settings
-    assert isinstance(settings, CustomConfig)  # the registry only hands this module custom configs
-    return settings
-
-
-def _import_target(reference: str) -> Any:
-    """The object a reference names; a ConfigError saying what is missing otherwise."""
-    where, _, attribute = reference.rpartition(":")
-    if where.endswith(".py"):
-        path = Path(where)
-        if not path.is_file():
-            raise _problem(f"{reference!r}: no file {where} (a path is read from the working folder, {Path.cwd()})")
-        name = "mha_mask_mod_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise _problem(f"{reference!r}: {where} cannot be loaded as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # so that dataclasses and pickling inside it work
-        try:
-            spec.loader.exec_module(module)
-        except Exception as error:  # noqa: BLE001 - the user's file: any failure is theirs to read
-            del sys.modules[name]
-            raise _problem(f"{reference!r}: importing {where} failed: {type(error).__name__}: {error}") from None
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ModuleNotFoundError as error:
-            raise _problem(f"{reference!r}: no module named {error.name!r} (is it installed in this environment?)") from None
-        except Exception as error:  # noqa: BLE001
-            raise _problem(f"{reference!r}: importing {where} failed: {type(error).__name__}: {error}") from None
-    target: Any = module
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise _problem(f"{reference!r}: {where} has no attribute {attribute!r}")
-        target = getattr(target, part)
-    return target
-
-
-def _takes_four_arguments(function: Any) -> bool:
-    try:
-        inspect.signature(function).bind(0, 0, 0, 0)
-    except TypeError:
-        return False
-    except ValueError:  # no signature to read (a builtin): the probe call decides
-        return True
-    return True
-
-
 def load_mask_mod(reference: str, args: dict[str, Any] | None) -> PatternRule:
     """The rule a reference (and its arguments) names, checked to be callable with (b, h, q_idx, kv_idx)."""
-    target = _import_target(reference)
+    target = import_target(reference, FIELD)
     if args is not None:
         if not callable(target):
-            raise _problem(f"{reference!r} is a {type(target).__name__}, not a function to call with mask_mod_args")
+            raise config_problem(FIELD, f"{reference!r} is a {type(target).__name__}, not a function to call with mask_mod_args")
         try:
             target = target(**args)
         except Exception as error:  # noqa: BLE001
-            raise _problem(f"calling {reference}(**mask_mod_args) failed: {type(error).__name__}: {error}") from None
+            raise config_problem(FIELD, f"calling {reference}(**mask_mod_args) failed: {type(error).__name__}: {error}") from None
     if not callable(target):
         what = f"{reference}(**mask_mod_args) returned" if args is not None else f"{reference!r} is"
-        raise _problem(f"{what} a {type(target).__name__}, not a mask_mod function (b, h, q_idx, kv_idx) -> bool tensor")
-    if not _takes_four_arguments(target):
+        raise config_problem(FIELD, f"{what} a {type(target).__name__}, not a mask_mod function (b, h, q_idx, kv_idx) -> bool tensor")
+    if not takes_positional(target, 4):
         hint = " (is it a generator that needs mask_mod_args?)" if args is None else ""
-        raise _problem(f"the rule must take (b, h, q_idx, kv_idx), FlexAttention's mask_mod signature{hint}")
+        raise config_problem(FIELD, f"the rule must take (b, h, q_idx, kv_idx), FlexAttention's mask_mod signature{hint}")
     return target
 
 
@@ -146,74 +77,54 @@ def probe(rule: PatternRule, batch_size: int, num_heads: int, length: int, sourc
         with torch.no_grad():
             result = rule(b, h, q[None, None, :, None], kv[None, None, None, :])
     except Exception as error:  # noqa: BLE001
-        raise _problem(f"calling the rule on index tensors failed: {type(error).__name__}: {error}") from None
+        raise config_problem(FIELD, f"calling the rule on index tensors failed: {type(error).__name__}: {error}") from None
     if not isinstance(result, torch.Tensor):
-        raise _problem(f"the rule returned a {type(result).__name__}, not a bool tensor")
+        raise config_problem(FIELD, f"the rule returned a {type(result).__name__}, not a bool tensor")
     if result.dtype != torch.bool:
-        raise _problem(f"the rule returned a {result.dtype} tensor; a mask_mod returns bool (True = may attend)")
+        raise config_problem(FIELD, f"the rule returned a {result.dtype} tensor; a mask_mod returns bool (True = may attend)")
     try:
         shape = torch.broadcast_shapes(result.shape, expected)
     except RuntimeError:
         shape = None
     if shape != expected:
-        raise _problem(f"the rule returned shape {tuple(result.shape)} for index tensors broadcasting to {expected}")
+        raise config_problem(FIELD, f"the rule returned shape {tuple(result.shape)} for index tensors broadcasting to {expected}")
     padded = (1,) * (4 - result.dim()) + tuple(result.shape)
     return padded[0] > 1, padded[1] > 1
 
 
-_loaded: dict[str, tuple[PatternRule, tuple[bool, bool]]] = {}
-
-
-def _rule_and_variation(config: Config) -> tuple[PatternRule, tuple[bool, bool]]:
-    settings = _settings(config)
-    key = json.dumps([settings.mask_mod, settings.mask_mod_args, str(Path.cwd()), config.batch_size,
-                      config.num_heads, config.seq_len, config.source_length], sort_keys=True, default=str)
-    if key not in _loaded:
-        loaded = load_mask_mod(settings.mask_mod, settings.mask_mod_args)
-        _loaded[key] = (loaded, probe(loaded, config.batch_size, config.num_heads, config.seq_len, config.source_length))
-    return _loaded[key]
-
-
-def rule(config: Config) -> PatternRule:
-    return _rule_and_variation(config)[0]
-
-
-def varies(config: Config) -> tuple[bool, bool]:
-    return _rule_and_variation(config)[1]
-
-
-def _call(settings: CustomConfig) -> str:
+def _call(settings: CustomSettings) -> str:
     if settings.mask_mod_args is None:
         return settings.mask_mod
     args = ", ".join(f"{key}={value!r}" for key, value in settings.mask_mod_args.items())
     return f"{settings.mask_mod}({args})"
 
 
-def words(config: Config) -> str:
-    return f"query i attends key j when the mask_mod {_call(_settings(config))} allows (b, h, i, j)"
+@dataclass(frozen=True)
+class Custom(Pattern):
+    NAME = "custom"
+    SECTION = "sparse"
+    Settings = CustomSettings
+    IMPORTS_USER_CODE = True
 
+    def rule(self) -> PatternRule:
+        """Imports the named code: call once per experiment (prepared.Prepared keeps it)."""
+        return load_mask_mod(self.settings.mask_mod, self.settings.mask_mod_args)
 
-def brief(settings: CustomConfig) -> str:
-    return _call(settings)
+    def varies(self, rule: PatternRule) -> tuple[bool, bool]:
+        sizes = self.sizes
+        return probe(rule, sizes.batch_size, sizes.num_heads, sizes.seq_len, sizes.source_len)
 
+    def words(self) -> str:
+        return f"query i attends key j when the mask_mod {_call(self.settings)} allows (b, h, i, j)"
 
-def problems(config: Config) -> list[tuple[str, str]]:
-    return []  # the rule is imported and checked by `mha run`, not by validation
+    @classmethod
+    def brief(cls, settings: CustomSettings) -> str:
+        return _call(settings)
 
+    def plan(self, context: PlanContext) -> BlockPlan:
+        from ..block_plan import generic_plan
 
-def plan(config: Config) -> BlockPlan:
-    from ..block_plan import generic_plan
+        return generic_plan(context)
 
-    return generic_plan(config)
-
-
-def keys_per_query(config: Config) -> int:
-    """Exact for the generic plan: its block times the most key blocks a query block touches."""
-    from ..block_plan import generic_blocks
-
-    block, touched = generic_blocks(config)
-    return block * max(1, int(touched.sum(dim=1).max()))
-
-
-def extra_blocked_elements(config: Config) -> int:
-    return 0
+    def keys_per_query(self) -> None:
+        return None  # exact only by evaluating the rule: PlanContext.generic_keys_per_query

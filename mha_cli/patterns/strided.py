@@ -6,29 +6,23 @@ class i mod stride (the far part).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..arith import ceil_div
 from ..config_fields import PositiveInt, Section
+from .base import Pattern
 
 if TYPE_CHECKING:
     import torch
 
-    from ..block_plan import BlockPlan
-    from ..config import Config
+    from ..block_plan import BlockPlan, PlanContext
     from .base import PatternRule
 
-NAME = "strided"
-RUNS_USER_CODE = False  # a built-in rule: `mha validate` may evaluate it
-SECTION = "sparse"
 
-
-class StridedConfig(Section):
+class StridedSettings(Section):
     pattern: Literal["strided"] = "strided"
     stride: PositiveInt = 64  # j allowed when |i - j| < stride or (i - j) % stride == 0
-
-
-Settings = StridedConfig
 
 
 def strided_rule(stride: int) -> PatternRule:
@@ -40,57 +34,43 @@ def strided_rule(stride: int) -> PatternRule:
     return rule
 
 
-def _stride(config: Config) -> int:
-    settings = config.sparse_settings
-    assert isinstance(settings, StridedConfig)  # the registry only hands this module strided configs
-    return settings.stride
+@dataclass(frozen=True)
+class Strided(Pattern):
+    NAME = "strided"
+    SECTION = "sparse"
+    Settings = StridedSettings
 
+    def rule(self) -> PatternRule:
+        return strided_rule(self.settings.stride)
 
-def rule(config: Config) -> PatternRule:
-    return strided_rule(_stride(config))
+    def words(self) -> str:
+        s = self.settings.stride
+        return f"query i attends key j when (|i - j| < {s} or i - j is a multiple of {s})"
 
+    @classmethod
+    def brief(cls, settings: StridedSettings) -> str:
+        return f"stride {settings.stride}"
 
-def words(config: Config) -> str:
-    s = _stride(config)
-    return f"query i attends key j when (|i - j| < {s} or i - j is a multiple of {s})"
+    def plan(self, context: PlanContext) -> BlockPlan:
+        import torch
 
+        from ..block_plan import block_size_for_window
+        from ..pieces import Residue
 
-def brief(settings: StridedConfig) -> str:
-    return f"stride {settings.stride}"
+        stride = self.settings.stride
+        near = stride - 1
+        block = block_size_for_window(near, self.sizes.seq_len)
+        at = context.positions(block)
+        width = block + near + (0 if context.one_sided else near)  # a prefix reaches past the diagonal
+        band = at.band(-near, width, member=lambda i, j: (i - j).abs() < stride)
+        # Residue class r: queries a * stride + r against keys c * stride + r.
+        rows, cols = ceil_div(at.length, stride), ceil_div(at.source, stride)
+        residue = torch.arange(stride)[:, None, None]
+        i = (torch.arange(rows)[None, :, None] * stride + residue)[None]
+        j = (torch.arange(cols)[None, None, :] * stride + residue)[None]
+        far = at.allowed(j, i != j, query=i)  # j = i is in the band already
+        return at.plan([band, Residue(stride, far)])
 
-
-def varies(config: Config) -> tuple[bool, bool]:
-    return False, False  # the same for every batch item and head
-
-
-def problems(config: Config) -> list[tuple[str, str]]:
-    return []
-
-
-def plan(config: Config) -> BlockPlan:
-    import torch
-
-    from ..block_plan import Positions, Residue, block_size_for_window
-
-    stride = _stride(config)
-    near = stride - 1
-    block = block_size_for_window(near, config.seq_len)
-    at = Positions(config, block)
-    width = block + near + (0 if config.mask.plain_causal else near)  # a prefix reaches past the diagonal
-    band = at.band(-near, width, member=lambda i, j: (i - j).abs() < stride)
-    # Residue class r: queries a * stride + r against keys c * stride + r.
-    rows, cols = ceil_div(at.length, stride), ceil_div(at.source, stride)
-    residue = torch.arange(stride)[:, None, None]
-    i = (torch.arange(rows)[None, :, None] * stride + residue)[None]
-    j = (torch.arange(cols)[None, None, :] * stride + residue)[None]
-    far = at.allowed(j, i != j, query=i)  # j = i is in the band already
-    return at.plan([band, Residue(stride, far)])
-
-
-def keys_per_query(config: Config) -> int:
-    stride = _stride(config)
-    return 128 + 2 * stride + ceil_div(config.source_length, stride)
-
-
-def extra_blocked_elements(config: Config) -> int:
-    return 0
+    def keys_per_query(self) -> int:
+        stride = self.settings.stride
+        return 128 + 2 * stride + ceil_div(self.sizes.source_len, stride)

@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..config import Config
 from ..explanation import Explanation, Step
 
 HEADERS = ("step", "formula", "shape", "params", "FLOPs", "note")
@@ -23,8 +22,8 @@ def _steps_table(title: str, steps: list[Step]) -> Table:
     return table
 
 
-def print_explanation(console: Console, config: Config, found: Explanation) -> None:
-    console.print(_steps_table(f"{config.name}: multi-head attention, step by step ({config.dtype})", found.steps))
+def print_explanation(console: Console, name: str, found: Explanation) -> None:
+    console.print(_steps_table(f"{name}: multi-head attention, step by step ({found.dtype})", found.steps))
     if found.backward:
         console.print(_steps_table("backward: what autograd computes, from the forward's tensors and dY", found.backward))
         console.print(f"backward: {sum(s.flops for s in found.backward):,} FLOPs; these gradients == autograd through "

@@ -44,7 +44,8 @@ def results_csv(report: RunReport) -> str:
     return buffer.getvalue()
 
 
-def save_run(report: RunReport, folder: Path, config_yaml: str) -> list[Path]:
+def save_results(report: RunReport, folder: Path, config_yaml: str) -> list[Path]:
+    """config.yaml, results.json, results.csv and report.md, each written atomically."""
     written = {
         "config.yaml": config_yaml,
         "results.json": to_json(report.to_dict()),

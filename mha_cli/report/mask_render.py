@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..prepared import Prepared
 
 # Shades from "no allowed pair in this cell" to "every pair allowed".
 SHADES = " ░▒▓█"
@@ -67,13 +71,12 @@ def save_png(grid: torch.Tensor, path: Path, title: str, length: int, source: in
     save_figure(figure, path)
 
 
-def write_pattern_png(config, path: Path, batch: int = 0, head: int = 0, cells: int = 512) -> None:  # type: ignore[no-untyped-def]
-    """The config's pattern as a PNG of up to cells x cells (exact at or below that size)."""
-    from ..block_plan import allowed_pair_count
+def write_pattern_png(prepared: Prepared, path: Path, batch: int = 0, head: int = 0, cells: int = 512) -> None:
+    """The experiment's pattern as a PNG of up to cells x cells (exact at or below that size)."""
     from ..mask_grid import mask_grid
-    from ..patterns import describe
 
-    grid = mask_grid(config, cells, cells, batch, head)
-    density = allowed_pair_count(config) / (config.batch_size * config.num_heads * config.seq_len * config.source_length)
-    title = f"{config.name}: {describe(config)}\nbatch item {batch}{f', head {head}' if head else ''}; density {density:.4g} over the batch and heads"
-    save_png(grid, path, title, config.seq_len, config.source_length)
+    experiment, sizes = prepared.experiment, prepared.experiment.sizes
+    grid = mask_grid(prepared.rule, sizes, cells, cells, batch, head)
+    title = (f"{experiment.name}: {experiment.rule_in_words()}\nbatch item {batch}{f', head {head}' if head else ''}; "
+             f"density {prepared.density:.4g} over the batch and heads")
+    save_png(grid, path, title, sizes.seq_len, sizes.source_len)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import Config
+from ..mask_spec import MaskSpec
 from ..memory import format_bytes
 from ..results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport
 
@@ -104,32 +104,11 @@ def pattern_words(config: dict[str, Any]) -> str:
     return brief(config["variant"], config.get(config["variant"]) if config["variant"] != "full" else None)
 
 
-def masks_in_force(config: Config, batch: int | None = None) -> str:
-    """Every mask that removes pairs, in words: the variant's pattern, causal, key padding (of one item)."""
-    masks = [] if config.variant == "full" else [pattern_words(config.to_dict())]
-    if config.mask.causal:
-        masks.append(f"causal with a {config.mask.prefix}-key prefix" if config.mask.prefix else "causal")
-    if config.document_lengths is not None:
-        masks.append(f"{len(config.document_lengths)} packed documents")
-    if config.key_lengths is not None:
-        lengths = config.key_lengths
-        masks.append(f"key padding ({lengths[batch]} of {config.source_length} keys valid)" if batch is not None
-                     else "key padding")
-    return ", ".join(masks) or "none"
-
-
 def summary_line(report: RunReport) -> str:
     config, env = report.config, report.env
     heads = config["num_heads"]
     source = config["source_len"] or config["seq_len"]
-    mask = []
-    if config["mask"]["causal"]:
-        prefix = config["mask"].get("prefix")
-        mask.append(f"causal with a {prefix}-key prefix" if prefix else "causal")
-    if config["mask"].get("documents"):
-        mask.append("packed documents")
-    if config["mask"]["key_padding"]:
-        mask.append("key padding")
+    mask = MaskSpec.of_saved(config["mask"]).names(source)
     density = next((r.density for r in report.results if r.density is not None), None)
     return (
         f"{config['name']}: {config['attention']} attention, variant {pattern_words(config)}, "

@@ -17,13 +17,13 @@ from attn_gym.masks.document_mask import length_to_offsets
 from torch.nn.attention.flex_attention import create_mask
 from typer.testing import CliRunner
 
-from mha_cli.block_plan import generic_plan, plan_for
+from mha_cli.block_plan import PlanContext, generic_plan
 from mha_cli.cli import app
 from mha_cli.config import Config
-from mha_cli.masks import allowed_mask, mask_groups
+from mha_cli.patterns.custom import Custom
 from mha_cli.runner import run_experiment
 
-from ..helpers import FAST_OVERRIDES, FAST_TIMING
+from ..helpers import FAST_OVERRIDES, FAST_TIMING, allowed_mask, plan_of, prepared
 from ..mask_mods import reference
 
 runner = CliRunner()
@@ -49,14 +49,14 @@ def test_attention_gym_masks_allow_the_same_pairs_as_its_create_mask(mask_mod: s
     expected = create_mask(theirs, None, None, 40, 40, device="cpu")  # (1, 1, L, S)
     assert torch.equal(allowed_mask(config), expected.expand(2, 1, 40, 40))
     # The generic plan holds exactly those pairs, and the run agrees with the float64 reference.
-    assert plan_for(config).allowed_pairs() == 2 * 2 * int(expected.sum())
+    assert plan_of(config).allowed_pairs() == 2 * 2 * int(expected.sum())
     report = run_experiment(config.model_copy(update={"impls": ["sdpa", "blocked"]}))
     assert [r.status for r in report.results] == ["ok", "ok"], [r.reason for r in report.results]
 
 
 def test_a_rule_that_reads_the_head_gets_one_mask_per_head() -> None:
     config = custom(12, reference("head_window"), heads=3)
-    assert mask_groups(config) == (1, 3)
+    assert prepared(config).groups == (1, 3)
     mask = allowed_mask(config)
     assert mask.shape == (2, 3, 12, 12)
     for h in range(3):
@@ -70,33 +70,38 @@ def test_a_rule_that_reads_the_head_gets_one_mask_per_head() -> None:
 
 def test_a_rule_that_reads_the_batch_item_gets_one_mask_per_item() -> None:
     config = custom(9, reference("batch_stripes"), heads=1)
-    assert mask_groups(config) == (2, 1)
+    assert prepared(config).groups == (2, 1)
     mask = allowed_mask(config)
     assert not torch.equal(mask[0], mask[1])
 
 
-def test_the_plan_is_built_once_and_its_time_reported_apart_from_the_median() -> None:
+def test_the_plan_is_built_once_and_its_time_reported_apart_from_the_median(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mha_cli import block_plan
+
+    plans, real = [], block_plan.generic_plan
+    monkeypatch.setattr(block_plan, "generic_plan", lambda *args, **kwargs: plans.append(1) or real(*args, **kwargs))
     config = custom(64, reference("window"), {"width": 3}, impls=["blocked"])
     report = run_experiment(config)
     (blocked,) = report.results
     assert blocked.ok and blocked.plan_s is not None and blocked.plan_s > 0
-    assert plan_for(config).plan_s == blocked.plan_s  # counting the pairs and blocked share one plan
+    assert len(plans) == 1  # counting the pairs and blocked share one plan
 
 
 def test_planning_never_evaluates_more_than_a_slice_of_pairs_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mha_cli.patterns import custom as custom_module
-
     config = custom(300, reference("window"), {"width": 2})
     seen = []
-    rule = custom_module.rule(config)
+    rule = prepared(config).pattern_rule
 
     def counting(b, h, q, kv):  # type: ignore[no-untyped-def]
         result = rule(b, h, q, kv)
         seen.append(torch.broadcast_shapes(b.shape, h.shape, q.shape, kv.shape).numel())
         return result
 
-    monkeypatch.setattr(custom_module, "rule", lambda _: counting)
-    plan = generic_plan(config, elements=64 * 320)
+    monkeypatch.setattr(Custom, "rule", lambda self: counting)
+    ready = prepared(config)
+    context = PlanContext(ready.experiment.sizes, ready.rule, ready.groups, False, elements=64 * 320)
+    seen.clear()  # the rule's first call on a few positions (which dimensions it keeps) is not planning
+    plan = generic_plan(context)
     slices, masks = seen[:-1], seen[-1]  # the rule on every pair, a slice at a time; then the plan's own masks
     assert sum(slices) >= 300 * 300 and max(slices) <= 64 * 320
     assert masks < 300 * 300

@@ -3,7 +3,7 @@ import io
 import json
 from pathlib import Path
 
-from mha_cli.report.files import results_csv, save_run, to_json
+from mha_cli.report.files import results_csv, save_results, to_json
 from mha_cli.results import RunReport
 
 from ..helpers import sample_report
@@ -24,5 +24,5 @@ def test_csv_has_one_row_per_result_with_config_columns() -> None:
 
 
 def test_save_run_writes_four_files(tmp_path: Path) -> None:
-    paths = save_run(sample_report(), tmp_path / "run", "name: test\n")
+    paths = save_results(sample_report(), tmp_path / "run", "name: test\n")
     assert sorted(p.name for p in paths) == ["config.yaml", "report.md", "results.csv", "results.json"]

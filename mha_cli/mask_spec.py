@@ -1,0 +1,90 @@
+"""The masks of one experiment beside its pattern (causal, prefix, key padding, packed documents),
+and the cheapest form that hands them to a kernel. No torch: the memory guard reads them too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    causal: bool = False
+    prefix: int = 0  # with causal: keys j < prefix are visible to every query too (a prefix LM)
+    key_lengths: tuple[int, ...] | None = None  # valid keys per batch item (key padding), or None
+    document_lengths: tuple[int, ...] | None = None  # packed documents (self attention), or None
+
+    @classmethod
+    def of_saved(cls, section: dict[str, Any]) -> MaskSpec:
+        """The masks of a saved config's `mask:` section (a results.json), enough to name them: padding and
+        documents given as fractions keep one entry per fraction."""
+        padding, documents = section.get("key_padding"), section.get("documents")
+
+        def entries(given: dict[str, Any] | None) -> tuple[Any, ...] | None:
+            return None if not given else tuple(given.get("lengths") or given.get("fractions") or ())
+
+        return cls(bool(section.get("causal")), section.get("prefix") or 0, entries(padding), entries(documents))
+
+    @property
+    def plain_causal(self) -> bool:
+        """Causal with no prefix: every allowed key is at or before its query (one-sided bands, is_causal)."""
+        return self.causal and not self.prefix
+
+    @property
+    def only_causal_and_padding(self) -> bool:
+        """No prefix and no documents: what nn.MultiheadAttention's (L, S) and key-padding masks can say."""
+        return not self.prefix and self.document_lengths is None
+
+    def words(self) -> list[str]:
+        """Each rule beside the pattern, as a clause of the exact rule: "and j <= i (causal)"."""
+        clauses = []
+        if self.causal and self.prefix:
+            clauses.append(f"and (j <= i or j < {self.prefix}) (causal, prefix LM)")
+        elif self.causal:
+            clauses.append("and j <= i (causal)")
+        if self.document_lengths is not None:
+            clauses.append(f"and i, j in the same document ({len(self.document_lengths)} packed documents)")
+        if self.key_lengths is not None:
+            clauses.append("and j < the batch item's key_padding length")
+        return clauses
+
+    def names(self, source_len: int, batch: int | None = None) -> list[str]:
+        """Each mask that removes pairs, briefly: "causal", "key padding (3 of 10 keys valid)"."""
+        names = []
+        if self.causal:
+            names.append(f"causal with a {self.prefix}-key prefix" if self.prefix else "causal")
+        if self.document_lengths is not None:
+            names.append(f"{len(self.document_lengths)} packed documents")
+        if self.key_lengths is not None:
+            names.append(f"key padding ({self.key_lengths[batch]} of {source_len} keys valid)" if batch is not None
+                         else "key padding")
+        return names
+
+
+@dataclass(frozen=True)
+class MaskForm:
+    """How the mask reaches a kernel, decided once per experiment: the cheapest form that says it all."""
+
+    masked: bool  # some pair is not allowed; False: no mask is passed at all
+    is_causal: bool  # exactly causal, aligned upper left, nothing else: SDPA's is_causal says it
+    native: bool  # no pattern, prefix or documents: nn.MultiheadAttention's own causal and padding masks say it
+
+    @property
+    def needs_dense(self) -> bool:
+        """Only a dense (N, 1 or H, L, S) mask says it (for kernels without a rule or block mask)."""
+        return self.masked and not self.is_causal
+
+    @classmethod
+    def of(cls, mask: MaskSpec, has_pattern: bool) -> MaskForm:
+        plain = not has_pattern and mask.only_causal_and_padding
+        return cls(
+            masked=has_pattern or mask.causal or mask.key_lengths is not None or mask.document_lengths is not None,
+            is_causal=plain and mask.plain_causal and mask.key_lengths is None,
+            native=plain,
+        )
+
+    @classmethod
+    def given(cls) -> MaskForm:
+        """A mask handed over as a tensor (Workload.with_mask): nothing but the dense form says it."""
+        return cls(masked=True, is_causal=False, native=False)

@@ -1,0 +1,52 @@
+"""Which implementation names exist: the built-in ones, the config's own `implementations:`, and
+those installed packages offer through the entry-point group `mha.implementations`.
+
+Only names are read here (no torch, and no user code is imported): the config
+validates `impls` against them and `mha env` lists them. attention/ builds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# name -> module under mha_cli.attention; the order is the order of the tables.
+BUILTIN_IMPLS: dict[str, str] = {
+    "torch": "torch_mha",
+    "manual": "manual",
+    "sdpa": "sdpa",
+    "blocked": "blocked",
+    "flex": "flex",
+}
+ENTRY_POINT_GROUP = "mha.implementations"
+
+
+@dataclass(frozen=True)
+class Offered:
+    """An implementation an installed distribution offers."""
+
+    name: str
+    reference: str  # module:attribute, what the entry point names
+    distribution: str  # who offers it, e.g. "their-package 1.2"
+
+
+def installed() -> dict[str, Offered]:
+    """Implementations offered by installed distributions, by name (read from their metadata; nothing imported).
+
+    A name that shadows a built-in is left out: the built-in keeps its name (shadowed() lists them)."""
+    return {name: offer for name, offer in _entry_points().items() if name not in BUILTIN_IMPLS}
+
+
+def shadowed() -> list[Offered]:
+    """Entry points named like a built-in: never used (a built-in's name always means the built-in)."""
+    return [offer for name, offer in _entry_points().items() if name in BUILTIN_IMPLS]
+
+
+def _entry_points() -> dict[str, Offered]:
+    from importlib.metadata import entry_points  # only when a name is not built in: every distribution is read
+
+    found = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(point, "dist", None)
+        owner = f"{dist.metadata['Name']} {dist.version}" if dist is not None else "an installed distribution"
+        found.setdefault(point.name, Offered(point.name, point.value, owner))
+    return found
