@@ -33,16 +33,25 @@ _EXPORTS = {
     "SweepSummary": "mha_cli.sweep.summary",
     "explain": "mha_cli.explanation",
     "Explanation": "mha_cli.explanation",
+    # Your own implementation: the contract (implementation.py, docs/your-implementation.md)
+    "Unsupported": "mha_cli.errors",
+    "factory": "mha_cli.implementation",
+    "AttentionSpec": "mha_cli.implementation",
+    "AttentionMask": "mha_cli.implementation",
+    "Experiment": "mha_cli.experiment",
 }
 __all__ = [
     "__version__", "load_config", "Config", "ConfigError", "MhaError", "run_experiment", "RunReport", "Result",
-    "run_sweep", "SweepSummary", "explain", "Explanation",
+    "run_sweep", "SweepSummary", "explain", "Explanation", "Unsupported", "factory", "AttentionSpec", "AttentionMask",
+    "Experiment",
 ]
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time the names load lazily
     from .config import Config, load_config
-    from .errors import ConfigError, MhaError
+    from .errors import ConfigError, MhaError, Unsupported
+    from .experiment import Experiment
     from .explanation import Explanation, explain
+    from .implementation import AttentionMask, AttentionSpec, factory
     from .results import Result, RunReport
     from .runner import run_experiment
     from .sweep.runner import run_sweep

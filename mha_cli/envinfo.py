@@ -91,4 +91,17 @@ def machine_report() -> dict[str, Any]:
         "mps_available": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
         "matplotlib": plotting,
         "commit": source_commit(),
+        "implementations": available_implementations(),
     }
+
+
+def available_implementations() -> list[dict[str, str]]:
+    """Every implementation `impls` may name without a config's own `implementations:`: the built-in ones,
+    then those installed distributions offer (entry-point group mha.implementations), with who offers them."""
+    from .registry import BUILTIN_IMPLS, installed, shadowed
+
+    found = [{"name": name, "origin": "built in"} for name in BUILTIN_IMPLS]
+    found += [{"name": offer.name, "origin": f"{offer.distribution}: {offer.reference}"} for offer in installed().values()]
+    found += [{"name": offer.name, "origin": f"{offer.distribution}: {offer.reference} (not used: a built-in has that name)"}
+              for offer in shadowed()]
+    return found

@@ -178,10 +178,10 @@ def _first_calls(implementations: dict[str, Implementation], work: Workload, ver
     (exit 2); Unsupported skips the row and a crash is its error. Returns those rows, already decided."""
     decided: dict[str, Result] = {}
     for name, implementation in implementations.items():
-        if not isinstance(implementation, Yours) or verdicts[name] is not None:
+        if not isinstance(implementation, Yours):
             continue
         try:
-            reason = implementation.unsupported(work.experiment)
+            reason = implementation.unsupported(work.experiment) or verdicts[name]
             if reason is not None:
                 raise Unsupported(reason)
             implementations[name] = implementation.probe(work)
@@ -265,7 +265,7 @@ def _measured(prepared: Prepared, memory_limit: int | None, progress: ProgressMe
             if name in decided:
                 results.append(decided[name])
                 continue
-            why_not = verdicts[name] or implementation.unsupported(experiment)  # the memory guard, then the implementation
+            why_not = implementation.unsupported(experiment) or verdicts[name]  # what it cannot run, then the memory guard
             results.append(rows.skipped(name, why_not) if why_not is not None else rows.measure(name, implementation, step))
     table, shapes = shape_table(experiment)
     return RunReport(

@@ -162,9 +162,12 @@ def check_gradients(work: Workload, forward: Callable[[], object], leaves: Leave
     problems, poisoned, worst = [], [], 0.0
     for name, mine in zip(leaves, got, strict=True):
         theirs = expected.grads[name]
-        mine = torch.zeros_like(theirs) if mine is None else mine.detach().cpu().double()
-        if name in INPUT_LEAVES and not experiment.batch_first:
-            mine = mine.transpose(0, 1)  # the user's (L, N, E) layout -> batch first, as the reference
+        if mine is None:  # no path from the output to this leaf: its gradient is zero
+            mine = torch.zeros_like(theirs)
+        else:
+            mine = mine.detach().cpu().double()
+            if name in INPUT_LEAVES and not experiment.batch_first:
+                mine = mine.transpose(0, 1)  # the user's (L, N, E) layout -> batch first, as the reference
         if not torch.isfinite(mine).all():
             poisoned.append(name)
             continue

@@ -20,7 +20,7 @@ from mha_cli.config import Config
 from mha_cli.errors import Unsupported
 from mha_cli.masks import fully_masked_rows
 
-from .helpers import FAST_TIMING, allowed_mask, call, configs, small_config, workload
+from .helpers import CPU, FAST_TIMING, allowed_mask, call, configs, small_config, workload
 FAST_IMPLS = ("torch", "manual", "sdpa", "blocked")
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -169,3 +169,49 @@ def test_blocked_refuses_a_mask_it_has_no_plan_for() -> None:
     allowed = torch.ones(config.batch_size, config.seq_len, config.seq_len, dtype=torch.bool)
     with pytest.raises(Unsupported, match="no block plan"):
         builtin("blocked").build(work.with_mask(allowed))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=configs(), backend=st.sampled_from(["auto", "math", "flash", "efficient"]),
+       pass_=st.sampled_from(["forward", "backward"]))
+def test_unsupported_says_before_building_what_building_and_running_find(config: Config, backend: str, pass_: str) -> None:
+    """Each built-in's cheap answer matches the expensive truth: supported exactly when its module builds and
+    runs the experiment (the output the check expects, and a backward for a training pass). Whether the numbers
+    are right is the check's business: a wrong answer is a `fail`, not an unsupported experiment."""
+    from importlib import import_module
+
+    from mha_cli.registry import BUILTIN_IMPLS
+    from mha_cli.training import check_gradients, gradient_reference, training_workload, upstream_gradient
+
+    config = config.model_copy(update={"sdpa_backend": backend,
+                                       "timing": config.timing.model_copy(update={"pass_": pass_})})
+    work = workload(config)
+    reference = run_reference(work)
+    for name in ("torch", "manual", "sdpa", "blocked"):
+        reason = builtin(name).unsupported(work.experiment)
+        module = import_module(f"mha_cli.attention.{BUILTIN_IMPLS[name]}")
+        try:
+            trained, leaves = training_workload(work) if pass_ != "forward" else (work, None)
+            forward = module.build(trained)  # the module itself, without the registry's check first
+            with torch.no_grad():
+                checked = check_against_reference(work.experiment, forward(), reference)
+            runs = not any("shape" in problem for problem in checked.problems)
+            if runs and leaves is not None:
+                upstream = upstream_gradient(work.experiment, CPU)
+                check_gradients(trained, forward, leaves, upstream, gradient_reference(work, reference, upstream))
+        except Exception:  # noqa: BLE001 - Unsupported, or the module failing at what it was not made for
+            runs = False
+        assert (reason is None) == runs, (name, reason)
+
+
+def test_flex_says_it_cannot_train_on_the_cpu_and_pytorch_agrees() -> None:
+    from mha_cli.attention import flex
+
+    config = small_config(seq_len=16, timing={"min_run_time": 0.01, "threads": 1, "pass": "backward", "scope": "core"})
+    work = workload(config)
+    reason = builtin("flex").unsupported(work.experiment)
+    assert reason is not None and "backward on CPU" in reason
+    leaves = [x.clone().requires_grad_() for x in work.inputs.projected()]
+    trained = work.with_inputs(work.inputs.with_projected(*leaves))
+    with pytest.raises(Unsupported, match="does not support backward on CPU"):
+        flex.build(trained)  # the module itself, past the cheap answer: PyTorch refuses too

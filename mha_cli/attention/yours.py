@@ -88,7 +88,17 @@ class Yours:
         reason = self.unsupported(work.experiment)
         if reason is not None:
             raise Unsupported(reason)
-        forward = layer_around(self.built if self.built is not None else self.core(work.spec), work)
+        core = self.built if self.built is not None else self.core(work.spec)
+
+        def trainable(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            out = core(q, k, v)
+            if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)) and not out.requires_grad:
+                # At layer scope the output projection would hide it: the gradients would just be wrong.
+                raise Unsupported(f"its output does not require grad, so timing.pass: {work.experiment.timing.pass_} "
+                                  "cannot train through it (is it computed under no_grad, or detached?)")
+            return out
+
+        forward = layer_around(trainable, work)
         return lambda: _calling(self.name, forward)
 
 

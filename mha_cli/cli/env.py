@@ -16,7 +16,8 @@ from .common import (
 @handle_errors
 def env(as_json: JsonOption = False, reprobe: ReprobeOption = False) -> None:
     """Show torch, CUDA, threads, CPU and BLAS: what makes two machines time differently,
-    and the matmul peak that GFLOP/s are shown against (float32, this many threads).
+    the matmul peak that GFLOP/s are shown against (float32, this many threads), and every
+    implementation `impls` can name: built in, or offered by an installed package.
 
     Examples:
 
@@ -45,6 +46,8 @@ def env(as_json: JsonOption = False, reprobe: ReprobeOption = False) -> None:
     table.add_column("item", style="bold")
     table.add_column("value")
     for key, value in report.items():
+        if key == "implementations":
+            value = [f"{entry['name']} ({entry['origin']})" for entry in value]
         shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))
         table.add_row(key, escape(shown or "-"))
     console.print(table)
