@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExitCode, UsageError
-from .results import MIN_RUNS, read_results
+from .results import MIN_RUNS, Result, read_results
 
 METRICS = {"median": "median_s", "peak_mem": "peak_mem_bytes"}
 ENV_FIELDS = ("cpu", "device", "torch", "num_threads")
@@ -49,14 +49,17 @@ class Threshold:
 @dataclass(frozen=True)
 class Entry:
     params: dict[str, Any]
-    impl: str
-    row: dict[str, Any]  # a result record: status, median_s, iqr_s, peak_mem_bytes, ok, ...
+    result: Result
+
+    @property
+    def impl(self) -> str:
+        return self.result.impl
 
     @property
     def key(self) -> tuple[str, str, str]:
         # The pass timed is part of what is measured: a backward never matches a forward.
-        # Results written before passes existed timed the forward.
-        return json.dumps(self.params, sort_keys=True), self.impl, str(self.row.get("pass") or "forward")
+        # Results written before passes existed timed the forward (Result's default).
+        return json.dumps(self.params, sort_keys=True), self.impl, self.result.pass_
 
 
 @dataclass
@@ -68,47 +71,31 @@ class Loaded:
     config: dict[str, Any] | None  # a run's config, a sweep's base config
 
 
-NUMERIC_FIELDS = ("median_s", "iqr_s", "runs", "peak_mem_bytes", "gflops", "max_abs_err")
-
-
-def _clean_row(path: Path, where: str, row: Any) -> dict[str, Any]:
-    """A result row with its numbers checked: finite, not booleans, within float range."""
-    if not isinstance(row, dict) or not isinstance(row.get("impl"), str) or not isinstance(row.get("status"), str):
-        raise UsageError(f"{path}: {where} is not a result (it needs `impl` and `status`)")
-    clean = dict(row)
-    for name in NUMERIC_FIELDS:
-        value = row.get(name)
-        if value is None:
-            continue
-        try:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError
-            number = float(value)
-        except (TypeError, OverflowError):
-            raise UsageError(f"{path}: {where}.{name} is {str(value)[:40]!r}, not a number mha writes") from None
-        clean[name] = number if math.isfinite(number) else None
-    return clean
+def _result(path: Path, data: Any, where: str) -> Result:
+    try:
+        return Result.from_dict(data, where)
+    except ValueError as error:
+        raise UsageError(f"{path}: {error}") from None
 
 
 def load(path: Path) -> Loaded:
     """A results.json (run), a summary.json (sweep), or a run or sweep folder."""
     kind, path, document = read_results(path)
     if kind == "run":
-        rows = [_clean_row(path, f"results[{i}]", r) for i, r in enumerate(document["results"])]
-        entries = [Entry({}, r["impl"], r) for r in rows]
+        entries = [Entry({}, _result(path, r, f"results[{i}]")) for i, r in enumerate(document["results"])]
         return Loaded(str(path), "run", entries, _mapping(document.get("env")), document["config"])
     try:
         axes = [str(a["path"]) for a in document["axes"]]
     except (TypeError, KeyError):
         raise UsageError(f"{path}: its `axes` are not a list of {{path, values}}") from None
     entries = []
-    for index, raw in enumerate(document["rows"]):
-        row = _clean_row(path, f"rows[{index}]", raw)
+    for index, row in enumerate(document["rows"]):
+        result = _result(path, row, f"rows[{index}]")
         try:
             params = {a: row[a] for a in axes}
         except KeyError as missing:
             raise UsageError(f"{path}: rows[{index}] has no value for the swept {missing}") from None
-        entries.append(Entry(params, row["impl"], row))
+        entries.append(Entry(params, result))
     return Loaded(str(path), "sweep", entries, _mapping(document.get("env")), _mapping(document.get("base_config")))
 
 
@@ -182,22 +169,20 @@ class Comparison:
         }
 
 
-def _few_runs(row: dict[str, Any]) -> bool:
-    runs = row.get("runs")
-    return runs is None or runs < MIN_RUNS
+def _few_runs(result: Result) -> bool:
+    return result.runs is None or result.runs < MIN_RUNS
 
 
-def _judge(threshold: Threshold, base: dict[str, Any], current: dict[str, Any]) -> tuple[float | None, float | None, float | None, str, str]:
+def _judge(threshold: Threshold, base: Result, current: Result) -> tuple[float | None, float | None, float | None, str, str]:
     column = METRICS[threshold.metric]
-    before, after = base.get(column), current.get(column)
-    measured_before = base.get("status") == "ok" and bool(before)
-    if current.get("status") in BROKEN:
-        why = current.get("reason") or current.get("status")
-        return before, after, None, "FAIL", f"{current.get('status')} in CURRENT: {why}"
-    if measured_before and (current.get("status") != "ok" or after is None):
-        return before, after, None, "MISSING", f"{current.get('status')} in CURRENT: {current.get('reason') or 'no measurement'}"
+    before, after = getattr(base, column), getattr(current, column)
+    measured_before = base.status == "ok" and bool(before)
+    if current.status in BROKEN:
+        return before, after, None, "FAIL", f"{current.status} in CURRENT: {current.reason or current.status}"
+    if measured_before and (current.status != "ok" or after is None):
+        return before, after, None, "MISSING", f"{current.status} in CURRENT: {current.reason or 'no measurement'}"
     if not measured_before or after is None:
-        return before, after, None, "not compared", f"{base.get('status')} in BASE"
+        return before, after, None, "not compared", f"{base.status} in BASE"
     change = after / before - 1
     if change <= 0:
         return before, after, change, "faster" if change < -threshold.fraction else "ok", ""
@@ -207,8 +192,8 @@ def _judge(threshold: Threshold, base: dict[str, Any], current: dict[str, Any]) 
         if _few_runs(base) or _few_runs(current):
             # An IQR from one or two measurements is no evidence of noise: the slowdown stands.
             return before, after, change, "REGRESSION", f"fewer than {MIN_RUNS} timed runs: noise unknown"
-        base_high = before + (base.get("iqr_s") or 0) / 2
-        current_low = after - (current.get("iqr_s") or 0) / 2
+        base_high = before + (base.iqr_s or 0) / 2
+        current_low = after - (current.iqr_s or 0) / 2
         if current_low <= base_high:
             return before, after, change, "slower within noise", ""
     return before, after, change, "REGRESSION", ""
@@ -247,16 +232,16 @@ def compare_results(base: Loaded, current: Loaded, thresholds: list[Threshold], 
     for key, entry in base_entries.items():
         if key not in current_entries:
             result.only_in_base.append((entry.params, entry.impl))
-            if entry.row.get("status") == "ok":
+            if entry.result.status == "ok":
                 result.rows.append(Row(entry.params, entry.impl, "all", None, None, None, "MISSING", "not in CURRENT"))
     for key, entry in current_entries.items():
         if key not in base_entries:
             result.only_in_current.append((entry.params, entry.impl))
-            if entry.row.get("status") in BROKEN:
+            if entry.result.status in BROKEN:
                 result.rows.append(Row(entry.params, entry.impl, "check", None, None, None, "FAIL",
-                                       f"{entry.row.get('status')} in CURRENT"))
+                                       f"{entry.result.status} in CURRENT"))
             continue
-        judged = [_judge(threshold, base_entries[key].row, entry.row) for threshold in thresholds]
+        judged = [_judge(threshold, base_entries[key].result, entry.result) for threshold in thresholds]
         for threshold, (before, after, change, verdict, note) in zip(thresholds, judged, strict=True):
             result.rows.append(Row(entry.params, entry.impl, threshold.metric, before, after, change, verdict, note))
             if verdict in ("FAIL", "MISSING"):

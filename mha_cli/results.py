@@ -1,18 +1,23 @@
-"""Result records: what a run found, in a form that survives JSON round trips.
+"""Result records: what a run found, in one typed, versioned form that survives JSON round trips.
 
-No torch here: `mha compare` and the report writers read results without it.
+Every reader (compare, sweep summaries, pictures, reports) goes through here:
+read_results checks the document's schema_version (a newer one than this mha
+knows is refused, older ones are read), and Result.from_dict checks every
+number it reads. No torch here: `mha compare` and the report writers read
+results without it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from .errors import UsageError
 
-SCHEMA_VERSION = 2  # 2: explain --json became {steps, totals, check}
+SCHEMA_VERSION = 2  # 2: explain --json became {steps, totals, check}; sweep rows carry every result field
 NOISY_IQR_RATIO = 0.10  # IQR/median above this is flagged noisy: the machine was busy
 MIN_RUNS = 3  # fewer timed runs give no IQR worth the name: flagged noisy too
 
@@ -53,10 +58,37 @@ class Result:
         return {("pass" if key == "pass_" else key): value for key, value in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Result:
+    def from_dict(cls, data: Any, where: str = "a result") -> Result:
+        """A result read back from JSON (a run's `results`, a sweep's `rows`): ValueError naming `where` and the
+        field when it is not one mha writes. Fields written before they existed take their defaults."""
+        if not isinstance(data, dict) or not isinstance(data.get("impl"), str) or not isinstance(data.get("status"), str):
+            raise ValueError(f"{where} is not a result (it needs `impl` and `status`)")
         known = {f.name for f in fields(cls)}
-        data = {("pass_" if key == "pass" else key): value for key, value in data.items()}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {("pass_" if key == "pass" else key): value for key, value in data.items()}
+        values = {k: v for k, v in values.items() if k in known}
+        for name in NUMBERS:
+            if values.get(name) is not None:
+                values[name] = _number(values[name], f"{where}.{name}")
+        for name in ("variant", "dtype", "device"):  # sweep rows before schema 2 did not repeat them
+            values.setdefault(name, "")
+        return cls(**values)
+
+
+# The numeric fields a reader checks: finite (non-finite reads as None), not booleans, within float range.
+NUMBERS = ("median_s", "iqr_s", "runs", "flops", "gflops", "peak_mem_bytes", "max_abs_err", "grad_max_abs_err", "atol",
+           "speedup_vs_torch", "density", "compile_s", "plan_s", "peak_gflops", "checked_rows")
+
+
+def _number(value: Any, where: str) -> float | int | None:
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        number = float(value)
+    except (TypeError, OverflowError):
+        raise ValueError(f"{where} is {str(value)[:40]!r}, not a number mha writes") from None
+    if not math.isfinite(number):
+        return None
+    return value if isinstance(value, int) else number
 
 
 @dataclass(frozen=True)
@@ -115,8 +147,34 @@ class RunReport:
             env=data["env"],
             shapes=data["shapes"],
             shape_table=[ShapeRow(**row) for row in data.get("shape_table", [])],
-            results=[Result.from_dict(r) for r in data["results"]],
+            results=[Result.from_dict(r, f"results[{i}]") for i, r in enumerate(data["results"])],
         )
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null rather than emit invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def to_json(document: dict[str, Any]) -> str:
+    """A results document as the text mha writes: indented, NaN and infinity as null."""
+    return json.dumps(_json_safe(document), indent=2, allow_nan=False, default=str) + "\n"
+
+
+def check_schema(document: dict[str, Any], path: Path) -> None:
+    """Refuse a document a newer mha wrote (its fields may mean other things); older ones are read as they are."""
+    version = document.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UsageError(f"{path}: its schema_version {str(version)[:20]!r} is not one mha writes")
+    if version > SCHEMA_VERSION:
+        raise UsageError(f"{path}: written by a newer mha (schema_version {version}; this mha reads up to "
+                         f"{SCHEMA_VERSION}); upgrade mha to read it")
 
 
 def read_results(path: Path) -> tuple[str, Path, dict[str, Any]]:
@@ -142,8 +200,10 @@ def read_results(path: Path) -> tuple[str, Path, dict[str, Any]]:
     except (json.JSONDecodeError, RecursionError) as error:
         raise UsageError(f"{path}: not valid JSON ({error}); is it an mha results.json or summary.json?") from None
     if isinstance(document, dict) and isinstance(document.get("results"), list) and isinstance(document.get("config"), dict):
+        check_schema(document, path)
         return "run", path, document
     if isinstance(document, dict) and isinstance(document.get("rows"), list) and isinstance(document.get("axes"), list):
+        check_schema(document, path)
         return "sweep", path, document
     got = f"a JSON {type(document).__name__}" if not isinstance(document, dict) else "a JSON object of another kind"
     raise UsageError(f"{path}: not an mha results.json or summary.json (it holds {got})")

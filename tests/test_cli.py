@@ -430,7 +430,7 @@ def test_a_sweep_says_when_it_leaves_the_picture_out(tmp_path: Path, monkeypatch
     def no_matplotlib(*_: object, **__: object) -> bool:
         raise UsageError("no matplotlib")
 
-    monkeypatch.setattr("mha_cli.report.sweep_tables.write_plot", no_matplotlib)
+    monkeypatch.setattr("mha_cli.report.sweep_files.write_plot", no_matplotlib)
     result = invoke("sweep", "--heads", "1,2", "impls=[sdpa]", *FAST_OVERRIDES, "--output-dir", str(tmp_path / "s"))
     assert result.exit_code == 0 and "sweep.png not written: matplotlib is not installed" in result.stderr
 

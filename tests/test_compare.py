@@ -215,3 +215,17 @@ def test_a_backward_is_never_matched_with_a_forward(tmp_path: Path) -> None:
     assert outcome.exit_code == 1 and "MISSING" in outcome.stdout  # the backward BASE measured is gone
     only_backward = write_run(tmp_path / "backward.json", [backward])
     assert run_compare(str(only_forward), str(only_backward)).exit_code == 2  # nothing matches at all
+
+
+def test_a_file_from_a_newer_mha_is_refused_and_an_older_one_read(tmp_path: Path) -> None:
+    from mha_cli.results import SCHEMA_VERSION, read_results
+
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1, "config": {}, "results": []}))
+    with pytest.raises(UsageError, match="written by a newer mha"):
+        read_results(newer)
+    older = tmp_path / "older.json"  # schema 1, before sweep rows carried every result field
+    older.write_text(json.dumps({"schema_version": 1, "axes": [{"path": "num_heads", "values": [1]}],
+                                 "rows": [{"point": 0, "num_heads": 1, "impl": "sdpa", "status": "ok", "median_s": 1e-3}]}))
+    (entry,) = load(older).entries
+    assert entry.result.median_s == 1e-3 and entry.result.pass_ == "forward" and entry.params == {"num_heads": 1}

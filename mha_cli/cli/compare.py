@@ -53,7 +53,7 @@ def compare(
     if comparison.config_differences:
         err.print("warning: the base configs differ: " + "; ".join(comparison.config_differences), highlight=False, markup=False)
     if as_json:
-        from ..report.files import to_json
+        from ..results import to_json
 
         document: dict[str, Any] = {"fail_on": [str(t) for t in thresholds], **comparison.to_dict()}
         sys.stdout.write(to_json(document))  # NaN and infinity as null: always valid JSON

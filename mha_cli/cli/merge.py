@@ -54,7 +54,7 @@ def merge(
         err.print(f"warning: {warning}", highlight=False, markup=False)
     err.print(f"merged sweep folder: {output_dir}/", highlight=False, markup=False)
     if as_json:
-        from ..report.files import to_json
+        from ..results import to_json
 
         sys.stdout.write(to_json(summary))
     else:

@@ -86,7 +86,7 @@ def run(
 def _print(report: "RunReport", as_json: bool) -> None:
     """The report on stdout: one JSON document with --json, else the tables."""
     if as_json:
-        from ..report.files import to_json
+        from ..results import to_json
 
         sys.stdout.write(to_json(report.to_dict()))
     else:

@@ -134,15 +134,7 @@ def sweep(
       mha sweep --resume outputs/20261127T120000Z-quickstart-sweep
     """
     from ..memory import parse_max_memory
-    from ..output_folder import (
-        DEFAULT_ROOT,
-        claimed,
-        claimed_output,
-        point_latest,
-    )
-    from ..sweep.grid import FLAG_FIELDS, Shard, build_grid
     from ..sweep.runner import execute
-    from ..sweep.store import SWEEP_FILES, SweepFolder
 
     limit = parse_max_memory(max_memory)
     flags = {"heads": heads, "seq_len": seq_len, "embed_dim": embed_dim, "batch": batch, "window": window,
@@ -153,29 +145,13 @@ def sweep(
         raise UsageError("--point-timeout must be a positive number of seconds")
     if no_save and (output_dir is not None or resume is not None or overwrite):
         raise UsageError("--no-save cannot be combined with --output-dir, --resume or --overwrite")
+    if resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+        if config is not None or overrides or impl or shard or given or output_dir is not None or overwrite:
+            raise UsageError("--resume takes only the sweep folder: the grid is read from its sweep.json")
 
     err = stderr_console()
-    with contextlib.ExitStack() as stack:
-        folder = None
-        if resume is not None:
-            given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
-            if config is not None or overrides or impl or shard or given or output_dir is not None or overwrite:
-                raise UsageError("--resume takes only the sweep folder: the grid is read from its sweep.json")
-            folder = SweepFolder(resume)
-            # Read first: claiming a path that is no sweep folder would create it. sweep.json never
-            # changes once written, so what is read now holds under the lock too.
-            grid, part = folder.definition()
-            stack.enter_context(claimed(resume, allow=SWEEP_FILES))
-        else:
-            from ..config import load_config
-
-            path, extra = split_config_args(config, overrides)
-            grid = build_grid(load_config(path, extra), {k: v for k, v in flags.items() if k in FLAG_FIELDS}, impl)
-            part = Shard.parse(shard)
-            if not no_save:
-                target = stack.enter_context(claimed_output(output_dir, f"{grid.base['name']}-sweep", overwrite=overwrite))
-                folder = SweepFolder(target)
-                folder.create(grid, part, overwrite=overwrite)
+    with _sweep_folder(resume, config, overrides, flags, impl, shard, output_dir, overwrite, no_save) as (grid, part, folder):
         if reprobe:
             _reprobe_peak(grid.base, err)
         progress = _ConsoleProgress(err)
@@ -185,10 +161,9 @@ def sweep(
         finally:
             progress.stop()
             if folder is not None:
-                point_latest(DEFAULT_ROOT, folder.path)
                 err.print(f"sweep folder: {folder.path}/", highlight=False, markup=False)
     if as_json:
-        from ..report.files import to_json
+        from ..results import to_json
 
         sys.stdout.write(to_json(summary))
     else:
@@ -199,6 +174,28 @@ def sweep(
     if verdict:
         err.print(f"error: {verdict}", highlight=False, markup=False)
         raise typer.Exit(int(ExitCode.FAILED))
+
+
+@contextlib.contextmanager
+def _sweep_folder(resume, config, overrides, flags, impl, shard, output_dir, overwrite, no_save):  # type: ignore[no-untyped-def]
+    """(grid, shard, folder) of the sweep to run: the resumed one, or a new one (claimed unless --no-save)."""
+    from ..sweep.grid import FLAG_FIELDS, Shard, build_grid
+    from ..sweep.runner import new_sweep_folder, resumed_sweep_folder
+
+    if resume is not None:
+        with resumed_sweep_folder(resume) as (folder, grid, part):
+            yield grid, part, folder
+        return
+    from ..config import load_config
+
+    path, extra = split_config_args(config, overrides)
+    grid = build_grid(load_config(path, extra), {k: v for k, v in flags.items() if k in FLAG_FIELDS}, impl)
+    part = Shard.parse(shard)
+    if no_save:
+        yield grid, part, None
+        return
+    with new_sweep_folder(grid, part, output_dir, overwrite=overwrite) as folder:
+        yield grid, part, folder
 
 
 def _reprobe_peak(base: dict[str, Any], err) -> None:  # type: ignore[no-untyped-def]

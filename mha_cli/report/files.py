@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from pathlib import Path
-from typing import Any
 
 from ..output_folder import write_atomic
-from ..results import Result, RunReport
+from ..results import Result, RunReport, to_json
 from .markdown import run_markdown
 
 CSV_CONFIG_COLUMNS = ["name", "embed_dim", "num_heads", "batch_size", "seq_len", "source_len", "attention"]
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null rather than emit invalid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def to_json(document: dict[str, Any]) -> str:
-    return json.dumps(_json_safe(document), indent=2, allow_nan=False, default=str) + "\n"
 
 
 def results_csv(report: RunReport) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 
 from ..errors import UsageError
 from .grid import Shard
-from .store import SweepFolder, write_summary
+from ..report.sweep_files import write_summary
+from .store import SweepFolder
 from .summary import summarize
 
 
@@ -48,5 +49,5 @@ def merge_shards(sources: list[Path], target: Path, plot: bool = True, overwrite
     for record in ordered:
         out.append(record)
     summary = summarize(grid, ordered, shards=shards, owned=grid.size())
-    why_no_picture = write_summary(out, summary, plot=plot)
+    why_no_picture = write_summary(out.path, summary, plot=plot)
     return summary, warnings + ([why_no_picture] if why_no_picture else [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,14 +10,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, config_to_yaml
 from ..errors import ExitCode, MhaError
-from .grid import Point
-from .summary import SweepSummary
+from ..output_folder import DEFAULT_ROOT, claimed, claimed_output, point_latest
+from ..report.sweep_files import write_summary
+from .grid import Grid, Point, Shard, grid_for
+from .store import SWEEP_FILES, SweepFolder
+from .summary import SweepSummary, summarize
 
 Record = dict[str, Any]
 
@@ -129,10 +133,86 @@ class StoreFailed(MhaError):
     exit_code = ExitCode.FAILED
 
 
+@contextlib.contextmanager
+def new_sweep_folder(grid: Grid, shard: Shard, output_dir: Path | None, *, overwrite: bool = False) -> Iterator[SweepFolder]:
+    """output_dir (None: a new outputs/<UTC time>-<name>-sweep/) claimed before any point runs, with its sweep.json;
+    outputs/latest points at it when the block ends, however it ends (its finished points are there)."""
+    with claimed_output(output_dir, f"{grid.base['name']}-sweep", overwrite=overwrite) as target:
+        folder = SweepFolder(target)
+        folder.create(grid, shard, overwrite=overwrite)
+        try:
+            yield folder
+        finally:
+            point_latest(DEFAULT_ROOT, target)
+
+
+@contextlib.contextmanager
+def resumed_sweep_folder(path: Path) -> Iterator[tuple[SweepFolder, Grid, Shard]]:
+    """An interrupted sweep's folder, its grid and shard read from sweep.json, claimed for the rest of its points."""
+    folder = SweepFolder(path)
+    # Read first: claiming a path that is no sweep folder would create it. sweep.json never
+    # changes once written, so what is read now holds under the lock too.
+    grid, shard = folder.definition()
+    with claimed(path, allow=SWEEP_FILES):
+        try:
+            yield folder, grid, shard
+        finally:
+            point_latest(DEFAULT_ROOT, path)
+
+
+class _Sweep:
+    """One shard of a grid being run into a folder (or none): what is done, what is kept, what it found."""
+
+    def __init__(self, grid: Grid, shard: Shard, folder: SweepFolder | None, progress: Progress, plot: bool) -> None:
+        self.grid, self.shard, self.folder, self.progress, self.plot = grid, shard, folder, progress, plot
+        self.mine = [p for p in grid.points() if shard.owns(p.index)]
+        self.by_index = {p.index: p for p in self.mine}
+        self.records: list[Record] = self._finished()
+
+    def _finished(self) -> list[Record]:
+        """The points the folder already holds (resuming), after mending a torn last line."""
+        if self.folder is None:
+            return []
+        folder = self.folder
+        torn = folder.repair_torn_tail()
+        if torn:
+            self.progress.warn(f"{folder.points_file}: the last line was cut off mid-write ({torn} bytes, kept in "
+                               f"{folder.points_file.name}.torn); its point runs again")
+        records = [r for r in folder.records(self.grid.size()) if r["point"] in self.by_index]
+        for bad in folder.bad_lines:
+            self.progress.warn(f"{folder.points_file} line {bad.line}: {bad.why}; that line is ignored and its point runs again")
+        return records
+
+    def todo(self) -> list[Point]:
+        done = {r["point"] for r in self.records}
+        return [p for p in self.mine if p.index not in done]
+
+    def keep(self, record: Record) -> None:
+        """Store a finished point at once (before the next starts), then count it."""
+        if self.folder is not None:
+            try:
+                self.folder.append(record)
+            except OSError as error:
+                raise StoreFailed(
+                    f"could not append to {self.folder.points_file}: {error.strerror or error}. The {len(self.records)} "
+                    f"points finished before are kept; make room and finish with `mha sweep --resume {self.folder.path}`"
+                ) from None
+        self.records.append(record)
+        self.progress.point_finished(self.by_index[record["point"]], record)
+
+    def summary(self, interrupted: bool) -> SweepSummary:
+        found = summarize(self.grid, self.records, shards=[str(self.shard)], owned=len(self.mine), interrupted=interrupted)
+        if self.folder is not None:
+            why_no_picture = write_summary(self.folder.path, found, plot=self.plot)
+            if why_no_picture:
+                self.progress.warn(why_no_picture)
+        return found
+
+
 def execute(
-    grid,  # type: ignore[no-untyped-def]
-    shard,
-    folder,
+    grid: Grid,
+    shard: Shard,
+    folder: SweepFolder | None,
     *,
     isolate: bool = False,
     point_timeout: float | None = None,
@@ -146,58 +226,22 @@ def execute(
     already on disk: the summary is written marked `interrupted` and the interrupt goes on
     to the caller. A failed append (ENOSPC, EIO) stops the sweep the same way, as StoreFailed.
     """
-    from .store import write_summary
-    from .summary import summarize
-
-    progress = progress or Progress()
-    mine = [p for p in grid.points() if shard.owns(p.index)]
-    by_index = {p.index: p for p in mine}
-    records: list[Record] = []
-    if folder is not None:
-        torn = folder.repair_torn_tail()
-        if torn:
-            progress.warn(f"{folder.points_file}: the last line was cut off mid-write ({torn} bytes, kept in "
-                          f"{folder.points_file.name}.torn); its point runs again")
-        records = [r for r in folder.records(grid.size()) if r["point"] in by_index]
-        for bad in folder.bad_lines:
-            progress.warn(f"{folder.points_file} line {bad.line}: {bad.why}; that line is ignored and its point runs again")
-    done = {r["point"] for r in records}
-    todo = [p for p in mine if p.index not in done]
-    progress.start(len(mine), len(mine) - len(todo))
-
-    def keep(record: Record) -> None:
-        if folder is not None:
-            try:
-                folder.append(record)
-            except OSError as error:
-                raise StoreFailed(
-                    f"could not append to {folder.points_file}: {error.strerror or error}. The {len(records)} points "
-                    f"finished before are kept; make room and finish with `mha sweep --resume {folder.path}`"
-                ) from None
-        records.append(record)
-        progress.point_finished(by_index[record["point"]], record)
-
-    def summary(interrupted: bool) -> dict[str, Any]:
-        result = summarize(grid, records, shards=[str(shard)], owned=len(mine), interrupted=interrupted)
-        if folder is not None:
-            why_no_picture = write_summary(folder, result, plot=plot)
-            if why_no_picture:
-                progress.warn(why_no_picture)
-        return result
-
+    sweep = _Sweep(grid, shard, folder, progress or Progress(), plot)
+    todo = sweep.todo()
+    sweep.progress.start(len(sweep.mine), len(sweep.mine) - len(todo))
     try:
-        run_points(todo, keep, isolate=isolate, point_timeout=point_timeout, memory_limit=memory_limit,
-                   before_point=progress.point_started)
+        run_points(todo, sweep.keep, isolate=isolate, point_timeout=point_timeout, memory_limit=memory_limit,
+                   before_point=sweep.progress.point_started)
     except KeyboardInterrupt:
-        summary(interrupted=True)
+        sweep.summary(interrupted=True)
         raise
     except StoreFailed:
         try:
-            summary(interrupted=True)
+            sweep.summary(interrupted=True)
         except OSError:
             pass  # the disk is still full: points.jsonl alone is enough to resume
         raise
-    return summary(interrupted=False)
+    return sweep.summary(interrupted=False)
 
 
 def run_sweep(
@@ -224,14 +268,8 @@ def run_sweep(
         >>> summary["counts"]["done"], [row["impl"] for row in summary["fastest"]] != []
         (2, True)
     """
-    from ..output_folder import claimed
-    from .grid import Shard, grid_for
-    from .store import SweepFolder
-
     points = grid_for(config, grid)
     if output_dir is None:
         return execute(points, Shard(1, 1), None, progress=progress, memory_limit=memory_limit, plot=False)
-    with claimed(output_dir, overwrite=overwrite):
-        folder = SweepFolder(output_dir)
-        folder.create(points, Shard(1, 1), overwrite=overwrite)
+    with new_sweep_folder(points, Shard(1, 1), output_dir, overwrite=overwrite) as folder:
         return execute(points, Shard(1, 1), folder, progress=progress, memory_limit=memory_limit)

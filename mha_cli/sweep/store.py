@@ -21,9 +21,8 @@ from typing import Any
 from .. import __version__
 from ..clock import utc_now_iso
 from ..errors import UsageError
-from ..output_folder import create_exclusive, file_mode, write_atomic
-from ..report.files import to_json
-from ..results import SCHEMA_VERSION
+from ..output_folder import create_exclusive, file_mode
+from ..results import SCHEMA_VERSION, Result, to_json
 from .grid import Grid, Shard
 
 SWEEP_FILE = "sweep.json"
@@ -38,9 +37,6 @@ SWEEP_FILES = (SWEEP_FILE, POINTS_FILE, "summary.json", "summary.csv", "report.m
 class BadLine:
     line: int  # 1-based
     why: str
-
-    def __str__(self) -> str:
-        return f"{POINTS_FILE} line {self.line}: {self.why}"
 
 
 def _record_problem(record: Any, grid_size: int | None) -> str | None:
@@ -59,6 +55,12 @@ def _record_problem(record: Any, grid_size: int | None) -> str | None:
     report = record.get("report")
     if record["status"] == "done" and not (isinstance(report, dict) and isinstance(report.get("results"), list)):
         return "a finished point without its results"
+    if record["status"] == "done":
+        try:
+            for index, result in enumerate(report["results"]):
+                Result.from_dict(result, f"report.results[{index}]")
+        except ValueError as error:
+            return str(error)
     if not isinstance(record.get("reason", ""), str) or not isinstance(record.get("wall_s", 0.0), (int, float)):
         return "`reason` or `wall_s` has the wrong type"
     return None
@@ -171,27 +173,3 @@ class SweepFolder:
                     continue
                 by_index[record["point"]] = record
         return [by_index[i] for i in sorted(by_index)]
-
-    def write(self, name: str, text: str) -> Path:
-        write_atomic(self.path / name, text)
-        return self.path / name
-
-
-def write_summary(folder: SweepFolder, summary: dict[str, Any], plot: bool = True) -> str | None:
-    """summary.json, summary.csv, report.md, and sweep.png when asked for and possible.
-
-    Returns why sweep.png was not written although asked for (for the user to read), else None.
-    """
-    from ..report.sweep_tables import summary_csv, summary_markdown, write_plot
-
-    folder.write("summary.json", to_json(summary))
-    folder.write("summary.csv", summary_csv(summary))
-    folder.write("report.md", summary_markdown(summary))
-    if not plot:
-        return None
-    try:
-        if write_plot(summary, folder.path / "sweep.png"):
-            return None
-        return "sweep.png not written: the first swept parameter is not numeric, or no point has a timing"
-    except UsageError:
-        return "sweep.png not written: matplotlib is not installed (pip install 'mha-cli[plot]')"

@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 
 from .. import __version__
 from ..clock import utc_now_iso
-from ..results import SCHEMA_VERSION
+from ..results import SCHEMA_VERSION, Result
 from .grid import Grid
 
 Record = dict[str, Any]
@@ -30,28 +30,26 @@ class SweepSummary(TypedDict):
     base_config: dict[str, Any]
     env: dict[str, Any] | None  # of the first point that ran
     counts: dict[str, int]  # points, in_this_sweep, done, skipped, crashed, timeout, pending
-    rows: list[dict[str, Any]]  # one per (point, implementation): the swept values and the result fields
+    rows: list[dict[str, Any]]  # one per (point, implementation): every result field, then the swept values
     fastest: list[dict[str, Any]]  # the fastest implementation per point
     scaling: list[dict[str, Any]]  # exponent of time in seq_len per (variant, implementation)
 
 
-ROW_FIELDS = ["status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
+def point_results(grid: Grid, record: Record) -> list[Result]:
+    """The results of one point, read as typed records (store.py checked they read); a point that did not
+    run has one per planned implementation, carrying the point's status and reason."""
+    report = record.get("report")
+    if report is not None:
+        return [Result.from_dict(result, f"point {record['point']}") for result in report["results"]]
+    base = grid.base
+    return [Result(impl, base["variant"], base["dtype"], base["device"], record["status"], reason=record["reason"])
+            for impl in base["impls"]]
 
 
 def result_rows(grid: Grid, records: list[Record]) -> list[dict[str, Any]]:
-    """One row per (point, implementation); a point that did not run gives one row per planned implementation."""
-    rows = []
-    for record in sorted(records, key=lambda r: r["point"]):
-        base = {"point": record["point"], **record["params"]}
-        report = record.get("report")
-        if report is None:
-            for impl in grid.base["impls"]:
-                rows.append({**base, "impl": impl, **{f: None for f in ROW_FIELDS},
-                             "status": record["status"], "ok": False, "reason": record["reason"]})
-            continue
-        for result in report["results"]:
-            rows.append({**base, "impl": result["impl"], **{f: result.get(f) for f in ROW_FIELDS}})
-    return rows
+    """One row per (point, implementation): the point, every field of its result, the swept values."""
+    return [{"point": record["point"], **result.to_dict(), **record["params"]}
+            for record in sorted(records, key=lambda r: r["point"]) for result in point_results(grid, record)]
 
 
 def fastest_per_point(rows: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
@@ -138,11 +136,3 @@ def summarize(grid: Grid, records: list[Record], *, shards: list[str], owned: in
         "fastest": fastest_per_point(rows, axes),
         "scaling": scaling(rows, grid),
     }
-
-
-# What a sweep found, as opposed to when and in how many pieces it was run.
-BOOKKEEPING = ("created", "status", "shards")
-
-
-def findings(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if k not in BOOKKEEPING}

@@ -3,7 +3,8 @@ import io
 import json
 from pathlib import Path
 
-from mha_cli.report.files import results_csv, save_results, to_json
+from mha_cli.report.files import results_csv, save_results
+from mha_cli.results import to_json
 from mha_cli.results import RunReport
 
 from ..helpers import sample_report
