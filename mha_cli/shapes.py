@@ -10,10 +10,12 @@ is why small configs do not use it). Masks do not change shapes: left out.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
-from .attention.reference import reference_attention
+from .attention.reference import ReferenceSteps, reference_attention
 from .dtypes import torch_dtype
 from .experiment import Experiment
 from .inputs import Weights
@@ -33,8 +35,20 @@ def _weights_axes(average: bool) -> str:
     return "N L S" if average else "N H L S"
 
 
-def shape_table(experiment: Experiment) -> tuple[list[ShapeRow], dict[str, list[int] | None]]:
-    """Rows for the table, and the `shapes` block of the JSON document."""
+class _Traced(NamedTuple):
+    """The tensors one forward of nn.MultiheadAttention (and the reference's steps) really produced."""
+
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    output: torch.Tensor
+    weights: torch.Tensor | None  # as returned
+    other_weights: torch.Tensor | None  # with average_attn_weights the other way
+    steps: ReferenceSteps
+
+
+def _traced(experiment: Experiment) -> _Traced:
+    """Run the layer on zeros (on the meta device when L x S is large) and keep what came out."""
     sizes = experiment.sizes
     dtype = torch_dtype(experiment.dtype)
     n, length, source, e = sizes.batch_size, sizes.seq_len, sizes.source_len, sizes.embed_dim
@@ -50,60 +64,50 @@ def shape_table(experiment: Experiment) -> tuple[list[ShapeRow], dict[str, list[
         return torch.zeros(shape, device=device, dtype=dtype)
 
     query = user_layout(length, e)
-    key = value = query
-    if experiment.attention == "cross":
-        key, value = user_layout(source, sizes.kdim), user_layout(source, sizes.vdim)
-    other_average = not experiment.average_attn_weights
+    key, value = (user_layout(source, sizes.kdim), user_layout(source, sizes.vdim)) if cross else (query, query)
+    average, need = experiment.average_attn_weights, experiment.need_weights
     with torch.inference_mode():
-        output, weights = module(query, key, value, need_weights=experiment.need_weights, average_attn_weights=experiment.average_attn_weights)
-        other_weights = (
-            module(query, key, value, need_weights=True, average_attn_weights=other_average)[1] if experiment.need_weights else None
-        )
+        output, weights = module(query, key, value, need_weights=need, average_attn_weights=average)
+        other = module(query, key, value, need_weights=True, average_attn_weights=not average)[1] if need else None
         as_batch_first = (lambda x: x) if experiment.batch_first else (lambda x: x.transpose(0, 1))
         steps = reference_attention(
             as_batch_first(query), as_batch_first(key), as_batch_first(value), Weights.of(module),
             torch.ones(n, 1, length, source, dtype=torch.bool, device=device), sizes.num_heads,
         )
+    return _Traced(query, key, value, output, weights, other, steps)
 
+
+def _row(tensor: str, value: torch.Tensor | None, axes: str, note: str = "") -> ShapeRow:
+    if value is None:
+        return ShapeRow(tensor, None, "None", note)
+    return ShapeRow(tensor, list(value.shape), named_axes(value.shape, axes), note)
+
+
+def shape_table(experiment: Experiment) -> tuple[list[ShapeRow], dict[str, list[int] | None]]:
+    """Rows for the table, and the `shapes` block of the JSON document."""
+    traced = _traced(experiment)
+    steps, average = traced.steps, experiment.average_attn_weights
     seq_first = not experiment.batch_first
     query_axes = "L N E" if seq_first else "N L E"
-
-    def row(tensor: str, value: torch.Tensor | None, axes: str, note: str = "") -> ShapeRow:
-        if value is None:
-            return ShapeRow(tensor, None, "None", note)
-        return ShapeRow(tensor, list(value.shape), named_axes(value.shape, axes), note)
-
-    weights_note = (
-        "averaged over heads (average_attn_weights=true)" if experiment.average_attn_weights
-        else "one map per head (average_attn_weights=false)"
-    )
     source_note = "self attention: the query tensor" if experiment.attention == "self" else "cross attention source"
     rows = [
-        row("query", query, query_axes, "batch_first=true" if experiment.batch_first else "batch_first=false: sequence first"),
-        row("key", key, "S N kdim" if seq_first else "N S kdim", source_note),
-        row("value", value, "S N vdim" if seq_first else "N S vdim", source_note),
-        row("Q per head", steps.q, "N H L d", "projected, split into heads; d = E/H"),
-        row("K per head", steps.k, "N H S d", "projected, split into heads"),
-        row("V per head", steps.v, "N H S d", "projected, split into heads"),
-        row("scores", steps.scores, "N H L S", "Q K^T / sqrt(d): one L x S map per head"),
+        _row("query", traced.query, query_axes, "batch_first=false: sequence first" if seq_first else "batch_first=true"),
+        _row("key", traced.key, "S N kdim" if seq_first else "N S kdim", source_note),
+        _row("value", traced.value, "S N vdim" if seq_first else "N S vdim", source_note),
+        _row("Q per head", steps.q, "N H L d", "projected, split into heads; d = E/H"),
+        _row("K per head", steps.k, "N H S d", "projected, split into heads"),
+        _row("V per head", steps.v, "N H S d", "projected, split into heads"),
+        _row("scores", steps.scores, "N H L S", "Q K^T / sqrt(d): one L x S map per head"),
     ]
     if experiment.need_weights:  # with need_weights=false nothing is returned: no rows for it
         rows += [
-            row("attn weights (returned)", weights, _weights_axes(experiment.average_attn_weights), weights_note),
-            row(
-                f"attn weights if average_attn_weights={str(other_average).lower()}",
-                other_weights,
-                _weights_axes(other_average),
-                "averaged over heads" if other_average else "one map per head",
-            ),
+            _row("attn weights (returned)", traced.weights, _weights_axes(average),
+                 "averaged over heads (average_attn_weights=true)" if average else "one map per head (average_attn_weights=false)"),
+            _row(f"attn weights if average_attn_weights={str(not average).lower()}", traced.other_weights,
+                 _weights_axes(not average), "one map per head" if average else "averaged over heads"),
         ]
     output_note = "same layout as the query" + ("; need_weights=false: no weights returned" if not experiment.need_weights else "")
-    rows.append(row("output", output, query_axes, output_note))
-    shapes = {
-        "query": list(query.shape),
-        "key": list(key.shape),
-        "value": list(value.shape),
-        "output": list(output.shape),
-        "attn_weights": list(weights.shape) if weights is not None else None,
-    }
+    rows.append(_row("output", traced.output, query_axes, output_note))
+    shapes = {name: list(getattr(traced, name).shape) for name in ("query", "key", "value", "output")}
+    shapes["attn_weights"] = list(traced.weights.shape) if traced.weights is not None else None
     return rows, shapes

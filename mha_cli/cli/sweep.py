@@ -139,16 +139,8 @@ def sweep(
     limit = parse_max_memory(max_memory)
     flags = {"heads": heads, "seq_len": seq_len, "embed_dim": embed_dim, "batch": batch, "window": window,
              "variant": variant, "dtype": dtype, "pass": passes}
-    if point_timeout is not None and not isolate:
-        raise UsageError("--point-timeout needs --isolate (a point in this process cannot be stopped safely)")
-    if point_timeout is not None and not 0 < point_timeout < float("inf"):
-        raise UsageError("--point-timeout must be a positive number of seconds")
-    if no_save and (output_dir is not None or resume is not None or overwrite):
-        raise UsageError("--no-save cannot be combined with --output-dir, --resume or --overwrite")
-    if resume is not None:
-        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
-        if config is not None or overrides or impl or shard or given or output_dir is not None or overwrite:
-            raise UsageError("--resume takes only the sweep folder: the grid is read from its sweep.json")
+    _refuse_contradictions(isolate, point_timeout, no_save, resume, output_dir, overwrite,
+                           grid_given=bool(config is not None or overrides or impl or shard or any(v is not None for v in flags.values())))
 
     err = stderr_console()
     with _sweep_folder(resume, config, overrides, flags, impl, shard, output_dir, overwrite, no_save) as (grid, part, folder):
@@ -174,6 +166,19 @@ def sweep(
     if verdict:
         err.print(f"error: {verdict}", highlight=False, markup=False)
         raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _refuse_contradictions(isolate: bool, point_timeout: float | None, no_save: bool, resume: Path | None,
+                           output_dir: Path | None, overwrite: bool, grid_given: bool) -> None:
+    """Options that cannot go together, refused before anything runs."""
+    if point_timeout is not None and not isolate:
+        raise UsageError("--point-timeout needs --isolate (a point in this process cannot be stopped safely)")
+    if point_timeout is not None and not 0 < point_timeout < float("inf"):
+        raise UsageError("--point-timeout must be a positive number of seconds")
+    if no_save and (output_dir is not None or resume is not None or overwrite):
+        raise UsageError("--no-save cannot be combined with --output-dir, --resume or --overwrite")
+    if resume is not None and (grid_given or output_dir is not None or overwrite):
+        raise UsageError("--resume takes only the sweep folder: the grid is read from its sweep.json")
 
 
 @contextlib.contextmanager
