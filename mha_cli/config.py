@@ -20,6 +20,8 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
+    PlainValidator,
     Tag,
     ValidationError,
     model_validator,
@@ -42,7 +44,7 @@ from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_SETTINGS, pattern_class
 from .patterns.local import LocalSettings
 from .registry import BUILTIN_IMPLS
 from .sizes import Sizes
-from .user_code import REFERENCE_PATTERN
+from .user_code import REFERENCE_PATTERN, reference_of
 from .yaml_source import (
     PathKey,
     YamlDocument,
@@ -66,6 +68,22 @@ ImplName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=
 # Where your own implementation lives, in the same forms as sparse.mask_mod.
 ImplReference = Annotated[str, Field(pattern=REFERENCE_PATTERN, max_length=500, description=(
     "a reference to an implementation: write module.path:attribute or path/to/file.py:attribute"))]
+
+
+def _implementation_given(value: Any) -> Any:
+    """A reference (checked for its form, never imported here), or from Python the function or factory itself."""
+    if isinstance(value, str):
+        if len(value) > 500 or not re.fullmatch(REFERENCE_PATTERN, value):
+            raise PydanticCustomError("string_pattern_mismatch", "not a reference")
+        return value
+    if callable(value) or hasattr(value, "build"):
+        return value
+    raise PydanticCustomError("implementation_type", "{got} is neither a reference (module.path:attribute or "
+                              "path/to/file.py:attribute) nor an attention function or factory", {"got": type(value).__name__})
+
+
+# In YAML a reference; from Python also the function or factory object (written down as module:name).
+ImplGiven = Annotated[Any, PlainValidator(_implementation_given), PlainSerializer(reference_of, return_type=str)]
 
 
 class LengthsOrFractions(Section):
@@ -202,7 +220,7 @@ class Config(Section):
     sparse: SparseConfig | None = None  # only with variant: sparse
     impls: list[ImplName] = Field(default_factory=lambda: ["torch", "manual", "sdpa"], min_length=1)
     # Your own implementations by name (imported by `mha run`, never by `mha validate`); list them in impls.
-    implementations: dict[ImplName, ImplReference] = Field(default_factory=dict)
+    implementations: dict[ImplName, ImplGiven] = Field(default_factory=dict)
     sdpa_backend: SdpaBackend = "auto"
     timing: TimingSection = TimingSection()
     # For `mha sweep`: dotted field path -> values; the grid is their Cartesian product.

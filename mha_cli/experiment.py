@@ -49,7 +49,7 @@ class Experiment:
     pattern: Pattern | None  # the variant's pattern with its settings; None for full attention
     mask: MaskSpec
     impls: tuple[str, ...]
-    implementations: dict[str, str]  # your own implementations: name -> module:attr or file.py:attr
+    implementations: dict[str, Any]  # your own: name -> module:attr or file.py:attr (from Python: the object itself)
     sdpa_backend: str
     timing: TimingSettings
     config: dict[str, Any] = field(repr=False, compare=False)  # the Config as JSON: what results record

@@ -67,6 +67,14 @@ def import_target(reference: str, field: str) -> Any:
     return target
 
 
+def reference_of(value: Any) -> str:
+    """How code is written down: its reference, or module:qualified name for an object given from Python."""
+    if isinstance(value, str):
+        return value
+    target = value.function if hasattr(value, "function") else value  # a @factory function keeps its own name
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(target).__name__)}"
+
+
 def takes_positional(function: Any, count: int) -> bool:
     """Whether `function` can be called with `count` positional arguments (True when Python cannot tell)."""
     try:

@@ -73,3 +73,13 @@ def test_all_lists_exactly_the_lazy_exports() -> None:
 @pytest.mark.parametrize("name", ["Config", "RunReport", "Result", "SweepSummary", "Explanation", "ConfigError"])
 def test_each_result_type_says_what_it_is(name: str) -> None:
     assert (getattr(mha_cli, name).__doc__ or "").strip()
+
+
+def test_the_python_example_of_your_implementation_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/your-implementation.md's Python block: a function defined in the session, named directly."""
+    (block,) = python_blocks((REPO / "docs" / "your-implementation.md").read_text(encoding="utf-8"))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "docs_example"}
+    exec(compile(block, "docs/your-implementation.md", "exec"), namespace)  # noqa: S102
+    report = namespace["report"]
+    assert [(r.impl, r.status) for r in report.results] == [("sdpa", "ok"), ("mine", "ok")]  # type: ignore[attr-defined]

@@ -204,3 +204,14 @@ def test_the_shipped_example_runs_from_the_repository(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = {r["impl"]: r for r in json.loads(done.stdout)["results"]}
     assert rows["mine"]["status"] == "ok" and rows["sdpa"]["status"] == "ok"
+
+
+def test_from_python_the_function_itself_can_be_named() -> None:
+    from .your_impls import dense_softmax
+
+    config = small_config().model_copy(update={"impls": ["sdpa", "mine"], "implementations": {"mine": dense_softmax}})
+    report = mha_cli.run_experiment(config)
+    assert [r.status for r in report.results] == ["ok", "ok"]
+    assert report.config["implementations"] == {"mine": "tests.your_impls:dense_softmax"}  # written down by name
+    with pytest.raises(ValueError, match="neither a reference"):
+        small_config(impls=["mine"], implementations={"mine": 3})

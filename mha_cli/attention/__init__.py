@@ -86,7 +86,7 @@ def implementations_for(experiment: Experiment) -> dict[str, Implementation]:
     (imported now), or offered by an installed distribution. Import problems are ConfigErrors on
     implementations.NAME (exit 2, before anything is measured)."""
     from ..registry import installed
-    from ..user_code import config_problem
+    from ..user_code import config_problem, reference_of
     from . import yours
 
     found: dict[str, Implementation] = {}
@@ -95,9 +95,9 @@ def implementations_for(experiment: Experiment) -> dict[str, Implementation]:
         if name in BUILTIN_IMPLS:
             found[name] = Builtin(name)
             continue
-        reference = experiment.implementations.get(name)
-        if reference is not None:
-            found[name] = yours.load(name, reference, origin=f"the config's implementations.{name}: {reference}")
+        given = experiment.implementations.get(name)
+        if given is not None:  # a reference to import, or (from Python) the function or factory itself
+            found[name] = yours.load(name, given, origin=f"the config's implementations.{name}: {reference_of(given)}")
             continue
         offered = installed() if offered is None else offered
         offer = offered.get(name)

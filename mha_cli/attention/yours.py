@@ -19,7 +19,7 @@ import torch
 from ..errors import Unsupported
 from ..experiment import Experiment
 from ..implementation import AttentionSpec, Core
-from ..user_code import config_problem, import_target, takes_positional
+from ..user_code import config_problem, import_target, reference_of, takes_positional
 from ..workload import Workload
 from . import Forward
 from .layer import layer_around
@@ -110,9 +110,11 @@ def _calling(name: str, call: Callable[[], Any]) -> Any:
         raise Unsupported(str(error) or f"{name} raised NotImplementedError") from None
 
 
-def load(name: str, reference: str, origin: str) -> Yours:
-    """The implementation a reference names, checked for its form (a config error on implementations.NAME)."""
-    target = import_target(reference, field_of(name))
+def load(name: str, given: Any, origin: str) -> Yours:
+    """The implementation a reference names (or, from Python, the object itself), checked for its form:
+    a config error on implementations.NAME otherwise."""
+    reference = reference_of(given)
+    target = import_target(given, field_of(name)) if isinstance(given, str) else given
     if inspect.isclass(target) and hasattr(target, "build"):
         try:
             target = target()
