@@ -9,8 +9,7 @@ plans) lives here: prepared.Prepared computes that once per run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .mask_spec import MaskForm, MaskSpec
 from .patterns import Pattern, pattern_class
@@ -20,8 +19,7 @@ if TYPE_CHECKING:
     from .config import Config
 
 
-@dataclass(frozen=True)
-class TimingSettings:
+class TimingSettings(NamedTuple):
     min_run_time: float  # seconds of measurement per implementation
     threads: int | None  # torch threads while measuring (None: torch's default)
     scope: str  # "layer" (projections + attention) or "core" (attention on projected q, k, v)
@@ -33,8 +31,9 @@ class TimingSettings:
         return self.pass_ != "forward"
 
 
-@dataclass(frozen=True)
-class Experiment:
+class Experiment(NamedTuple):
+    """Immutable; `experiment._replace(field=value)` makes a changed copy."""
+
     name: str
     sizes: Sizes
     attention: str  # "self" (key and value are the query) or "cross"
@@ -52,7 +51,7 @@ class Experiment:
     implementations: dict[str, Any]  # your own: name -> module:attr or file.py:attr (from Python: the object itself)
     sdpa_backend: str
     timing: TimingSettings
-    config: dict[str, Any] = field(repr=False, compare=False)  # the Config as JSON: what results record
+    config: dict[str, Any]  # the Config as JSON: what results record
 
     @property
     def mask_form(self) -> MaskForm:

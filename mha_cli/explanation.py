@@ -180,7 +180,7 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
     steps = run_steps(work)
     allowed = work.mask.dense()
     # nn.MultiheadAttention asked for every head's weights, to compare them with the manual layer's.
-    per_head = replace(experiment, need_weights=True, average_attn_weights=False)
+    per_head = experiment._replace(need_weights=True, average_attn_weights=False)
     with torch.inference_mode():
         torch_out = builtin("torch").build(replace(work, experiment=per_head))()
     defined = ~fully_masked_rows(allowed)  # (N, L): compare only rows with an allowed key

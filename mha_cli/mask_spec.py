@@ -4,12 +4,10 @@ and the cheapest form that hands them to a kernel. No torch: the memory guard re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class MaskSpec:
+class MaskSpec(NamedTuple):
     causal: bool = False
     prefix: int = 0  # with causal: keys j < prefix are visible to every query too (a prefix LM)
     key_lengths: tuple[int, ...] | None = None  # valid keys per batch item (key padding), or None
@@ -62,8 +60,7 @@ class MaskSpec:
         return names
 
 
-@dataclass(frozen=True)
-class MaskForm:
+class MaskForm(NamedTuple):
     """How the mask reaches a kernel, decided once per experiment: the cheapest form that says it all."""
 
     masked: bool  # some pair is not allowed; False: no mask is passed at all

@@ -7,7 +7,7 @@ validates `impls` against them and `mha env` lists them. attention/ builds them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # name -> module under mha_cli.attention; the order is the order of the tables.
 BUILTIN_IMPLS: dict[str, str] = {
@@ -20,8 +20,7 @@ BUILTIN_IMPLS: dict[str, str] = {
 ENTRY_POINT_GROUP = "mha.implementations"
 
 
-@dataclass(frozen=True)
-class Offered:
+class Offered(NamedTuple):
     """An implementation an installed distribution offers."""
 
     name: str

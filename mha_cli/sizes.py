@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Sizes:
+class Sizes(NamedTuple):
     batch_size: int  # N
     num_heads: int  # H
     seq_len: int  # L: queries

@@ -155,6 +155,7 @@ def test_names_cannot_shadow_a_built_in_and_validate_never_imports(override: str
 
 def _offer(tmp_path: Path, name: str = "theirs") -> Path:
     """A distribution on a folder of sys.path that offers `name` through the entry-point group mha.implementations."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "their_kernels.py").write_text(
         "import torch\n\ndef attention(q, k, v, spec):\n"
         "    scores = (q @ k.transpose(-2, -1)) * spec.scale\n"
@@ -178,15 +179,22 @@ def test_an_installed_distribution_offers_an_implementation_by_name(tmp_path: Pa
     assert {"name": "torch", "origin": "built in"} in listed, "an entry point never shadows a built-in"
 
 
-def test_sweeps_run_it_in_process_and_isolated(tmp_path: Path) -> None:
-    args = ["sweep", "--heads", "1,2", "--impl", "sdpa,mine", f"implementations={{mine: {reference('dense_softmax')}}}",
-            "--no-plot", "--json"]
+@pytest.mark.parametrize("form", ["module:attr", "file.py:attr", "entry point"])
+def test_sweeps_run_it_in_process_and_isolated(form: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if form == "entry point":
+        offered = _offer(tmp_path / "site", name="mine")
+        monkeypatch.syspath_prepend(str(offered))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(offered), os.environ.get("PYTHONPATH", "")]))  # --isolate's children
+        named = []
+    else:
+        named = [f"implementations={{mine: {'tests.your_impls:dense_softmax' if form == 'module:attr' else reference('dense_softmax')}}}"]
     for isolated in ([], ["--isolate"]):
-        result = invoke(*args, *isolated, "--output-dir", str(tmp_path / f"sweep{len(isolated)}"))
+        result = invoke("sweep", "--heads", "1,2", "--impl", "sdpa,mine", *named, "--no-plot", "--json", *isolated,
+                        "--output-dir", str(tmp_path / f"sweep{len(isolated)}"))
         assert result.exit_code == 0, result.output
         rows = json.loads(result.stdout)["rows"]
         assert [(r["num_heads"], r["impl"], r["status"]) for r in rows] == [
-            (1, "sdpa", "ok"), (1, "mine", "ok"), (2, "sdpa", "ok"), (2, "mine", "ok")]
+            (1, "sdpa", "ok"), (1, "mine", "ok"), (2, "sdpa", "ok"), (2, "mine", "ok")], rows
 
 
 def test_the_python_api_runs_it_and_sweeps_it() -> None:

@@ -12,8 +12,7 @@ Modules import torch and the block-plan machinery inside their methods only:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..sizes import Sizes
 
@@ -21,26 +20,28 @@ if TYPE_CHECKING:
     import torch
 
     from ..block_plan import BlockPlan, PlanContext
-    from ..config_fields import Section
 
 # (b, h, q_idx, kv_idx) -> may attend, on broadcasting integer tensors: FlexAttention's mask_mod.
 PatternRule = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
-@dataclass(frozen=True)
-class Pattern:
-    """One pattern with its settings, for one experiment's sizes (and seed, for random blocks)."""
+class Pattern(NamedTuple):
+    """One pattern with its settings, for one experiment's sizes (and seed, for random blocks). Immutable.
 
-    NAME: ClassVar[str]  # "local", "bigbird", ...
-    SECTION: ClassVar[str]  # the config section holding its settings: "local", or "sparse" with `pattern: NAME`
-    Settings: ClassVar[type[Section]]  # its pydantic settings model (defaults are the documented defaults)
-    # Its rule is code the config names (custom): only known by importing and evaluating it, which
-    # `mha validate` never does.
-    IMPORTS_USER_CODE: ClassVar[bool] = False
+    Each subclass sets, as plain class attributes: NAME ("local", "bigbird", ...); SECTION, the config
+    section holding its settings ("local", or "sparse" with `pattern: NAME`); Settings, its pydantic
+    settings model (defaults are the documented defaults)."""
 
     settings: Any  # an instance of Settings
     sizes: Sizes
     seed: int = 0
+
+    NAME = ""
+    SECTION = ""
+    Settings = None  # the pattern's pydantic settings model (a class attribute: annotated, it would be a field)
+    # Its rule is code the config names (custom): only known by importing and evaluating it, which
+    # `mha validate` never does.
+    IMPORTS_USER_CODE = False
 
     def rule(self) -> PatternRule:
         """The single definition of the pattern; every dense mask, blocked's pieces and flex's mask_mod derive from it."""

@@ -7,7 +7,6 @@ gathered blocks per query block (random) and dense rows (global query blocks).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..arith import ceil_div
@@ -65,8 +64,7 @@ def bigbird_rule(table: torch.Tensor, block: int) -> PatternRule:
     return rule
 
 
-@dataclass(frozen=True)
-class BigBird(Pattern):
+class BigBird(Pattern):  # its fields and frozen behaviour are Pattern's
     NAME = "bigbird"
     SECTION = "sparse"
     Settings = BigBirdSettings

@@ -16,7 +16,6 @@ module, no attribute, wrong signature, wrong result) a config error on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -99,8 +98,7 @@ def _call(settings: CustomSettings) -> str:
     return f"{settings.mask_mod}({args})"
 
 
-@dataclass(frozen=True)
-class Custom(Pattern):
+class Custom(Pattern):  # its fields and frozen behaviour are Pattern's
     NAME = "custom"
     SECTION = "sparse"
     Settings = CustomSettings

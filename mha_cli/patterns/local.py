@@ -12,7 +12,6 @@ outside the query block's band.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config_fields import NonNegativeInt, PositiveInt, Section
@@ -47,8 +46,7 @@ def local_rule(window: int, dilation: int = 1, sinks: int = 0) -> PatternRule:
     return rule
 
 
-@dataclass(frozen=True)
-class Local(Pattern):
+class Local(Pattern):  # its fields and frozen behaviour are Pattern's
     NAME = "local"
     SECTION = "local"
     Settings = LocalSettings

@@ -6,7 +6,6 @@ class i mod stride (the far part).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..arith import ceil_div
@@ -34,8 +33,7 @@ def strided_rule(stride: int) -> PatternRule:
     return rule
 
 
-@dataclass(frozen=True)
-class Strided(Pattern):
+class Strided(Pattern):  # its fields and frozen behaviour are Pattern's
     NAME = "strided"
     SECTION = "sparse"
     Settings = StridedSettings
