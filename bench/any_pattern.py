@@ -65,18 +65,19 @@ PLANNING = textwrap.dedent("""
     from pathlib import Path
     from mha_cli.block_plan import generic_plan
     from mha_cli.config import load_config
-    from mha_cli.masks import mask_groups
+    from mha_cli.experiment import resolve
+    from mha_cli.prepared import Prepared
 
     def status_kib(field):
         line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field))
         return int(line.split()[1])
 
-    config = load_config(None, {base!r} + ["seq_len={length}"])
-    mask_groups(config)  # imports and probes the rule: not planning
+    prepared = Prepared(resolve(load_config(None, {base!r} + ["seq_len={length}"])))
+    prepared.groups  # imports and probes the rule: not planning
     before = status_kib("VmRSS:")
     Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
     start = time.perf_counter()
-    plan = generic_plan(config)
+    plan = generic_plan(prepared.plan_context)
     seconds = time.perf_counter() - start
     extra = (status_kib("VmHWM:") - before) / 1024
     print(f"{{seconds:.2f}} {{extra:.1f}} {{plan.block}}")

@@ -27,8 +27,9 @@ import torch.utils.benchmark as benchmark
 from verdicts import report  # bench/verdicts.py, beside this script
 
 from mha_cli.attention.blocked import _SparseAttention
-from mha_cli.block_plan import plan_for
 from mha_cli.config import load_config
+from mha_cli.experiment import resolve
+from mha_cli.prepared import Prepared
 from mha_cli.memory import format_bytes
 from mha_cli.results import Result
 from mha_cli.runner import run_experiment
@@ -61,7 +62,9 @@ def kernel_ratio(overrides: list[str], rounds: int) -> float:
     gradient summation): backward / forward, median of rounds timed back to back. The floor that any
     blocked backward built on these kernels sits on."""
     config = load_config(None, overrides)
-    runner = _SparseAttention(plan_for(config), config, torch.float32, torch.device("cpu")).runners[0]
+    sizes = config.sizes
+    plan = Prepared(resolve(config)).plan
+    runner = _SparseAttention(plan, sizes.seq_len, sizes.source_len, sizes.head_dim, torch.float32, torch.device("cpu")).runners[0]
     length, d = config.seq_len, config.head_dim
     q, k, v, grad = (torch.randn(1, length, d) for _ in range(4))
     queries, keys, values = runner.queries_for(q), runner.keys_for(k), runner.keys_for(v)

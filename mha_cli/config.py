@@ -145,16 +145,6 @@ class MaskSection(Section):
     # causal within each document.
     documents: Documents | None = None
 
-    @property
-    def plain_causal(self) -> bool:
-        """Causal with no prefix: every allowed key is at or before its query (one-sided bands, is_causal)."""
-        return self.causal and not self.prefix
-
-    @property
-    def only_causal_and_padding(self) -> bool:
-        """No prefix and no documents: what nn.MultiheadAttention's (L, S) and key-padding masks can say."""
-        return not self.prefix and self.documents is None
-
 
 Pass = Literal["forward", "backward", "forward_backward"]
 

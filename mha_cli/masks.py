@@ -73,8 +73,9 @@ def pair_rule(pattern: PairRule | None, mask: MaskSpec, device: torch.device | s
     """(n, h, i, j) -> allowed, on broadcasting integer tensors; the result has n's and h's dimensions."""
     rules: list[PairRule] = [everywhere]
     if pattern is not None:
-        # (n >= 0) & (h >= 0): the result keeps n's and h's dimensions even where the pattern ignores them.
-        rules = [lambda n, h, i, j: pattern(n, h, i, j) & (n >= 0) & (h >= 0)]
+        # (n >= 0) & (h >= 0): the result keeps n's and h's dimensions even where the pattern ignores them
+        # (combined first: the small tensors, so that only one operation runs over every pair).
+        rules = [lambda n, h, i, j: pattern(n, h, i, j) & ((n >= 0) & (h >= 0))]
     if mask.causal:
         rules.append(causal_rule(mask.prefix))
     if mask.document_lengths is not None:

@@ -25,7 +25,7 @@ from .attention import Forward, Implementation, implementations_for
 from .attention.yours import Yours
 from .check import CheckResult, Reference, check_against_reference, run_reference
 from .clock import utc_now_iso
-from .config import Config
+from .config import Config, config_to_yaml
 from .envinfo import run_env
 from .errors import ConfigError, Unsupported, first_line
 from .experiment import Experiment, resolve
@@ -233,8 +233,7 @@ def run_in_folder(
 ) -> SavedRun:
     """run_experiment, saved: output_dir (None: a new outputs/<UTC time>-<name>/) is claimed before anything is
     measured; `shown` gets the report before the files are written, so a failed write loses nothing shown."""
-    from .config import config_to_yaml
-    from .run_folder import claimed_run_folder, save_run
+    from .run_folder import claimed_run_folder, save_run  # matplotlib for pattern.png: only when saving
 
     prepared = Prepared(resolve(config))
     with claimed_run_folder(output_dir, config.name, overwrite=overwrite) as folder:
