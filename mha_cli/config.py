@@ -42,7 +42,7 @@ from .errors import ConfigError, Problem
 from .mask_spec import MaskSpec
 from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_SETTINGS, pattern_class
 from .patterns.local import LocalSettings
-from .registry import BUILTIN_IMPLS
+from .registry import BUILTIN_IMPLS, USABLE_NAME
 from .sizes import Sizes
 from .user_code import REFERENCE_PATTERN, reference_of
 from .yaml_source import (
@@ -63,7 +63,7 @@ DEFAULT_CONFIG_NAME = "quickstart.yaml"
 DEFAULT_SOURCE = "built-in default (configs/quickstart.yaml)"
 
 # An implementation's name in `impls`: a built-in one, one of `implementations:`, or an installed entry point.
-ImplName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=60, description=(
+ImplName = Annotated[str, Field(pattern=rf"^{USABLE_NAME}$", max_length=60, description=(
     "an implementation name: letters, digits, '_' and '-', starting with a letter"))]
 # Where your own implementation lives, in the same forms as sparse.mask_mod.
 ImplReference = Annotated[str, Field(pattern=REFERENCE_PATTERN, max_length=500, description=(
@@ -245,10 +245,13 @@ class Config(Section):
         return self
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Config:
-        """A copy with `update` applied and validated again (pydantic's own copy skips validation)."""
+        """A copy with `update` applied and validated again (pydantic's own copy skips validation);
+        ConfigError listing every problem, as load_config raises."""
         if not update:
             return super().model_copy(deep=deep)
-        return Config.model_validate({**self.model_dump(), **update})
+        origins: dict[PathKey, tuple[str, int | None]] = {(key,): (f"Config.model_copy(update={{{key!r}: ...}})", None)
+                                                          for key in update}
+        return validate_data({**self.model_dump(), **update}, origins, "Config.model_copy", note_unset=False)
 
     # Derived sizes, named as in nn.MultiheadAttention and the README.
     @property
@@ -505,7 +508,7 @@ def _apply_override(
         return Problem(source, "", "an override is KEY=VALUE and this has no `=` (e.g. num_heads=4 or mask.causal=true)")
     key, _, raw_value = arg.partition("=")
     parts = key.strip().split(".")
-    if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
+    if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", p) for p in parts):  # '-': implementation names may hold one
         return Problem(source, key, "the key must be a dotted field path such as mask.causal")
     try:
         value = parse_value(raw_value, source)
@@ -596,7 +599,7 @@ def field_paths() -> list[str]:
 
 def _form_described(loc: PathKey) -> str | None:
     """What form the string at `loc` must have, as its field describes it (None: the field does not say)."""
-    if loc[:1] == ("impls",) or (loc[:1] == ("implementations",) and loc[-1] == "[key]"):
+    if loc[:1] == ("impls",) or (loc[:1] == ("implementations",) and loc[-1] in ("[key]", "key")):
         return _description(ImplName)
     if loc[:1] == ("implementations",):
         return _description(ImplReference)
@@ -673,7 +676,9 @@ def validate_data(
     for item in field_errors:
         loc = without_tags(tuple(item["loc"]))
         origin_source, line = _origin(loc, origins, source)
-        problems.append(Problem(origin_source, format_path(loc), _describe(item), line))
+        # A bad key of a mapping: the mapping is where it is wrong (the message names the key).
+        shown = loc[:-2] if loc[-1:] == ("[key]",) else loc
+        problems.append(Problem(origin_source, format_path(shown), _describe(item), line))
     for item in rule_errors:
         if failed_fields.intersection(item["ctx"]["reads"].split(",")):
             continue

@@ -98,10 +98,10 @@ def machine_report() -> dict[str, Any]:
 def available_implementations() -> list[dict[str, str]]:
     """Every implementation `impls` may name without a config's own `implementations:`: the built-in ones,
     then those installed distributions offer (entry-point group mha.implementations), with who offers them."""
-    from .registry import BUILTIN_IMPLS, installed, shadowed
+    from .registry import BUILTIN_IMPLS, installed, unusable
 
     found = [{"name": name, "origin": "built in"} for name in BUILTIN_IMPLS]
     found += [{"name": offer.name, "origin": f"{offer.distribution}: {offer.reference}"} for offer in installed().values()]
-    found += [{"name": offer.name, "origin": f"{offer.distribution}: {offer.reference} (not used: a built-in has that name)"}
-              for offer in shadowed()]
+    found += [{"name": offer.name, "origin": f"{offer.distribution}: {offer.reference} (not used: {why})"}
+              for offer, why in unusable()]
     return found

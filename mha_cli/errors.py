@@ -67,8 +67,8 @@ def first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
-class ConfigError(MhaError):
-    """Every problem found in a config, reported together."""
+class ConfigError(MhaError, ValueError):
+    """Every problem found in a config, reported together (a ValueError, as pydantic's ValidationError is)."""
 
     exit_code = ExitCode.USAGE
 

@@ -28,16 +28,31 @@ class Offered(NamedTuple):
     distribution: str  # who offers it, e.g. "their-package 1.2"
 
 
+# What `impls` can name: as config.ImplName says (no torch or pydantic here to share it).
+USABLE_NAME = r"[A-Za-z][A-Za-z0-9_-]*"
+
+
 def installed() -> dict[str, Offered]:
     """Implementations offered by installed distributions, by name (read from their metadata; nothing imported).
 
-    A name that shadows a built-in is left out: the built-in keeps its name (shadowed() lists them)."""
-    return {name: offer for name, offer in _entry_points().items() if name not in BUILTIN_IMPLS}
+    A name that shadows a built-in, or that impls could not name, is left out (unusable() lists them)."""
+    return {name: offer for name, offer in _entry_points().items() if why_unusable(name) is None}
 
 
-def shadowed() -> list[Offered]:
-    """Entry points named like a built-in: never used (a built-in's name always means the built-in)."""
-    return [offer for name, offer in _entry_points().items() if name in BUILTIN_IMPLS]
+def why_unusable(name: str) -> str | None:
+    """Why an entry point cannot be named in impls, or None."""
+    import re
+
+    if name in BUILTIN_IMPLS:
+        return "a built-in has that name"
+    if not re.fullmatch(USABLE_NAME, name) or len(name) > 60:
+        return "impls cannot name it (letters, digits, '_' and '-', starting with a letter)"
+    return None
+
+
+def unusable() -> list[tuple[Offered, str]]:
+    """Entry points that are never used, and why."""
+    return [(offer, why) for name, offer in _entry_points().items() if (why := why_unusable(name)) is not None]
 
 
 def _entry_points() -> dict[str, Offered]:

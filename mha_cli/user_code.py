@@ -2,9 +2,12 @@
 
 Used for your own mask_mod (sparse.mask_mod) and your own implementations
 (implementations.NAME). This imports and runs that code, as Hydra's `_target_`
-does: only run configs you trust. Every problem (no module, no file, no
-attribute, an import that raises) is a ConfigError on the field that named it,
-so the CLI exits 2 before anything is measured. No torch here.
+does: only run configs you trust. A file is run as a script is: its folder goes
+on sys.path, so it may import the modules beside it. A module is imported from
+the environment (the working folder is not on the path: name a file there as
+file.py:attribute). Every problem (no module, no file, no attribute, an import
+that raises or calls sys.exit) is a ConfigError on the field that named it, so
+the CLI exits 2 before anything is measured. No torch here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +28,22 @@ _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 REFERENCE_PATTERN = rf"^(?:{_IDENTIFIER}(?:\.{_IDENTIFIER})*|[^:\x00]+\.py):{_IDENTIFIER}(?:\.{_IDENTIFIER})*$"
 
 
-def config_problem(field: str, message: str) -> ConfigError:
+def config_problem(field: str, message: str, source: str = "config") -> ConfigError:
     """A problem with code the config names, located at the field that names it."""
-    return ConfigError([Problem("config", field, message)])
+    return ConfigError([Problem(source, field, message)])
+
+
+def a_kind(value: object) -> str:
+    """"an int", "a list": what a value is, for messages."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def failure(error: BaseException) -> str:
+    """How a failure in code the config names reads: an exception, or sys.exit (which must not end mha)."""
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r})"
+    return f"{type(error).__name__}: {error}"
 
 
 def _load_file(where: str, reference: str, field: str) -> Any:
@@ -39,16 +56,28 @@ def _load_file(where: str, reference: str, field: str) -> Any:
         raise config_problem(field, f"{reference!r}: {where} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # so that dataclasses and pickling inside it work
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # as for a script: the modules beside it import
     try:
         spec.loader.exec_module(module)
-    except Exception as error:  # noqa: BLE001 - the user's file: any failure is theirs to read
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's file: any failure is theirs to read
         del sys.modules[name]
-        raise config_problem(field, f"{reference!r}: importing {where} failed: {type(error).__name__}: {error}") from None
+        raise config_problem(field, f"{reference!r}: importing {where} failed: {failure(error)}") from None
     return module
 
 
-def import_target(reference: str, field: str) -> Any:
-    """The object a reference names; a ConfigError on `field` saying what is missing otherwise."""
+def import_target(reference: str, field: str, source: str = "config") -> Any:
+    """The object a reference names; a ConfigError on `field` (in `source`) saying what is missing otherwise."""
+    try:
+        return _import(reference, field)
+    except ConfigError as error:
+        if source == "config":
+            raise
+        raise ConfigError([replace(problem, source=source) for problem in error.problems]) from None
+
+
+def _import(reference: str, field: str) -> Any:
     where, _, attribute = reference.rpartition(":")
     if where.endswith(".py"):
         module = _load_file(where, reference, field)
@@ -56,9 +85,12 @@ def import_target(reference: str, field: str) -> Any:
         try:
             module = importlib.import_module(where)
         except ModuleNotFoundError as error:
-            raise config_problem(field, f"{reference!r}: no module named {error.name!r} (is it installed in this environment?)") from None
-        except Exception as error:  # noqa: BLE001
-            raise config_problem(field, f"{reference!r}: importing {where} failed: {type(error).__name__}: {error}") from None
+            beside = Path(where.replace(".", "/") + ".py")
+            hint = (f"; {beside} is here: write {beside}:{attribute} to load the file" if beside.is_file()
+                    else " (is it installed in this environment?)")
+            raise config_problem(field, f"{reference!r}: no module named {error.name!r}{hint}") from None
+        except (Exception, SystemExit) as error:  # noqa: BLE001
+            raise config_problem(field, f"{reference!r}: importing {where} failed: {failure(error)}") from None
     target: Any = module
     for part in attribute.split("."):
         if not hasattr(target, part):

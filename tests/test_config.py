@@ -216,8 +216,9 @@ def test_a_config_is_valid_whenever_it_exists() -> None:
     with pytest.raises(ValidationError, match="not divisible by num_heads 3"):
         Config(embed_dim=64, num_heads=3)
     config = load_config(None)
-    with pytest.raises(ValidationError, match="one length per batch item"):
+    with pytest.raises(ConfigError, match="one length per batch item") as caught:  # every problem, located, as load_config
         config.model_copy(update={"batch_size": 2, "mask": {"key_padding": {"lengths": [1, 2, 3]}}})
+    assert isinstance(caught.value, ValueError)  # as pydantic's ValidationError is, for code that catches that
     assert config.model_copy(update={"num_heads": 4}).head_dim == 16
 
 

@@ -113,7 +113,7 @@ BAD = [
     ("tests.your_impls:no_such_attribute", "has no attribute 'no_such_attribute'"),
     ("/nonexistent/kernels.py:attention", "no file /nonexistent/kernels.py"),
     (reference("two_arguments"), "must take (q, k, v, spec)"),
-    (reference("NOT_A_FUNCTION"), "is a int, not an attention function"),
+    (reference("NOT_A_FUNCTION"), "is an int, not an attention function"),
     (reference("wrong_shape"), "returned shape (2, 2, 5, 1); the core must return (N, H, L, d) = (2, 2, 5, 8)"),
     (reference("wrong_dtype"), "returned torch.float64; the core must return the run's dtype, torch.float32"),
 ]
@@ -164,7 +164,9 @@ def _offer(tmp_path: Path, name: str = "theirs") -> Path:
     info = tmp_path / "their_kernels-1.2.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: their-kernels\nVersion: 1.2\n")
-    (info / "entry_points.txt").write_text(f"[mha.implementations]\n{name} = their_kernels:attention\ntorch = their_kernels:attention\n")
+    (info / "entry_points.txt").write_text(f"[mha.implementations]\n{name} = their_kernels:attention\n"
+                                           "torch = their_kernels:attention\nBad Name = their_kernels:attention\n"
+                                           "broken = their_kernels:no_such_kernel\n")
     return tmp_path
 
 
@@ -177,6 +179,10 @@ def test_an_installed_distribution_offers_an_implementation_by_name(tmp_path: Pa
     listed = json.loads(runner.invoke(app, ["env", "--json"]).stdout)["implementations"]
     assert {"name": "theirs", "origin": "their-kernels 1.2: their_kernels:attention"} in listed
     assert {"name": "torch", "origin": "built in"} in listed, "an entry point never shadows a built-in"
+    unusable = {entry["name"]: entry["origin"] for entry in listed if "not used" in entry["origin"]}
+    assert "a built-in has that name" in unusable["torch"] and "impls cannot name it" in unusable["Bad Name"]
+    broken = invoke("run", "impls=[sdpa,broken]", "--no-save")
+    assert broken.exit_code == 2 and "entry point 'broken' of their-kernels 1.2" in broken.output, broken.output
 
 
 @pytest.mark.parametrize("form", ["module:attr", "file.py:attr", "entry point"])
@@ -223,3 +229,77 @@ def test_from_python_the_function_itself_can_be_named() -> None:
     assert report.config["implementations"] == {"mine": "tests.your_impls:dense_softmax"}  # written down by name
     with pytest.raises(ValueError, match="neither a reference"):
         small_config(impls=["mine"], implementations={"mine": 3})
+
+
+def test_its_code_never_ends_mha_nor_changes_the_other_rows(tmp_path: Path) -> None:
+    # sys.exit inside the call is that row's error, not a silent exit 0.
+    result = invoke("run", "impls=[sdpa,mine]", f"implementations={{mine: {reference('exits')}}}", "--no-save", "--json")
+    assert result.exit_code == 1, result.output
+    rows = {r["impl"]: r for r in json.loads(result.stdout)["results"]}
+    assert rows["mine"]["status"] == "error" and "sys.exit(0)" in rows["mine"]["reason"] and rows["sdpa"]["status"] == "ok"
+    # sys.exit at import is a config error naming the field.
+    module = tmp_path / "leaves.py"
+    module.write_text("import sys\nsys.exit(3)\n")
+    result = invoke("run", "impls=[mine]", f"implementations={{mine: {module}:f}}", "--no-save")
+    assert result.exit_code == 2 and "implementations.mine" in result.output and "sys.exit(3)" in result.output
+    # At core scope an in-place change to its inputs stays its own.
+    result = invoke("run", "timing.scope=core", "impls=[mine,sdpa,manual]", f"implementations={{mine: {reference('in_place')}}}",
+                    "--no-save", "--json")
+    rows = {r["impl"]: r for r in json.loads(result.stdout)["results"]}
+    assert rows["sdpa"]["status"] == "ok" and rows["manual"]["status"] == "ok" and rows["mine"]["status"] == "fail"
+
+
+def test_json_stays_one_document_when_its_code_prints() -> None:
+    result = runner.invoke(app, ["run", "impls=[mine]", f"implementations={{mine: {reference('chatty')}}}", "--no-save",
+                                 "--json", *FAST_OVERRIDES])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"][0]["status"] == "ok"
+    assert "hello from my kernel" in result.stderr
+
+
+def test_a_factorys_core_of_the_wrong_signature_is_a_config_error() -> None:
+    result = invoke("run", "impls=[mine]", f"implementations={{mine: {reference('core_takes_the_spec')}}}", "--no-save")
+    assert result.exit_code == 2 and "must take (q, k, v)" in result.output
+
+
+def test_a_sweep_stops_at_code_it_cannot_use_and_keeps_nothing_as_skipped(tmp_path: Path) -> None:
+    bad = f"implementations={{mine: {reference('wrong_shape')}}}"
+    for isolated in ([], ["--isolate"]):
+        folder = tmp_path / f"sweep{len(isolated)}"
+        result = invoke("sweep", "--heads", "1,2", "--impl", "sdpa,mine", bad, *isolated, "--output-dir", str(folder))
+        assert result.exit_code == 2, result.output
+        assert "implementations.mine" in result.output and "returned shape" in result.output
+        assert not (folder / "points.jsonl").exists() or "skipped" not in (folder / "points.jsonl").read_text()
+
+
+def test_a_file_may_import_the_modules_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "helpers_beside.py").write_text("import torch\ndef scaled(x, s):\n    return x * s\n")
+    (tmp_path / "kernel.py").write_text(
+        "import torch\nfrom helpers_beside import scaled\n\ndef attention(q, k, v, spec):\n"
+        "    return torch.softmax(scaled(q @ k.transpose(-2, -1), spec.scale), dim=-1) @ v\n")
+    result = invoke("run", "mask.key_padding=null", "impls=[mine]", f"implementations={{mine: {tmp_path / 'kernel.py'}:attention}}",
+                    "--no-save")
+    assert result.exit_code == 0, result.output
+
+
+def test_names_with_a_dash_take_overrides_and_copies_raise_config_errors() -> None:
+    config = small_config(impls=["my-impl"], implementations={"my-impl": reference("dense_softmax")})
+    assert config.implementations["my-impl"].endswith(":dense_softmax")
+    result = invoke("validate", "impls=[my-impl]", f"implementations.my-impl={reference('dense_softmax')}")
+    assert result.exit_code == 0, result.output
+    with pytest.raises(mha_cli.ConfigError, match="impls"):
+        small_config().model_copy(update={"impls": ["sdpa", "ghost"]})
+
+
+def test_run_sweep_hands_every_point_the_function_itself(tmp_path: Path) -> None:
+    def make():  # type: ignore[no-untyped-def]
+        def nested(q, k, v, spec):  # type: ignore[no-untyped-def]
+            scores = (q @ k.transpose(-2, -1)) * spec.scale
+            return torch.softmax(scores, dim=-1) @ v
+        return nested
+
+    import torch
+
+    config = small_config().model_copy(update={"impls": ["sdpa", "mine"], "implementations": {"mine": make()}})
+    summary = mha_cli.run_sweep(config, {"seq_len": [4, 6]}, output_dir=str(tmp_path / "sweep"))  # a str folder too
+    assert summary["counts"]["done"] == 2 and all(r["status"] == "ok" for r in summary["rows"]), summary["rows"]

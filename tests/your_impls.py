@@ -104,3 +104,24 @@ class Declared:
 
     def build(self, spec):  # type: ignore[no-untyped-def]
         return lambda q, k, v: dense_softmax(q, k, v, spec)
+
+
+def exits(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    import sys
+
+    sys.exit(0)
+
+
+def in_place(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    v.mul_(0)  # a careless kernel: it must not change what the other implementations read
+    return dense_softmax(q, k, v, spec)
+
+
+def chatty(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    print("hello from my kernel")
+    return dense_softmax(q, k, v, spec)
+
+
+@mha_cli.factory
+def core_takes_the_spec(spec):  # type: ignore[no-untyped-def]
+    return lambda q, k, v, spec: q  # the core takes (q, k, v): the spec belongs to the factory

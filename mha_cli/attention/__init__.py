@@ -104,5 +104,6 @@ def implementations_for(experiment: Experiment) -> dict[str, Implementation]:
         if offer is None:
             raise config_problem("impls", f"{name!r} is not installed in this environment (no entry point {name} in the "
                                  "group mha.implementations); install the package that offers it, or name it under implementations:")
-        found[name] = yours.load(name, offer.reference, origin=f"{offer.distribution}: {offer.reference}")
+        found[name] = yours.load(name, offer.reference, origin=f"{offer.distribution}: {offer.reference}",
+                                 offered_by=offer.distribution)
     return found

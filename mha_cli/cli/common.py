@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TextIO, TypeVar
 
 import typer
 
@@ -107,6 +107,18 @@ def progress_messages(console: "Console") -> Iterator[ProgressLine]:
         yield line
     finally:
         line.stop()
+
+
+@contextlib.contextmanager
+def stdout_for_results(as_json: bool) -> Iterator[TextIO]:
+    """With --json, stdout holds the one JSON document: whatever else writes to it while the work runs (code the
+    config names that prints, say) goes to stderr. Yields where the results are to be written."""
+    results = sys.stdout
+    if not as_json:
+        yield results
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield results
 
 
 def check_batch(batch: int, batch_size: int) -> None:

@@ -3,7 +3,7 @@
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -20,6 +20,7 @@ from .common import (
     split_config_args,
     stderr_console,
     stdout_console,
+    stdout_for_results,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ def run(
 
     Exit code 0 when every implementation that ran agrees with the reference,
     1 when one fails its check or crashes, 2 for a bad config or option.
+    Your own implementation runs beside the built-in ones: name it under
+    `implementations:` (module:attr or file.py:attr; this imports and runs that
+    code) and list it in impls; see docs/your-implementation.md.
 
     Examples:
 
@@ -52,6 +56,8 @@ def run(
       mha run configs/quickstart.yaml num_heads=4 mask.causal=true
 
       mha run configs/cross_attention.yaml impls=\\[sdpa,manual] --json --no-save
+
+      mha run configs/my_attention.yaml
     """
     from ..config import load_config  # pydantic: only once a command runs
     from ..memory import parse_max_memory
@@ -64,10 +70,10 @@ def run(
     from ..runner import run_experiment, run_in_folder  # imports torch: only once the config is known to be good
 
     err = stderr_console()
-    with progress_messages(err) as progress:
+    with stdout_for_results(as_json) as results, progress_messages(err) as progress:
         def show(report: "RunReport") -> None:
             progress.stop()
-            _print(report, as_json)
+            _print(report, as_json, results)
 
         if no_save:
             report = run_experiment(resolved, memory_limit=limit, progress=progress, reprobe=reprobe)
@@ -83,12 +89,12 @@ def run(
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-def _print(report: "RunReport", as_json: bool) -> None:
+def _print(report: "RunReport", as_json: bool, results: TextIO) -> None:
     """The report on stdout: one JSON document with --json, else the tables."""
     if as_json:
         from ..results import to_json
 
-        sys.stdout.write(to_json(report.to_dict()))
+        results.write(to_json(report.to_dict()))
     else:
         from ..report.terminal import print_run
 

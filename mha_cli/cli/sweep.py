@@ -2,7 +2,6 @@
 
 
 import contextlib
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from .common import (
     split_config_args,
     stderr_console,
     stdout_console,
+    stdout_for_results,
 )
 
 
@@ -143,7 +143,8 @@ def sweep(
                            grid_given=bool(config is not None or overrides or impl or shard or any(v is not None for v in flags.values())))
 
     err = stderr_console()
-    with _sweep_folder(resume, config, overrides, flags, impl, shard, output_dir, overwrite, no_save) as (grid, part, folder):
+    with stdout_for_results(as_json) as results, \
+            _sweep_folder(resume, config, overrides, flags, impl, shard, output_dir, overwrite, no_save) as (grid, part, folder):
         if reprobe:
             _reprobe_peak(grid.base, err)
         progress = _ConsoleProgress(err)
@@ -157,7 +158,7 @@ def sweep(
     if as_json:
         from ..results import to_json
 
-        sys.stdout.write(to_json(summary))
+        results.write(to_json(summary))
     else:
         from ..report.sweep_tables import print_summary
 
@@ -220,7 +221,7 @@ def sweep_verdict(summary: dict[str, Any]) -> str | None:
     """Why a finished sweep must not pass as a success (exit 1), or None when it may."""
     counts = summary["counts"]
     if counts["in_this_sweep"] and counts["done"] == 0:
-        reasons = sorted({row["reason"] for row in summary["rows"] if row.get("reason")})
+        reasons = [row["reason"] for row in sorted(summary["rows"], key=lambda row: row["point"]) if row.get("reason")]
         because = f"; first reason: {reasons[0]}" if reasons else ""
         return (f"no point produced a result ({counts['skipped']} skipped, {counts['crashed']} crashed, "
                 f"{counts['timeout']} timed out){because}")

@@ -71,8 +71,12 @@ def _checked_by_run(experiment) -> list[str]:  # type: ignore[no-untyped-def]
         notes.append(f"; device {experiment.device} is checked by `mha run` (it needs torch)")
     if experiment.pattern is not None and experiment.pattern.IMPORTS_USER_CODE:
         notes.append(f"; the mask_mod {experiment.pattern.settings.mask_mod} is imported and checked by `mha run`, not here")
-    yours = [name for name in experiment.impls if name in experiment.implementations]
+    from ..registry import BUILTIN_IMPLS
+
+    yours = [name for name in experiment.impls if name not in BUILTIN_IMPLS]
     if yours:
-        notes.append(f"; your implementations {', '.join(yours)} are imported and checked by `mha run`, not here "
-                     "(their memory is estimated as the dense layer's)")
+        offered = [name for name in yours if name not in experiment.implementations]
+        origin = f" ({', '.join(offered)} from installed packages)" if offered else ""
+        notes.append(f"; {', '.join(yours)}{origin}: imported and checked by `mha run`, not here "
+                     "(memory estimated as the dense layer's)")
     return notes

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from ..config_fields import Section
-from ..user_code import REFERENCE_PATTERN, config_problem, import_target, takes_positional
+from ..user_code import REFERENCE_PATTERN, a_kind, config_problem, failure, import_target, takes_positional
 from .base import Pattern
 
 if TYPE_CHECKING:
@@ -45,14 +45,14 @@ def load_mask_mod(reference: str, args: dict[str, Any] | None) -> PatternRule:
     target = import_target(reference, FIELD)
     if args is not None:
         if not callable(target):
-            raise config_problem(FIELD, f"{reference!r} is a {type(target).__name__}, not a function to call with mask_mod_args")
+            raise config_problem(FIELD, f"{reference!r} is {a_kind(target)}, not a function to call with mask_mod_args")
         try:
             target = target(**args)
-        except Exception as error:  # noqa: BLE001
-            raise config_problem(FIELD, f"calling {reference}(**mask_mod_args) failed: {type(error).__name__}: {error}") from None
+        except (Exception, SystemExit) as error:  # noqa: BLE001
+            raise config_problem(FIELD, f"calling {reference}(**mask_mod_args) failed: {failure(error)}") from None
     if not callable(target):
         what = f"{reference}(**mask_mod_args) returned" if args is not None else f"{reference!r} is"
-        raise config_problem(FIELD, f"{what} a {type(target).__name__}, not a mask_mod function (b, h, q_idx, kv_idx) -> bool tensor")
+        raise config_problem(FIELD, f"{what} {a_kind(target)}, not a mask_mod function (b, h, q_idx, kv_idx) -> bool tensor")
     if not takes_positional(target, 4):
         hint = " (is it a generator that needs mask_mod_args?)" if args is None else ""
         raise config_problem(FIELD, f"the rule must take (b, h, q_idx, kv_idx), FlexAttention's mask_mod signature{hint}")
@@ -75,10 +75,10 @@ def probe(rule: PatternRule, batch_size: int, num_heads: int, length: int, sourc
     try:
         with torch.no_grad():
             result = rule(b, h, q[None, None, :, None], kv[None, None, None, :])
-    except Exception as error:  # noqa: BLE001
-        raise config_problem(FIELD, f"calling the rule on index tensors failed: {type(error).__name__}: {error}") from None
+    except (Exception, SystemExit) as error:  # noqa: BLE001
+        raise config_problem(FIELD, f"calling the rule on index tensors failed: {failure(error)}") from None
     if not isinstance(result, torch.Tensor):
-        raise config_problem(FIELD, f"the rule returned a {type(result).__name__}, not a bool tensor")
+        raise config_problem(FIELD, f"the rule returned {a_kind(result)}, not a bool tensor")
     if result.dtype != torch.bool:
         raise config_problem(FIELD, f"the rule returned a {result.dtype} tensor; a mask_mod returns bool (True = may attend)")
     try:

@@ -71,12 +71,15 @@ def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def config_with(base: dict[str, Any], params: dict[str, Any]) -> Config:
-    """The base config with params applied, validated (raises ConfigError)."""
+def config_with(base: dict[str, Any], params: dict[str, Any], given: dict[str, Any] | None = None) -> Config:
+    """The base config with params applied, validated (raises ConfigError). given: implementations handed over
+    from Python as objects, which the base (JSON) only holds by name."""
     import copy
 
     data = copy.deepcopy(base)
     data["sweep"] = None
+    if given:
+        data["implementations"] = {**data.get("implementations", {}), **given}
     for path, value in params.items():
         _set_path(data, path, value)
     origins: dict[PathKey, tuple[str, int | None]] = {
@@ -119,6 +122,9 @@ def check_axes(axes: list[Axis]) -> None:
 class Grid:
     base: dict[str, Any]  # resolved base config, as JSON
     axes: list[Axis] = field(default_factory=list)
+    # Your implementations given from Python as objects (run_sweep): every point uses the objects themselves.
+    # Not written to sweep.json (it holds them as module:name references).
+    given: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def size(self) -> int:
         total = 1
@@ -132,7 +138,7 @@ class Grid:
         for index, combo in enumerate(itertools.product(*(axis.values for axis in self.axes))):
             params = {axis.path: value for axis, value in zip(self.axes, combo, strict=True)}
             try:
-                out.append(Point(index, params, config_with(self.base, params)))
+                out.append(Point(index, params, config_with(self.base, params, self.given)))
             except ConfigError as error:
                 out.append(Point(index, params, None, "; ".join(f"{p.field}: {p.message}" for p in error.problems)))
         return out
@@ -165,7 +171,8 @@ def grid_for(config: Config, axes: dict[str, list[Any]]) -> Grid:
         )
     base = config.to_dict()
     base["sweep"] = None
-    grid = Grid(base=base, axes=list(merged.values()))
+    given = {name: value for name, value in config.implementations.items() if not isinstance(value, str)}
+    grid = Grid(base=base, axes=list(merged.values()), given=given)
     check_axes(grid.axes)
     return grid
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, config_to_yaml
-from ..errors import ExitCode, MhaError
+from ..errors import ConfigError, ExitCode, MhaError
 from ..output_folder import DEFAULT_ROOT, claimed, claimed_output, point_latest
 from ..report.sweep_files import write_summary
 from .grid import Grid, Point, Shard, grid_for
@@ -29,8 +29,16 @@ def _record(point: Point, status: str, reason: str = "", report: dict[str, Any] 
     return {"point": point.index, "params": point.params, "status": status, "reason": reason, "wall_s": wall_s, "report": report}
 
 
+class BrokenCode(MhaError):
+    """Code the config names (your implementation, your mask_mod) cannot be used: the sweep stops (exit 2), its
+    finished points kept, rather than record every point as skipped for a reason that is the config's."""
+
+    exit_code = ExitCode.USAGE
+
+
 def run_in_process(point: Point, memory_limit: int | None) -> Record:
-    """One point with run_experiment. Errors are recorded, not raised: the sweep goes on. Ctrl-C is raised."""
+    """One point with run_experiment. Errors are recorded, not raised: the sweep goes on. Ctrl-C and a
+    config error of code the config names (BrokenCode) are raised."""
     from ..runner import run_experiment
 
     start = time.perf_counter()
@@ -38,6 +46,8 @@ def run_in_process(point: Point, memory_limit: int | None) -> Record:
         return _record(point, "skipped", point.problem)
     try:
         report = run_experiment(point.config, memory_limit=memory_limit)
+    except ConfigError as error:  # only code the config names fails this late: every point would
+        raise BrokenCode(f"point {point.label or point.index}: {error.message}") from None
     except MhaError as error:  # the memory guard refusing, a device that is not there
         return _record(point, "skipped", error.message, wall_s=time.perf_counter() - start)
     except Exception as error:  # noqa: BLE001 - a crash of one point must not end the sweep
@@ -86,7 +96,10 @@ def run_isolated(point: Point, memory_limit: int | None, timeout: float | None) 
         except json.JSONDecodeError:
             pass
     if process.returncode == ExitCode.USAGE:
-        return _record(point, "skipped", last_line.removeprefix("error: "), wall_s=wall)
+        message = stderr[stderr.rfind("error: "):].removeprefix("error: ").strip() if "error: " in stderr else last_line
+        if " in the config:" in message.splitlines()[0]:
+            raise BrokenCode(f"point {point.label or point.index}: {message}")
+        return _record(point, "skipped", message.splitlines()[0], wall_s=wall)
     if process.returncode < 0:
         why = f"killed by {_signal_name(process.returncode)}"
         if process.returncode == -signal.SIGKILL:
@@ -235,7 +248,7 @@ def execute(
     except KeyboardInterrupt:
         sweep.summary(interrupted=True)
         raise
-    except StoreFailed:
+    except (StoreFailed, BrokenCode):
         try:
             sweep.summary(interrupted=True)
         except OSError:
@@ -248,7 +261,7 @@ def run_sweep(
     config: Config,
     grid: dict[str, list[Any]],
     *,
-    output_dir: Path | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     overwrite: bool = False,
     memory_limit: int | None = None,
@@ -271,5 +284,5 @@ def run_sweep(
     points = grid_for(config, grid)
     if output_dir is None:
         return execute(points, Shard(1, 1), None, progress=progress, memory_limit=memory_limit, plot=False)
-    with new_sweep_folder(points, Shard(1, 1), output_dir, overwrite=overwrite) as folder:
+    with new_sweep_folder(points, Shard(1, 1), Path(output_dir), overwrite=overwrite) as folder:
         return execute(points, Shard(1, 1), folder, progress=progress, memory_limit=memory_limit)

@@ -121,7 +121,7 @@ BAD = [
     (reference("integer_result"), "torch.int64 tensor; a mask_mod returns bool"),
     (reference("wrong_shape"), "returned shape (3,)"),
     (reference("raises"), "ValueError: this rule is broken"),
-    (reference("NOT_A_FUNCTION"), "is a int, not a mask_mod function"),
+    (reference("NOT_A_FUNCTION"), "is an int, not a mask_mod function"),
     ("attn_gym.masks:generate_sliding_window", "is it a generator that needs mask_mod_args?"),
 ]
 
