@@ -1,10 +1,19 @@
 """`mha compare`: match two sets of results point by point and judge the changes (the CI gate).
 
 A point regresses on `median` when it is slower by more than the threshold AND
-the gap is larger than the measurement noise: the current interquartile range,
-taken as median +- IQR/2, lies entirely above the base one (with fewer than 3
-timed runs on either side the noise is unknown and the slowdown stands).
-Memory (`peak_mem`) regresses on the threshold alone: it is not noisy.
+a rank test on the stored repetitions (Mann-Whitney U, one-sided, rank_test.py)
+says CURRENT's times are larger than BASE's at the 5% level: a change the
+repetitions cannot tell from the spread between them is "slower within noise".
+When a side has fewer repetitions than the test needs (results written before
+repetitions, or timing.repetitions below 4) a slowdown beyond the threshold is
+UNDECIDED, which fails the gate like a regression (exit 3): it never passes
+silently. A slowdown every implementation at the point shares (a slow spell of
+the machine, which no repetition inside one run can see) is "slower with the
+rest", not a regression: in seconds AND against the rest of the point it must
+hold. With relative_to, every implementation is judged by its time over that
+implementation's in the same repetition of the same file, so BASE and CURRENT
+may come from different machines. Memory (`peak_mem`) regresses on the
+threshold alone: it is not noisy.
 
 The gate fails closed: what BASE measured and CURRENT crashed, timed out or
 got wrong fails (exit 1); what BASE measured and CURRENT lacks fails unless
@@ -17,12 +26,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field
+import statistics
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ExitCode, UsageError
-from .results import MIN_RUNS, Result, read_results
+from .rank_test import ALPHA, MIN_SAMPLES, p_slower, ratio_interval
+from .results import Result, read_results
 
 METRICS = {"median": "median_s", "peak_mem": "peak_mem_bytes"}
 ENV_FIELDS = ("cpu", "device", "torch", "num_threads")
@@ -111,8 +122,11 @@ class Row:
     base: float | None
     current: float | None
     change: float | None  # current / base - 1
-    verdict: str  # ok | faster | slower within noise | REGRESSION | FAIL | MISSING | not compared
+    verdict: str  # ok | faster | slower within noise | slower with the rest | REGRESSION | UNDECIDED | FAIL | MISSING | not compared
     note: str = ""
+    interval: tuple[float, float] | None = None  # of the change: Hodges-Lehmann/Moses, 90%, from the repetitions
+    p_value: float | None = None  # one-sided Mann-Whitney U: that CURRENT is slower
+    busy: bool = False  # measured while other processes used a noticeable share of the CPUs (either side)
 
 
 # CURRENT statuses that fail the gate where BASE has a measurement: it crashed, timed out or was wrong.
@@ -130,9 +144,16 @@ class Comparison:
     config_differences: list[str] = field(default_factory=list)
     allow_missing: bool = False
 
+    relative_to: str | None = None  # times judged relative to this implementation's
+
     @property
     def regressions(self) -> list[Row]:
-        return [r for r in self.rows if r.verdict == "REGRESSION"]
+        """Slower beyond the threshold: shown by the rank test (REGRESSION), or not testable (UNDECIDED)."""
+        return [r for r in self.rows if r.verdict in ("REGRESSION", "UNDECIDED")]
+
+    @property
+    def busy(self) -> list[Row]:
+        return [r for r in self.rows if r.busy]
 
     @property
     def failures(self) -> list[Row]:
@@ -164,39 +185,114 @@ class Comparison:
             "regressions": len(self.regressions),
             "failures": len(self.failures),
             "missing": len(self.missing),
+            "busy": len(self.busy),
+            "relative_to": self.relative_to,
             "allow_missing": self.allow_missing,
             "exit_code": int(self.exit_code),
         }
 
 
-def _few_runs(result: Result) -> bool:
-    return result.runs is None or result.runs < MIN_RUNS
+class Timed(NamedTuple):
+    """What a row's time is judged on: its median, and its repetitions (one value each)."""
+
+    value: float | None
+    samples: list[float]
 
 
-def _judge(threshold: Threshold, base: Result, current: Result) -> tuple[float | None, float | None, float | None, str, str]:
-    column = METRICS[threshold.metric]
-    before, after = getattr(base, column), getattr(current, column)
-    measured_before = base.status == "ok" and bool(before)
+def timed(result: Result, reference: Result | None = None) -> Timed:
+    """The result's time, or relative to a reference's (same point, same file): per repetition, paired."""
+    samples = _values(result.samples_s)
+    if reference is None:
+        return Timed(result.median_s, samples)
+    if not result.median_s or not reference.median_s:
+        return Timed(None, [])
+    paired = [mine / theirs for mine, theirs in zip(samples, reference.samples_s or [], strict=False) if theirs]
+    return Timed(statistics.median(paired) if paired else result.median_s / reference.median_s, paired)
+
+
+def _judge(threshold: Threshold, base: Result, current: Result, before: Timed, after: Timed) -> Row:
+    """The verdict of one metric for one matched pair (params and impl filled in by the caller)."""
+    measured_before = base.status == "ok" and bool(before.value)
+    verdict: Row
     if current.status in BROKEN:
-        return before, after, None, "FAIL", f"{current.status} in CURRENT: {current.reason or current.status}"
-    if measured_before and (current.status != "ok" or after is None):
-        return before, after, None, "MISSING", f"{current.status} in CURRENT: {current.reason or 'no measurement'}"
-    if not measured_before or after is None:
-        return before, after, None, "not compared", f"{base.status} in BASE"
-    change = after / before - 1
-    if change <= 0:
-        return before, after, change, "faster" if change < -threshold.fraction else "ok", ""
+        verdict = Row({}, "", "", before.value, after.value, None, "FAIL", f"{current.status} in CURRENT: {current.reason or current.status}")
+    elif measured_before and (current.status != "ok" or after.value is None):
+        verdict = Row({}, "", "", before.value, after.value, None, "MISSING",
+                      f"{current.status} in CURRENT: {current.reason or 'no measurement'}")
+    elif not measured_before or after.value is None:
+        verdict = Row({}, "", "", before.value, after.value, None, "not compared", f"{base.status} in BASE")
+    elif threshold.metric == "median":
+        verdict = _judge_time(threshold, before, after)
+    else:
+        change = after.value / before.value - 1
+        word = "REGRESSION" if change > threshold.fraction else ("faster" if change < -threshold.fraction else "ok")
+        verdict = Row({}, "", "", before.value, after.value, change, word)
+    return replace(verdict, busy=bool(base.busy or current.busy))
+
+
+def _judge_time(threshold: Threshold, before: Timed, after: Timed) -> Row:
+    """Slower beyond the threshold AND by the rank test; what the repetitions cannot decide fails as UNDECIDED."""
+    assert before.value and after.value
+    change = after.value / before.value - 1
+    interval = ratio_interval(before.samples, after.samples)
+    bounds = (interval.low - 1, interval.high - 1) if interval is not None else None
+    enough = min(len(before.samples), len(after.samples)) >= MIN_SAMPLES
+    p = p_slower(before.samples, after.samples) if enough else None
     if change <= threshold.fraction:
-        return before, after, change, "ok", ""
-    if threshold.metric == "median":
-        if _few_runs(base) or _few_runs(current):
-            # An IQR from one or two measurements is no evidence of noise: the slowdown stands.
-            return before, after, change, "REGRESSION", f"fewer than {MIN_RUNS} timed runs: noise unknown"
-        base_high = before + (base.iqr_s or 0) / 2
-        current_low = after - (current.iqr_s or 0) / 2
-        if current_low <= base_high:
-            return before, after, change, "slower within noise", ""
-    return before, after, change, "REGRESSION", ""
+        word = "faster" if change < -threshold.fraction else "ok"
+        return Row({}, "", "", before.value, after.value, change, word, "", bounds, p)
+    if not enough:
+        sides = f"{len(before.samples)} and {len(after.samples)}"
+        return Row({}, "", "", before.value, after.value, change, "UNDECIDED",
+                   f"{sides} repetitions: the rank test needs {MIN_SAMPLES} on each side (timing.repetitions)", bounds)
+    if p is not None and p < ALPHA:
+        return Row({}, "", "", before.value, after.value, change, "REGRESSION", f"p = {p:.3g}", bounds, p)
+    return Row({}, "", "", before.value, after.value, change, "slower within noise", f"p = {p:.3g}", bounds, p)
+
+
+def _values(samples: list[float | None] | None) -> list[float]:
+    """The repetitions that have a time (a lost one is None)."""
+    return [v for v in samples or [] if v]
+
+
+def _rest(entries: dict[tuple[str, str, str], Entry], key: tuple[str, str, str]) -> Result | None:
+    """The other implementations timed at the same point and pass, as one yardstick: per repetition the
+    geometric mean of their times (None when there is no other, or no repetition they all have)."""
+    point, impl, pass_ = key
+    others = [e.result for (p, i, q), e in entries.items()
+              if p == point and q == pass_ and i != impl and e.result.status in ("ok", "fail") and e.result.median_s]
+    if not others:
+        return None
+    width = min(len(o.samples_s or []) for o in others)
+    per_repetition: list[float | None] = []
+    for index in range(width):
+        values = [o.samples_s[index] for o in others]  # type: ignore[index]
+        per_repetition.append(math.exp(statistics.fmean(math.log(v) for v in values)) if all(values) else None)
+    median = math.exp(statistics.fmean(math.log(o.median_s) for o in others))  # type: ignore[arg-type]
+    return replace(others[0], impl="the rest", median_s=median, samples_s=per_repetition, status="ok")
+
+
+def _shared_slowdown(threshold: Threshold, judged: Row, base: Result, current: Result, base_rest: Result | None,
+                     current_rest: Result | None) -> Row:
+    """A REGRESSION in seconds that every implementation at the point shares is the machine's (a slow spell,
+    another machine), not this code's: judged again against the rest of the point, repetition by repetition,
+    it must hold there too. With no other implementation at the point, the seconds decide alone."""
+    if base_rest is None or current_rest is None:
+        return judged
+    relative = _judge_time(threshold, timed(base, base_rest), timed(current, current_rest))
+    if relative.verdict in ("REGRESSION", "UNDECIDED"):
+        return judged
+    rest = current_rest.median_s / base_rest.median_s - 1  # type: ignore[operator]
+    return replace(judged, verdict="slower with the rest",
+                   note=f"every implementation at this point is slower ({100 * rest:+.0f}%; against them this one is "
+                        f"{100 * (relative.change or 0):+.1f}%): the machine, not this code")
+
+
+def _reference(entries: dict[tuple[str, str, str], Entry], key: tuple[str, str, str], impl: str) -> Result | None:
+    """The yardstick implementation's result at the same point and pass, in the same file."""
+    point, _, pass_ = key
+    found = entries.get((point, impl, pass_))
+    return found.result if found is not None else None
 
 
 def _differences(a: dict[str, Any] | None, b: dict[str, Any] | None, keys: tuple[str, ...] | None = None) -> list[str]:
@@ -206,15 +302,19 @@ def _differences(a: dict[str, Any] | None, b: dict[str, Any] | None, keys: tuple
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in names if a.get(k) != b.get(k)]
 
 
-def compare_results(base: Loaded, current: Loaded, thresholds: list[Threshold], *, allow_missing: bool = False) -> Comparison:
-    """Match CURRENT's results to BASE's and judge each; UsageError when nothing can be matched."""
+def compare_results(base: Loaded, current: Loaded, thresholds: list[Threshold], *, allow_missing: bool = False,
+                    relative_to: str | None = None) -> Comparison:
+    """Match CURRENT's results to BASE's and judge each; UsageError when nothing can be matched.
+    relative_to: judge times relative to that implementation's at the same point in the same file."""
     if base.kind != current.kind:
         raise UsageError(
             f"cannot compare a {base.kind} ({base.source}) with a {current.kind} ({current.source}): "
             "compare two runs or two sweeps"
         )
     result = Comparison(base.source, current.source, env_differences=_differences(base.env, current.env, ENV_FIELDS),
-                        allow_missing=allow_missing)
+                        allow_missing=allow_missing, relative_to=relative_to)
+    if relative_to is not None and not any(e.impl == relative_to for e in (*base.entries, *current.entries)):
+        raise UsageError(f"--relative-to {relative_to}: neither {base.source} nor {current.source} measured {relative_to}")
     ignore = {"name", "timing", "impls", "sweep"}
     result.config_differences = [
         d for d in _differences(
@@ -241,9 +341,31 @@ def compare_results(base: Loaded, current: Loaded, thresholds: list[Threshold], 
                 result.rows.append(Row(entry.params, entry.impl, "check", None, None, None, "FAIL",
                                        f"{entry.result.status} in CURRENT"))
             continue
-        judged = [_judge(threshold, base_entries[key].result, entry.result) for threshold in thresholds]
-        for threshold, (before, after, change, verdict, note) in zip(thresholds, judged, strict=True):
-            result.rows.append(Row(entry.params, entry.impl, threshold.metric, before, after, change, verdict, note))
-            if verdict in ("FAIL", "MISSING"):
+        before_result = base_entries[key].result
+        if relative_to is not None and entry.impl == relative_to:
+            # The yardstick's time against itself is always 1; whether it still runs and agrees is judged.
+            judged = _judge(Threshold("median", math.inf), before_result, entry.result, Timed(1.0, []), Timed(1.0, []))
+            if judged.verdict in ("FAIL", "MISSING"):
+                result.rows.append(replace(judged, params=entry.params, impl=entry.impl, metric="check"))
+            continue
+        for threshold in thresholds:
+            if threshold.metric == "median" and relative_to is not None:
+                yardsticks = _reference(base_entries, key, relative_to), _reference(current_entries, key, relative_to)
+                if None in yardsticks or any(y.status != "ok" for y in yardsticks):  # type: ignore[union-attr]
+                    result.rows.append(Row(entry.params, entry.impl, threshold.metric, None, None, None, "not compared",
+                                           f"{relative_to} has no time at this point in both files"))
+                    continue
+                before = timed(before_result, yardsticks[0])
+                after = timed(entry.result, yardsticks[1])
+            else:
+                column = METRICS[threshold.metric]
+                before = Timed(getattr(before_result, column), _values(before_result.samples_s))
+                after = Timed(getattr(entry.result, column), _values(entry.result.samples_s))
+            judged = _judge(threshold, before_result, entry.result, before, after)
+            if judged.verdict == "REGRESSION" and threshold.metric == "median" and relative_to is None:
+                judged = _shared_slowdown(threshold, judged, before_result, entry.result,
+                                          _rest(base_entries, key), _rest(current_entries, key))
+            result.rows.append(replace(judged, params=entry.params, impl=entry.impl, metric=threshold.metric))
+            if judged.verdict in ("FAIL", "MISSING"):
                 break  # one row says it; the other metrics have nothing to judge
     return result

@@ -32,6 +32,7 @@ from .config_fields import (
     Fraction,
     NonNegativeInt,
     PositiveInt,
+    Repetitions,
     Seconds,
     Section,
     Seed,
@@ -152,7 +153,11 @@ Pass = Literal["forward", "backward", "forward_backward"]
 class TimingSection(Section):
     # `pass` is a Python keyword: the field is pass_ in Python and `pass` in YAML, JSON and overrides.
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
-    min_run_time: Seconds = 0.2
+    min_run_time: Seconds = 0.2  # seconds of measurement per implementation, shared by its repetitions
+    # Independent repetitions, each in a fresh process (1: in this one); what mha compare's rank test reads.
+    repetitions: Repetitions = 5
+    # The most seconds one implementation's repetitions may take at one point: slow calls get fewer.
+    max_row_time: Seconds = 60.0
     threads: Threads | None = None
     # layer: projections + attention; core: attention on already-projected q, k, v
     scope: Literal["layer", "core"] = "layer"

@@ -17,6 +17,7 @@ Seed = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
 Threads = Annotated[int, Strict(), Field(gt=0, le=4096)]
 Seconds = Annotated[float, Strict(), Field(gt=0, le=3600, allow_inf_nan=False)]
 Fraction = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]
+Repetitions = Annotated[int, Strict(), Field(ge=1, le=100)]
 
 
 class Section(BaseModel):

@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 
 class TimingSettings(NamedTuple):
-    min_run_time: float  # seconds of measurement per implementation
+    min_run_time: float  # seconds of measurement per implementation, over every repetition
     threads: int | None  # torch threads while measuring (None: torch's default)
     scope: str  # "layer" (projections + attention) or "core" (attention on projected q, k, v)
     pass_: str  # "forward", "backward" (alone, on a kept graph) or "forward_backward"
+    repetitions: int = 5  # each in a fresh process (1: in this one)
+    max_row_time: float = 60.0  # seconds one implementation's repetitions may take at one point
 
     @property
     def trains(self) -> bool:
@@ -100,6 +102,7 @@ def resolve(config: Config) -> Experiment:
         impls=tuple(config.impls),
         implementations=dict(config.implementations),
         sdpa_backend=config.sdpa_backend,
-        timing=TimingSettings(timing.min_run_time, timing.threads, timing.scope, timing.pass_),
+        timing=TimingSettings(timing.min_run_time, timing.threads, timing.scope, timing.pass_, timing.repetitions,
+                              timing.max_row_time),
         config=config.to_dict(),
     )

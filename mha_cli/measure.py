@@ -69,6 +69,26 @@ def time_call(fn: Callable[[], object], *, threads: int, min_run_time: float, la
     return Timing(median_s=measurement.median, iqr_s=measurement.iqr, runs=len(measurement.times))
 
 
+def flush_denormal_is_on() -> bool:
+    # torch has a setter and no getter: a denormal product reads back as 0 when flushing is on.
+    return float(torch.tensor([1e-38]) * torch.tensor([1e-2])) == 0.0
+
+
+@contextlib.contextmanager
+def measuring_threads(threads: int | None) -> Iterator[int]:
+    """Set torch's thread count and flush-denormal for measuring; put both back afterwards,
+    so a notebook or script calling run_experiment finds torch as it left it."""
+    threads_before, flush_before = torch.get_num_threads(), flush_denormal_is_on()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        torch.set_flush_denormal(True)  # denormals make CPU math up to 100x slower
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads_before)
+        torch.set_flush_denormal(flush_before)
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """The profiler's native code prints start/stop lines to fd 2; keep the user's stderr clean."""

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from .errors import UsageError
 
-SCHEMA_VERSION = 2  # 2: explain --json became {steps, totals, check}; sweep rows carry every result field
+SCHEMA_VERSION = 3  # 3: results carry their repetitions (samples_s) and the machine's load; 2: sweep rows carry
+# every result field, explain --json became {steps, totals, check}. Older files are read as they are.
 NOISY_IQR_RATIO = 0.10  # IQR/median above this is flagged noisy: the machine was busy
 MIN_RUNS = 3  # fewer timed runs give no IQR worth the name: flagged noisy too
 
@@ -36,17 +37,22 @@ class Result:
     reason: str = ""  # why it failed/was skipped, and notes such as undefined rows
     scope: str = "layer"  # what was timed: the whole layer, or the attention core alone
     pass_: str = "forward"  # `pass` in JSON: forward, backward (alone) or forward_backward
-    median_s: float | None = None
-    iqr_s: float | None = None
-    runs: int | None = None  # measurements behind the median
+    median_s: float | None = None  # the median of samples_s (of every measurement, before repetitions existed)
+    iqr_s: float | None = None  # of the repetitions' medians; None with fewer than MIN_RUNS measurements
+    runs: int | None = None  # measurements behind the median, over every repetition
     noisy: bool | None = None  # IQR/median > 10%, or fewer than 3 runs
+    samples_s: list[float] | None = None  # one median per repetition, in repetition order: what compare tests
+    load: float | None = None  # other processes' share of the CPUs while this point was timed (None: unknown)
+    steal: float | None = None  # other guests' share (virtual machines)
+    busy: bool | None = None  # load + steal above machine_load.BUSY_SHARE: the timing is not to be trusted
     flops: int | None = None
     gflops: float | None = None
     peak_mem_bytes: int | None = None
     max_abs_err: float | None = None
     grad_max_abs_err: float | None = None  # largest gradient error against float64 autograd (training passes)
     atol: float | None = None  # the absolute tolerance this row was held to
-    speedup_vs_torch: float | None = None
+    speedup_vs_torch: float | None = None  # the median of the repetitions' ratios torch / this
+    speedup_range: list[float] | None = None  # [lowest, highest] of those ratios, paired by repetition
     density: float | None = None  # allowed (query, key) pairs / (N * H * L * S)
     compile_s: float | None = None  # FlexAttention: compilation before the first call, not in the median
     plan_s: float | None = None  # blocked: building its block plan (once per shape), not in the median
@@ -69,6 +75,13 @@ class Result:
         for name in NUMBERS:
             if values.get(name) is not None:
                 values[name] = _number(values[name], f"{where}.{name}")
+        for name in LISTS:
+            if values.get(name) is not None:
+                if not isinstance(values[name], list):
+                    raise ValueError(f"{where}.{name} is not a list of numbers")
+                values[name] = [_number(v, f"{where}.{name}[{i}]") for i, v in enumerate(values[name])]
+                if None in values[name]:
+                    raise ValueError(f"{where}.{name} holds a value that is not finite")
         for name in ("variant", "dtype", "device"):  # sweep rows before schema 2 did not repeat them
             values.setdefault(name, "")
         return cls(**values)
@@ -76,7 +89,8 @@ class Result:
 
 # The numeric fields a reader checks: finite (non-finite reads as None), not booleans, within float range.
 NUMBERS = ("median_s", "iqr_s", "runs", "flops", "gflops", "peak_mem_bytes", "max_abs_err", "grad_max_abs_err", "atol",
-           "speedup_vs_torch", "density", "compile_s", "plan_s", "peak_gflops", "checked_rows")
+           "speedup_vs_torch", "density", "compile_s", "plan_s", "peak_gflops", "checked_rows", "load", "steal")
+LISTS = ("samples_s", "speedup_range")  # lists of such numbers, every one finite
 
 
 def _number(value: Any, where: str) -> float | int | None:

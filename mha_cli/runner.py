@@ -3,17 +3,21 @@
 Order of work: the config resolved once into an Experiment, its implementations
 found (your own imported: a problem there is a config error, exit 2), the
 memory guard (before anything is allocated), inputs and shared weights, the
-float64 reference, the shape table, your own implementations' first call
-(a wrong output is a config error too, before anything is measured), then each
-implementation: its own memory verdict, whether it supports the experiment,
-build, one checked call, one memory-profiled call, then timing.
+float64 reference, your own implementations' first call (a wrong output is a
+config error too, before anything is measured), then each implementation: its
+own memory verdict, whether it supports the experiment, build, one checked
+call, one memory-profiled call (check_point). Then the timing, in
+timing.repetitions rounds, each in a fresh process (time_rounds; a sweep runs
+the rounds over all its points, so that each point's repetitions are spread
+over the sweep's whole duration), and the report (CheckedPoint.report).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,11 +34,12 @@ from .envinfo import run_env
 from .errors import ConfigError, Unsupported, first_line
 from .experiment import Experiment, resolve
 from .inputs import make_inputs, resolve_device
-from .measure import FlopCount, Timing, count_flops, peak_memory_bytes, time_call
+from .measure import FlopCount, count_flops, measuring_threads, peak_memory_bytes
 from .memory import MemoryEstimate, check_fits, format_bytes, resolve_memory_limit
 from .peak import Peak, peak_gflops
 from .prepared import Prepared
-from .results import Result, RunReport
+from .repetitions import Samples, can_fork_server, repetitions_in_a_process, rotated, start_server, time_slice
+from .results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport, ShapeRow
 from .shapes import shape_table
 from .training import (
     GradientReference,
@@ -60,6 +65,18 @@ class _Gradients:
 
 
 @dataclass(frozen=True)
+class _Checked:
+    """An implementation that built, ran and was checked: what its row needs besides its timing."""
+
+    checked: CheckResult
+    grad_checked: CheckResult | None
+    peak: int
+    compile_s: float | None
+    plan_s: float | None
+    here: Callable[[], object] | None  # what to time in this process; None: timed in fresh processes
+
+
+@dataclass(frozen=True)
 class _Rows:
     """What every row of one run shares: the workload, the reference, the counts and the machine."""
 
@@ -72,35 +89,32 @@ class _Rows:
     gradients: _Gradients | None
 
     def fields(self, name: str) -> dict[str, Any]:
-        """What every row of this run says about itself, whatever became of it."""
-        experiment = self.work.experiment
-        return {"impl": name, "variant": experiment.variant, "dtype": experiment.dtype, "device": str(self.work.device),
-                "scope": experiment.timing.scope, "pass_": experiment.timing.pass_, "atol": self.reference.tolerance.atol,
-                "density": self.density}
+        return self.facts().fields(name)
 
     def skipped(self, name: str, reason: str) -> Result:
         return Result(status="skipped", reason=reason, **self.fields(name))
 
-    def measure(self, name: str, implementation: Implementation, progress: ProgressMessage) -> Result:
-        """Build, check (output, and gradients when training), profile memory and time one implementation."""
-        if name == "flex":  # its own step: a compile can take a minute, which "timing (0.2 s)" would misstate
+    def check(self, name: str, implementation: Implementation, progress: ProgressMessage, here: bool) -> _Checked | Result:
+        """Build, check (output, and gradients when training) and profile the memory of one implementation; what
+        is timed is kept when it is timed in this process (here). A Result when it was skipped or crashed."""
+        if name == "flex":  # its own step: a compile can take a minute, which "checking" would misstate
             progress("compiling with torch.compile (often tens of seconds)")
         work, leaves = training_workload(self.work) if self.gradients is not None else (self.work, None)
         try:
             forward = implementation.build(work)
-            progress(f"checking and timing ({work.experiment.timing.min_run_time:g} s)")
+            progress("checking against float64")
             checked, grad_checked, timed = self._checked(work, forward, leaves)
             # The forward is timed without autograd; a training pass needs it.
             with torch.inference_mode() if self.gradients is None else contextlib.nullcontext():
                 peak = peak_memory_bytes(timed, work.device)
-                timing = time_call(timed, threads=self.threads, min_run_time=work.experiment.timing.min_run_time, label=name)
         except Unsupported as unsupported:
             return self.skipped(name, unsupported.reason)
         except ConfigError:
             raise
         except Exception as error:  # noqa: BLE001 - a crash is this row's error; the other rows still run
             return Result(status="error", reason=first_line(error), **self.fields(name))
-        return self._result(name, forward, checked, grad_checked, peak, timing)
+        return _Checked(checked, grad_checked, peak, getattr(forward, "compile_s", None), getattr(forward, "plan_s", None),
+                        timed if here else None)
 
     def _checked(self, work: Workload, forward: Forward,
                  leaves: Leaves | None) -> tuple[CheckResult, CheckResult | None, Callable[[], object]]:
@@ -113,23 +127,59 @@ class _Rows:
         grad_checked = check_gradients(work, forward, leaves, self.gradients.upstream, self.gradients.reference)
         return checked, grad_checked, timed_pass(work.experiment, forward, leaves, self.gradients.upstream)
 
-    def _result(self, name: str, forward: Forward, checked: CheckResult, grad_checked: CheckResult | None,
-                peak: int, timing: Timing) -> Result:
-        experiment, rows = self.work.experiment, len(self.reference.rows)
-        notes = [checked.describe()] if checked.describe() else []
-        if grad_checked is not None and grad_checked.problems:
-            notes.append("gradients: " + "; ".join(grad_checked.problems))
-        ok = checked.ok and (grad_checked is None or grad_checked.ok)
+    def facts(self) -> _Facts:
+        """What the rows need once the checks are done (nothing of the inputs: a sweep keeps one per point)."""
+        experiment = self.work.experiment
+        return _Facts(experiment, str(self.work.device), self.reference.tolerance.atol, len(self.reference.rows),
+                      self.density, self.flops, self.peak, self.threads)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What every row of one point says besides its own check and timing."""
+
+    experiment: Experiment
+    device: str
+    atol: float
+    checked_rows: int
+    density: float
+    flops: FlopCount
+    peak: Peak
+    threads: int
+
+    def fields(self, name: str) -> dict[str, Any]:
+        """What every row of this run says about itself, whatever became of it."""
+        experiment = self.experiment
+        return {"impl": name, "variant": experiment.variant, "dtype": experiment.dtype, "device": self.device,
+                "scope": experiment.timing.scope, "pass_": experiment.timing.pass_, "atol": self.atol,
+                "density": self.density}
+
+    def result(self, name: str, found: _Checked, samples: Samples) -> Result:
+        """The row: the check's verdict and notes, and the timing over every repetition."""
+        experiment, rows = self.experiment, self.checked_rows
+        notes = [found.checked.describe()] if found.checked.describe() else []
+        if found.grad_checked is not None and found.grad_checked.problems:
+            notes.append("gradients: " + "; ".join(found.grad_checked.problems))
+        ok = found.checked.ok and (found.grad_checked is None or found.grad_checked.ok)
         if rows < experiment.sizes.seq_len:
             notes.append(f"checked on {rows} of {experiment.sizes.seq_len} query rows, evenly spread")
+        notes += samples.notes(experiment.timing.repetitions, experiment.timing.max_row_time)
+        checks = {"max_abs_err": found.checked.max_abs_err, "peak_mem_bytes": found.peak, "compile_s": found.compile_s,
+                  "plan_s": found.plan_s, "checked_rows": rows, **self.fields(name),
+                  "grad_max_abs_err": found.grad_checked.max_abs_err if found.grad_checked is not None else None}
+        medians = samples.medians()
+        if not medians:
+            return Result(status="error", reason="; ".join([*notes, "no repetition was timed"]), **checks)
+        median, runs = statistics.median(medians), samples.runs()
+        iqr = samples.iqr()
+        load = samples.load()
         total = self.flops.total(experiment.timing.scope)
         return Result(
-            status="ok" if ok else "fail", reason="; ".join(notes),
-            median_s=timing.median_s, iqr_s=timing.iqr_s, runs=timing.runs, noisy=timing.noisy,
-            flops=total, gflops=total / timing.median_s / 1e9, peak_mem_bytes=peak,
-            max_abs_err=checked.max_abs_err, grad_max_abs_err=grad_checked.max_abs_err if grad_checked is not None else None,
-            compile_s=getattr(forward, "compile_s", None), plan_s=getattr(forward, "plan_s", None),
-            peak_gflops=self.peak.gflops, checked_rows=rows, ok=ok, **self.fields(name),
+            status="ok" if ok else "fail", reason="; ".join(notes), median_s=median, iqr_s=iqr, runs=runs,
+            noisy=runs < MIN_RUNS or iqr is None or iqr > NOISY_IQR_RATIO * median, samples_s=samples.by_repetition(),
+            load=load.others if load is not None else None, steal=load.steal if load is not None else None,
+            busy=load.busy if load is not None else None, flops=total, gflops=total / median / 1e9,
+            peak_gflops=self.peak.gflops, ok=ok, **checks,
         )
 
 
@@ -146,30 +196,22 @@ def _memory_verdicts(experiment: Experiment, found: MemoryEstimate, device: torc
 
 
 def _with_speedups(results: list[Result]) -> list[Result]:
-    baseline = next((r.median_s for r in results if r.impl == "torch" and r.median_s), None)
-    if baseline is None:
+    """vs torch: the median of the repetitions' ratios, torch's time over this one's in the same repetition,
+    and their range (a 94% interval for the median ratio with 5 repetitions)."""
+    torch_row = next((r for r in results if r.impl == "torch" and r.median_s), None)
+    if torch_row is None:
         return results
-    return [replace(r, speedup_vs_torch=baseline / r.median_s) if r.median_s else r for r in results]
-
-
-def _flush_denormal_is_on() -> bool:
-    # torch has a setter and no getter: a denormal product reads back as 0 when flushing is on.
-    return float(torch.tensor([1e-38]) * torch.tensor([1e-2])) == 0.0
-
-
-@contextlib.contextmanager
-def _measuring_threads(threads: int | None) -> Iterator[int]:
-    """Set torch's thread count and flush-denormal for measuring; put both back afterwards,
-    so a notebook or script calling run_experiment finds torch as it left it."""
-    threads_before, flush_before = torch.get_num_threads(), _flush_denormal_is_on()
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        torch.set_flush_denormal(True)  # denormals make CPU math up to 100x slower
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(threads_before)
-        torch.set_flush_denormal(flush_before)
+    out = []
+    for r in results:
+        if not r.median_s:
+            out.append(r)
+            continue
+        ratios = [t / mine for t, mine in zip(torch_row.samples_s or [], r.samples_s or [], strict=False) if t and mine]
+        if ratios:
+            out.append(replace(r, speedup_vs_torch=statistics.median(ratios), speedup_range=[min(ratios), max(ratios)]))
+        else:
+            out.append(replace(r, speedup_vs_torch=torch_row.median_s / r.median_s))
+    return out
 
 
 def _first_calls(implementations: dict[str, Implementation], work: Workload, verdicts: dict[str, str | None],
@@ -220,6 +262,12 @@ def run_experiment(
     return _measured(Prepared(resolve(config)), memory_limit, progress, reprobe)
 
 
+def _measured(prepared: Prepared, memory_limit: int | None, progress: ProgressMessage, reprobe: bool) -> RunReport:
+    point = check_point(prepared, memory_limit, progress, reprobe)
+    time_rounds([point], progress)
+    return point.report()
+
+
 @dataclass(frozen=True)
 class SavedRun:
     report: RunReport
@@ -243,8 +291,56 @@ def run_in_folder(
     return SavedRun(report, folder, notes)
 
 
-def _measured(prepared: Prepared, memory_limit: int | None, progress: ProgressMessage, reprobe: bool) -> RunReport:
-    """Every implementation of the experiment measured, in one report (see run_experiment)."""
+@dataclass
+class CheckedPoint:
+    """A point whose implementations were all checked (and the ones timed here, timed): its timing in fresh
+    processes comes in rounds (time_rounds), then report() makes the RunReport. Holds none of the inputs."""
+
+    facts: _Facts
+    order: list[str]  # the implementations, in the config's order
+    decided: dict[str, Result]  # rows already final: skipped, crashed, refused
+    checked: dict[str, _Checked]
+    here: dict[str, Samples]  # rows timed in this process already (code handed over from Python, flex)
+    env: dict[str, Any]
+    shapes: dict[str, list[int] | None]
+    shape_table: list[ShapeRow]
+
+    @property
+    def experiment(self) -> Experiment:
+        return self.facts.experiment
+
+    @property
+    def away(self) -> list[str]:
+        """The rows timed in fresh processes."""
+        return [name for name in self.checked if name not in self.here]
+
+    def request(self, index: int) -> dict[str, Any] | None:
+        """What repetition `index`'s process times of this point: its config and the order; None when nothing."""
+        timing = self.experiment.timing
+        if index >= timing.repetitions:
+            return None
+        order = [name for name in rotated(self.away, index) if self.samples[name].fits(index, timing.max_row_time)]
+        if not order:
+            return None
+        config = self.experiment.config
+        given = {k: v for k, v in config.get("implementations", {}).items() if k in order}
+        return {"config": {**config, "impls": order, "implementations": given}, "order": order,
+                "budget": timing.min_run_time / timing.repetitions}
+
+    def __post_init__(self) -> None:
+        self.samples: dict[str, Samples] = {**{name: Samples() for name in self.away}, **self.here}
+
+    def report(self) -> RunReport:
+        results = [self.decided[name] if name in self.decided else self.facts.result(name, self.checked[name],
+                                                                                     self.samples[name])
+                   for name in self.order]
+        return RunReport(mha_version=__version__, created=utc_now_iso(), config=self.experiment.config, env=self.env,
+                         shapes=self.shapes, shape_table=self.shape_table, results=_with_speedups(results))
+
+
+def check_point(prepared: Prepared, memory_limit: int | None = None, progress: ProgressMessage = lambda _: None,
+                reprobe: bool = False) -> CheckedPoint:
+    """Everything of run_experiment but the timing in fresh processes (see time_rounds)."""
     experiment = prepared.experiment
     implementations = implementations_for(experiment)
     declared = {name: need for name, impl in implementations.items() if (need := impl.memory_bytes(experiment)) is not None}
@@ -252,25 +348,70 @@ def _measured(prepared: Prepared, memory_limit: int | None, progress: ProgressMe
     found = check_fits(experiment, limit, limit_source, declared=declared,
                        blocked_keys=prepared.blocked_keys_per_query if experiment.needs_plan else None)
     device = resolve_device(experiment.device)
-    with _measuring_threads(experiment.timing.threads) as threads:
+    elsewhere = experiment.timing.repetitions > 1 and can_fork_server()
+    if elsewhere:
+        start_server()  # its own torch import runs while this process builds and checks
+    with measuring_threads(experiment.timing.threads) as threads:
         rows = _shared_rows(prepared, device, threads, reprobe, progress)
         verdicts = _memory_verdicts(experiment, found, device, limit, limit_source)
         decided = _first_calls(implementations, rows.work, verdicts, rows)
-        results = []
+        checked: dict[str, _Checked] = {}
         for index, (name, implementation) in enumerate(implementations.items(), start=1):
             def step(message: str, prefix: str = f"[{index}/{len(implementations)}] {name}") -> None:
                 progress(f"{prefix}: {message}")
 
             if name in decided:
-                results.append(decided[name])
                 continue
             why_not = implementation.unsupported(experiment) or verdicts[name]  # what it cannot run, then the memory guard
-            results.append(rows.skipped(name, why_not) if why_not is not None else rows.measure(name, implementation, step))
+            if why_not is not None:
+                decided[name] = rows.skipped(name, why_not)
+                continue
+            outcome = rows.check(name, implementation, step, here=not (elsewhere and implementation.portable))
+            if isinstance(outcome, Result):
+                decided[name] = outcome
+            else:
+                checked[name] = outcome
+        here = _timed_here(rows, checked, progress)
+        for name in here:
+            checked[name] = replace(checked[name], here=None)  # timed: let go of what it held
     table, shapes = shape_table(experiment)
-    return RunReport(
-        mha_version=__version__, created=utc_now_iso(), config=experiment.config, env=run_env(str(device), threads),
-        shapes=shapes, shape_table=table, results=_with_speedups(results),
-    )
+    return CheckedPoint(rows.facts(), list(implementations), decided, checked, here, run_env(str(device), threads),
+                        shapes, table)
+
+
+def _timed_here(rows: _Rows, checked: dict[str, _Checked], progress: ProgressMessage) -> dict[str, Samples]:
+    """The rows that cannot go to a fresh process, timed in this one, their repetitions one after another."""
+    timing = rows.work.experiment.timing
+    here = {name: found.here for name, found in checked.items() if found.here is not None}
+    samples = {name: Samples() for name in here}
+    for index in range(timing.repetitions):
+        order = [name for name in rotated(list(here), index) if samples[name].fits(index, timing.max_row_time)]
+        if order:
+            progress(f"repetition {index + 1}/{timing.repetitions} in this process: timing {', '.join(order)}")
+        for name in order:
+            samples[name].add(index, time_slice(here[name], threads=rows.threads, budget=timing.min_run_time / timing.repetitions,
+                                                label=name, trains=timing.trains, device=rows.work.device))
+    return samples
+
+
+def time_rounds(points: list[CheckedPoint], progress: ProgressMessage = lambda _: None) -> None:
+    """Time every point's remaining rows in rounds: round k is one fresh process that times repetition k of
+    every point, each point's implementations in an order rotated by one each round. A lost round (its
+    process died) costs every point that repetition; Ctrl-C stops between or inside rounds, the samples
+    gathered so far kept in the points."""
+    rounds = max((p.experiment.timing.repetitions for p in points), default=0)
+    for index in range(rounds):
+        requests = [(point, point.request(index)) for point in points]
+        requests = [(point, request) for point, request in requests if request is not None]
+        if not requests:
+            return
+        names = sorted({name for _, request in requests for name in request["order"]})
+        where = "a fresh process" if len(requests) == 1 else f"a fresh process, {len(requests)} points"
+        progress(f"repetition {index + 1}/{rounds} ({where}): timing {', '.join(names)}")
+        found = repetitions_in_a_process([request for _, request in requests])
+        for (point, request), result in zip(requests, found, strict=True):
+            for name in request["order"]:
+                point.samples[name].add(index, result.get(name) or {"error": result.get("__error__", "no result")})
 
 
 def _shared_rows(prepared: Prepared, device: torch.device, threads: int, reprobe: bool, progress: ProgressMessage) -> _Rows:

@@ -26,6 +26,7 @@ class Workload:
     inputs: Inputs
     mask: AttentionMask
     mask_given: bool = False  # with_mask replaced the experiment's mask: shortcuts such as is_causal no longer apply
+    checked_before: bool = False  # this experiment already ran here once (a repetition's process): skip one-off probes
 
     @property
     def device(self) -> torch.device:
@@ -83,5 +84,6 @@ def attention_mask(prepared: Prepared, device: torch.device) -> AttentionMask:
     )
 
 
-def make_workload(prepared: Prepared, inputs: Inputs) -> Workload:
-    return Workload(prepared.experiment, prepared, inputs, attention_mask(prepared, inputs.device))
+def make_workload(prepared: Prepared, inputs: Inputs, checked_before: bool = False) -> Workload:
+    return Workload(prepared.experiment, prepared, inputs, attention_mask(prepared, inputs.device),
+                    checked_before=checked_before)

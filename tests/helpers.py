@@ -24,8 +24,9 @@ from mha_cli.workload import Workload, make_workload
 
 CPU = torch.device("cpu")
 
-FAST_TIMING = {"min_run_time": 0.01, "threads": 1}
-FAST_OVERRIDES = ["timing.min_run_time=0.01", "timing.threads=1"]
+# One repetition, in the test's own process: the repetitions' processes have tests of their own.
+FAST_TIMING = {"min_run_time": 0.01, "threads": 1, "repetitions": 1}
+FAST_OVERRIDES = ["timing.min_run_time=0.01", "timing.threads=1", "timing.repetitions=1"]
 
 
 def small_config(**changes: Any) -> Config:

@@ -207,7 +207,7 @@ def test_unsupported_says_before_building_what_building_and_running_find(config:
 def test_flex_says_it_cannot_train_on_the_cpu_and_pytorch_agrees() -> None:
     from mha_cli.attention import flex
 
-    config = small_config(seq_len=16, timing={"min_run_time": 0.01, "threads": 1, "pass": "backward", "scope": "core"})
+    config = small_config(seq_len=16, timing={"min_run_time": 0.01, "threads": 1, "repetitions": 1, "pass": "backward", "scope": "core"})
     work = workload(config)
     reason = builtin("flex").unsupported(work.experiment)
     assert reason is not None and "backward on CPU" in reason

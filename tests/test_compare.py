@@ -15,10 +15,13 @@ from mha_cli.errors import UsageError
 ENV = {"torch": "2.13.0", "python": "3.11", "platform": "linux", "cpu": "AMD EPYC", "device": "cpu", "num_threads": 2, "commit": "abc"}
 
 
-def result(impl: str, median: float, iqr: float, status: str = "ok", peak: int = 1000) -> dict:
+def result(impl: str, median: float, spread: float, status: str = "ok", peak: int = 1000, repetitions: int = 5) -> dict:
+    """A result whose repetitions lie evenly within median * (1 +- spread)."""
+    steps = [2 * k / (repetitions - 1) - 1 for k in range(repetitions)] if repetitions > 1 else [0.0]
+    samples = [median * (1 + spread * step) for step in steps]
     return {"impl": impl, "variant": "full", "dtype": "float32", "device": "cpu", "status": status, "reason": "",
-            "median_s": median, "iqr_s": iqr, "runs": 20, "gflops": 1.0, "peak_mem_bytes": peak,
-            "max_abs_err": 1e-7, "ok": status == "ok"}
+            "median_s": median, "iqr_s": median * spread, "runs": 20, "samples_s": samples, "gflops": 1.0,
+            "peak_mem_bytes": peak, "max_abs_err": 1e-7, "ok": status == "ok"}
 
 
 def write_run(path: Path, results: list[dict], env: dict | None = None) -> Path:
@@ -50,7 +53,7 @@ def test_a_slowdown_inside_the_noise_is_not_a_regression(tmp_path: Path) -> None
     base = write_run(tmp_path / "base.json", [result("sdpa", 1.0, 0.4)])
     current = write_run(tmp_path / "current.json", [result("sdpa", 1.3, 0.4)])
     outcome = run_compare(str(base), str(current))
-    assert outcome.exit_code == 0 and "slower within noise" in outcome.stdout
+    assert outcome.exit_code == 0 and "slower within noise" in outcome.stdout and "p = " in outcome.stdout
 
 
 def test_a_failed_check_in_current_exits_1_even_with_a_regression(tmp_path: Path) -> None:
@@ -162,14 +165,18 @@ def test_nothing_to_match_is_exit_2(tmp_path: Path) -> None:
     assert apart.exit_code == 2 and "nothing to compare" in apart.stderr
 
 
-def test_a_result_timed_fewer_than_3_times_has_no_noise_excuse(tmp_path: Path) -> None:
-    once = result("sdpa", 1.0, 0.4)
-    once["runs"] = 1
+@pytest.mark.parametrize("repetitions", [None, 1, 3], ids=["written before repetitions", "one", "three"])
+def test_a_slowdown_the_samples_cannot_decide_fails_as_undecided(tmp_path: Path, repetitions: int | None) -> None:
+    once = result("sdpa", 1.0, 0.01, repetitions=repetitions or 1)
+    if repetitions is None:
+        del once["samples_s"]
     base = write_run(tmp_path / "base.json", [once])
-    slower = dict(once, median_s=1.3)
-    current = write_run(tmp_path / "current.json", [slower])
+    current = write_run(tmp_path / "current.json", [{**once, "median_s": 1.3, "samples_s": [
+        v * 1.3 for v in once.get("samples_s", [])] or None}])
     outcome = run_compare(str(base), str(current))
-    assert outcome.exit_code == 3 and "noise unknown" in outcome.stdout
+    assert outcome.exit_code == 3 and "UNDECIDED" in outcome.stdout and "rank test needs 4" in outcome.stdout
+    within = write_run(tmp_path / "within.json", [{**once, "median_s": 1.05}])
+    assert run_compare(str(base), str(within)).exit_code == 0, "inside the threshold, nothing needs deciding"
 
 
 @pytest.mark.parametrize(
@@ -229,3 +236,68 @@ def test_a_file_from_a_newer_mha_is_refused_and_an_older_one_read(tmp_path: Path
                                  "rows": [{"point": 0, "num_heads": 1, "impl": "sdpa", "status": "ok", "median_s": 1e-3}]}))
     (entry,) = load(older).entries
     assert entry.result.median_s == 1e-3 and entry.result.pass_ == "forward" and entry.params == {"num_heads": 1}
+
+
+def test_the_rank_test_decides_on_synthetic_samples() -> None:
+    from mha_cli.rank_test import p_slower, ratio_interval
+
+    same = [1.0, 1.02, 0.98, 1.01, 0.99]
+    assert p_slower(same, same) > 0.4  # identical: nothing to see
+    assert p_slower(same, [v * 1.2 for v in same]) == pytest.approx(1 / 252)  # every current above every base
+    assert p_slower([v * 1.2 for v in same], same) == 1.0  # faster is never "slower"
+    assert p_slower(same[:3], [v * 2 for v in same[:3]]) == pytest.approx(1 / 20)  # 3 and 3 cannot reach 5%: 1/20
+    interval = ratio_interval(same, [v * 1.2 for v in same])
+    assert interval is not None and interval.low < 1.2 < interval.high and interval.estimate == pytest.approx(1.2, rel=0.02)
+    big = [1.0 + 0.01 * (k % 7) for k in range(40)]  # the normal approximation, ties included
+    assert p_slower(big, [v * 1.05 for v in big]) < 0.05 and p_slower(big, big) > 0.4
+
+
+def test_relative_to_pairs_each_repetition_with_the_yardstick(tmp_path: Path) -> None:
+    # CURRENT ran on a machine 40% slower: both implementations slowed alike, so relative to sdpa nothing changed,
+    # while measured in seconds everything did.
+    base = write_run(tmp_path / "base.json", [result("sdpa", 1.0, 0.05), result("mine", 2.0, 0.05)])
+    slow_machine = write_run(tmp_path / "slow.json", [result("sdpa", 1.4, 0.05), result("mine", 2.8, 0.05)])
+    outcome = run_compare(str(base), str(slow_machine), "--relative-to", "sdpa", "--json")
+    document = json.loads(outcome.stdout)
+    assert outcome.exit_code == 0, outcome.output
+    assert [(r["impl"], r["verdict"]) for r in document["rows"]] == [("mine", "ok")] and document["relative_to"] == "sdpa"
+    # mine 20% slower relative to sdpa, repetition by repetition: a regression found across machines.
+    mine_slower = write_run(tmp_path / "mine.json", [result("sdpa", 1.4, 0.05), result("mine", 2.8 * 1.2, 0.05)])
+    outcome = run_compare(str(base), str(mine_slower), "--relative-to", "sdpa")
+    assert outcome.exit_code == 3 and "REGRESSION" in outcome.stdout
+    assert run_compare(str(base), str(mine_slower), "--relative-to", "flex").exit_code == 2  # measured by neither
+
+
+def test_relative_to_still_fails_when_the_yardstick_itself_breaks(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", [result("sdpa", 1.0, 0.05), result("mine", 2.0, 0.05)])
+    broken = write_run(tmp_path / "broken.json", [{**result("sdpa", 1.0, 0.05), "status": "error", "reason": "boom"},
+                                                   result("mine", 2.0, 0.05)])
+    outcome = run_compare(str(base), str(broken), "--relative-to", "sdpa", "--json")
+    verdicts = {r["impl"]: r["verdict"] for r in json.loads(outcome.stdout)["rows"]}
+    assert outcome.exit_code == 1 and verdicts == {"sdpa": "FAIL", "mine": "not compared"}
+
+
+def test_busy_rows_are_flagged_in_the_comparison(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", [result("sdpa", 1.0, 0.02)])
+    busy = write_run(tmp_path / "busy.json", [{**result("sdpa", 1.0, 0.02), "busy": True, "load": 0.5}])
+    document = json.loads(run_compare(str(base), str(busy), "--json").stdout)
+    assert document["busy"] == 1 and document["rows"][0]["busy"] is True
+    assert "busy" in run_compare(str(base), str(busy)).stdout
+
+
+def test_a_slowdown_every_implementation_at_a_point_shares_is_the_machines(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", [result("sdpa", 1.0, 0.05), result("mine", 2.0, 0.05)])
+    slow_machine = write_run(tmp_path / "slow.json", [result("sdpa", 1.4, 0.05), result("mine", 2.8, 0.05)])
+    outcome = run_compare(str(base), str(slow_machine), "--json")
+    document = json.loads(outcome.stdout)
+    assert outcome.exit_code == 0, outcome.output
+    assert {r["verdict"] for r in document["rows"]} == {"slower with the rest"}
+    assert "the machine, not this code" in document["rows"][0]["note"]
+    # Only mine slower, in seconds and against sdpa: a regression.
+    mine_only = write_run(tmp_path / "mine.json", [result("sdpa", 1.0, 0.05), result("mine", 2.4, 0.05)])
+    verdicts = {r["impl"]: r["verdict"] for r in json.loads(run_compare(str(base), str(mine_only), "--json").stdout)["rows"]}
+    assert verdicts == {"sdpa": "ok", "mine": "REGRESSION"}
+    # Alone at its point, an implementation has nothing to be judged against: the seconds decide.
+    alone = write_run(tmp_path / "alone.json", [result("sdpa", 1.0, 0.05)])
+    slower_alone = write_run(tmp_path / "slower-alone.json", [result("sdpa", 1.4, 0.05)])
+    assert run_compare(str(alone), str(slower_alone)).exit_code == 3

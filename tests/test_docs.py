@@ -39,7 +39,7 @@ import sys
 from mha_cli.cli import main
 args = sys.argv[1:]
 if args[:1] in (["run"], ["sweep"]) and "--resume" not in args:
-    args.append("timing.min_run_time=0.01")
+    args += ["timing.min_run_time=0.01", "timing.repetitions=2"]
 sys.argv = [sys.argv[0], *args]
 main()
 """

@@ -72,7 +72,7 @@ def test_explain_cli_table_and_json() -> None:
     assert table.exit_code == 0 and "(N=5, H=2, L=10, S=10)" in table.stdout and "16,640 parameters" in table.stdout
     assert "manual == nn.MultiheadAttention" in table.stdout
     document = json.loads(runner.invoke(app, ["explain", "--json"]).stdout)
-    assert set(document) == {"schema_version", "steps", "totals", "check"} and document["schema_version"] == 2
+    assert set(document) == {"schema_version", "steps", "totals", "check"} and document["schema_version"] == 3
     steps = document["steps"]
     assert [s["step"] for s in steps] == STEP_NAMES
     assert {"step", "formula", "shape", "axes", "note"} <= set(steps[0])

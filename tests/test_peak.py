@@ -72,10 +72,10 @@ def test_an_unwritable_cache_costs_a_probe_not_the_run(tmp_path: Path, monkeypat
 
 
 def test_timed_rows_carry_the_peak_and_the_table_shows_the_share() -> None:
-    result = runner.invoke(app, ["run", "--no-save", "timing.min_run_time=0.01", "timing.threads=1", "impls=[sdpa]"])
+    result = runner.invoke(app, ["run", "--no-save", "timing.min_run_time=0.01", "timing.threads=1", "timing.repetitions=1", "impls=[sdpa]"])
     assert result.exit_code == 0, result.output
     assert "GFLOP/s (% peak)" in result.output and "% peak is of this machine's matmul peak" in result.output
-    as_json = runner.invoke(app, ["run", "--no-save", "--json", "timing.min_run_time=0.01", "timing.threads=1", "impls=[sdpa]"])
+    as_json = runner.invoke(app, ["run", "--no-save", "--json", "timing.min_run_time=0.01", "timing.threads=1", "timing.repetitions=1", "impls=[sdpa]"])
     (row,) = json.loads(as_json.stdout)["results"]
     assert row["peak_gflops"] > 0
 
@@ -92,7 +92,7 @@ def test_env_prints_the_probe_and_reprobes_on_request() -> None:
 
 
 def test_sweep_reprobes_once_and_its_rows_carry_the_peak(private_cache: Path) -> None:
-    result = runner.invoke(app, ["sweep", "--heads", "1,2", "seq_len=8", "timing.min_run_time=0.01", "timing.threads=1",
+    result = runner.invoke(app, ["sweep", "--heads", "1,2", "seq_len=8", "timing.min_run_time=0.01", "timing.threads=1", "timing.repetitions=1",
                                  "impls=[sdpa]", "--no-save", "--no-plot", "--json", "--reprobe"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]

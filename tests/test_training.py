@@ -55,7 +55,7 @@ def test_a_broken_backward_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(blocked._BlockedFunction, "backward", staticmethod(scaled_dk))
     config = small_config(seq_len=24, variant="local", local={"window": 3}, mask={"key_padding": None},
-                          timing={"min_run_time": 0.01, "threads": 1, "scope": "core", "pass": "backward"},
+                          timing={"min_run_time": 0.01, "threads": 1, "repetitions": 1, "scope": "core", "pass": "backward"},
                           impls=["sdpa", "blocked"])
     sdpa, broken = run_experiment(config).results
     assert sdpa.ok
@@ -65,7 +65,7 @@ def test_a_broken_backward_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_sampled_rows_restrict_the_loss_for_both_sides() -> None:
     # Long enough that the reference checks evenly spread rows, not all of them.
     config = small_config(embed_dim=64, num_heads=8, batch_size=2, seq_len=2400, variant="local", local={"window": 16},
-                          mask={"key_padding": None}, timing={"min_run_time": 0.01, "threads": 1, "scope": "core",
+                          mask={"key_padding": None}, timing={"min_run_time": 0.01, "threads": 1, "repetitions": 1, "scope": "core",
                                                               "pass": "backward"}, impls=["sdpa", "blocked"])
     report = run_experiment(config)
     assert all(r.ok for r in report.results), [r.reason for r in report.results]
@@ -73,13 +73,13 @@ def test_sampled_rows_restrict_the_loss_for_both_sides() -> None:
 
 
 def test_flex_on_the_cpu_is_skipped_with_the_reason() -> None:
-    config = small_config(seq_len=8, timing={"min_run_time": 0.01, "scope": "core", "pass": "backward"}, impls=["flex"])
+    config = small_config(seq_len=8, timing={"min_run_time": 0.01, "repetitions": 1, "scope": "core", "pass": "backward"}, impls=["flex"])
     (flex,) = run_experiment(config).results
     assert flex.status == "skipped" and "does not support backward on CPU" in flex.reason
 
 
 def test_the_whole_layer_checks_input_and_parameter_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = small_config(seq_len=12, batch_first=False, timing={"min_run_time": 0.01, "threads": 1, "pass": "backward"},
+    config = small_config(seq_len=12, batch_first=False, timing={"min_run_time": 0.01, "threads": 1, "repetitions": 1, "pass": "backward"},
                           impls=["torch", "sdpa"], mask={"key_padding": None})
     report = run_experiment(config)
     assert all(r.ok for r in report.results), [r.reason for r in report.results]
@@ -130,7 +130,7 @@ def test_inference_timing_is_unchanged_by_default() -> None:
 def test_bfloat16_gradients_are_held_to_a_tolerance_sized_by_bfloat16_math(scope: str) -> None:
     config = small_config(embed_dim=32, num_heads=4, seq_len=40, dtype="bfloat16", variant="local", local={"window": 4},
                           mask={"key_padding": None, "causal": True},
-                          timing={"min_run_time": 0.01, "threads": 1, "scope": scope, "pass": "forward_backward"},
+                          timing={"min_run_time": 0.01, "threads": 1, "repetitions": 1, "scope": scope, "pass": "forward_backward"},
                           impls=["sdpa", "blocked"])
     report = run_experiment(config)
     assert all(r.ok for r in report.results), [r.reason for r in report.results]
@@ -141,7 +141,7 @@ def test_blocked_trains_without_an_l_by_s_tensor() -> None:
     # L x S for one head in float32 would be 1 GiB here; blocked's forward + backward stays far below it.
     config = small_config(embed_dim=32, num_heads=2, batch_size=1, seq_len=16384, variant="local", local={"window": 32},
                           mask={"key_padding": None},
-                          timing={"min_run_time": 0.01, "threads": 1, "scope": "core", "pass": "forward_backward"},
+                          timing={"min_run_time": 0.01, "threads": 1, "repetitions": 1, "scope": "core", "pass": "forward_backward"},
                           impls=["blocked", "sdpa"])
     blocked_row, sdpa_row = run_experiment(config, memory_limit=3 * 2**30).results
     assert blocked_row.ok, blocked_row.reason

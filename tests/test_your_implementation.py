@@ -47,7 +47,7 @@ def test_a_core_function_is_checked_and_timed_like_a_built_in(form: str) -> None
     {"attention": "cross", "source_len": 7, "kdim": 3, "mask": {"key_padding": {"lengths": [7, 2]}}},
 ], ids=["local-causal-padding", "strided-core", "cross"])
 def test_the_rule_and_the_dense_mask_are_the_same_mask(fields: dict) -> None:
-    fields = {**fields, "timing": {"min_run_time": 0.01, "threads": 1, **fields.get("timing", {})}}
+    fields = {**fields, "timing": {"min_run_time": 0.01, "threads": 1, "repetitions": 1, **fields.get("timing", {})}}
     config = small_config(impls=["manual", "dense", "rule"], implementations={
         "dense": reference("dense_softmax"), "rule": reference("from_the_rule")}, **fields)
     report = run_experiment(config)
@@ -55,21 +55,21 @@ def test_the_rule_and_the_dense_mask_are_the_same_mask(fields: dict) -> None:
 
 
 def test_the_layer_scope_runs_the_same_projections_and_weights_around_it() -> None:
-    config = mine("dense_softmax", timing={"min_run_time": 0.01, "threads": 1, "scope": "layer"}, batch_first=True)
+    config = mine("dense_softmax", timing={"min_run_time": 0.01, "threads": 1, "repetitions": 1, "scope": "layer"}, batch_first=True)
     sdpa, yours = run_experiment(config).results
     assert yours.ok and yours.scope == "layer" and abs(yours.max_abs_err - sdpa.max_abs_err) < 1e-5
 
 
 @pytest.mark.parametrize("pass_", ["backward", "forward_backward"])
 def test_training_passes_check_its_gradients(pass_: str) -> None:
-    config = mine("dense_softmax", mask={"causal": True}, timing={"min_run_time": 0.01, "threads": 1, "pass": pass_})
+    config = mine("dense_softmax", mask={"causal": True}, timing={"min_run_time": 0.01, "threads": 1, "repetitions": 1, "pass": pass_})
     sdpa, yours = run_experiment(config).results
     assert yours.ok, yours.reason
     assert yours.grad_max_abs_err is not None and yours.grad_max_abs_err < 1e-4
 
 
 def test_an_output_that_does_not_require_grad_is_skipped_for_training() -> None:
-    config = mine("detached", timing={"min_run_time": 0.01, "threads": 1, "pass": "backward"})
+    config = mine("detached", timing={"min_run_time": 0.01, "threads": 1, "repetitions": 1, "pass": "backward"})
     _, yours = run_experiment(config).results
     assert yours.status == "skipped" and "does not require grad" in yours.reason
     _, forward = run_experiment(mine("detached")).results

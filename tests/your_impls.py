@@ -125,3 +125,28 @@ def chatty(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Ten
 @mha_cli.factory
 def core_takes_the_spec(spec):  # type: ignore[no-untyped-def]
     return lambda q, k, v, spec: q  # the core takes (q, k, v): the spec belongs to the factory
+
+
+def pid_logged(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Writes the process it runs in to $MHA_TEST_PID_LOG: which process times which repetition."""
+    import os
+
+    with open(os.environ["MHA_TEST_PID_LOG"], "a") as log:
+        log.write(f"{os.getpid()}\n")
+    return dense_softmax(q, k, v, spec)
+
+
+def slow(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    import time
+
+    time.sleep(0.05)
+    return dense_softmax(q, k, v, spec)
+
+
+def dies_in_a_repetition(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Fine in the process that checks it; ends any other (a repetition's) at once, as a crash would."""
+    import os
+
+    if os.getpid() != int(os.environ["MHA_TEST_PARENT"]):
+        os._exit(9)
+    return dense_softmax(q, k, v, spec)

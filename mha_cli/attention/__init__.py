@@ -40,6 +40,11 @@ class Implementation(Protocol):
     name: str
     origin: str  # "built in", or where it came from (the config's reference, an installed distribution)
 
+    @property
+    def portable(self) -> bool:
+        """Whether a fresh process can build it from the config alone, cheaply (timed in repetitions' own
+        processes); not for code handed over from Python, nor for what compiles on every build (flex)."""
+
     def unsupported(self, experiment: Experiment) -> str | None:
         """Why it cannot run this experiment here, found without building anything; None when it can."""
 
@@ -60,6 +65,10 @@ class Builtin:
     @property
     def module(self):  # type: ignore[no-untyped-def]
         return importlib.import_module(f"{__name__}.{BUILTIN_IMPLS[self.name]}")
+
+    @property
+    def portable(self) -> bool:
+        return not getattr(self.module, "COMPILES", False)
 
     def unsupported(self, experiment: Experiment) -> str | None:
         return self.module.unsupported(experiment)

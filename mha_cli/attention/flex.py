@@ -22,6 +22,10 @@ from . import Forward
 from .layer import layer_around
 
 
+# Every build compiles (seconds, even from torch's cache): its repetitions are timed in the process that built it.
+COMPILES = True
+
+
 def unsupported(experiment: Experiment) -> str | None:
     try:
         import torch.nn.attention.flex_attention  # noqa: F401

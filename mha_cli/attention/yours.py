@@ -41,6 +41,7 @@ class Yours:
     field: str  # where its problems are reported: implementations.NAME, or the entry point that offers it
     source: str = "config"
     built: Core | None = None  # the core probe() built and checked, kept for the row
+    portable: bool = True  # named by a reference a fresh process can import (not an object handed over from Python)
 
     @property
     def is_factory(self) -> bool:
@@ -166,4 +167,4 @@ def load(name: str, given: Any, origin: str, offered_by: str | None = None) -> Y
     elif not takes_positional(target, 4):
         raise yours.problem(f"{reference!r} must take (q, k, v, spec), the attention core's signature "
                             "(or be a factory with build(spec))")
-    return replace(yours, target=target)
+    return replace(yours, target=target, portable=isinstance(given, str))

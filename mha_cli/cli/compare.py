@@ -22,6 +22,11 @@ def compare(
     allow_missing: Annotated[
         bool, typer.Option("--allow-missing", help="Do not fail when results measured in BASE are missing from CURRENT.")
     ] = False,
+    relative_to: Annotated[
+        str | None,
+        typer.Option("--relative-to", metavar="IMPL", help="Judge each implementation by its time over IMPL's at the same "
+                     "point in the same file, repetition by repetition (BASE and CURRENT may come from different machines)."),
+    ] = None,
     as_json: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a CI job summary).")] = False,
 ) -> None:
@@ -29,23 +34,27 @@ def compare(
 
     Points are matched by their swept parameters and implementation; unmatched
     ones are listed. A point regresses when it is slower than the threshold AND
-    its interquartile range lies entirely above the base one. The gate fails
-    closed. Exit codes: 0 no regression; 3 a regression; 1 a result in CURRENT
-    failed its check, crashed or timed out, or one measured in BASE is missing
-    (unless --allow-missing); 2 bad input or nothing to match.
-    A warning (not a failure) says when the two ran on different machines or software.
+    a rank test on the repetitions (Mann-Whitney U, 5%) says so; a slowdown the
+    repetitions cannot decide (fewer than 4 a side) is UNDECIDED and fails too.
+    The gate fails closed. Exit codes: 0 no regression; 3 a regression or an
+    undecided slowdown; 1 a result in CURRENT failed its check, crashed or timed
+    out, or one measured in BASE is missing (unless --allow-missing); 2 bad input
+    or nothing to match. Rows measured on a busy machine are marked. A warning
+    (not a failure) says when the two ran on different machines or software.
 
     Examples:
 
       mha compare baseline/results.json outputs/latest --fail-on median:10%
 
       mha compare main-sweep/ pr-sweep/ --fail-on median:5% --fail-on peak_mem:20% --markdown >> $GITHUB_STEP_SUMMARY
+
+      mha compare main-sweep/ pr-sweep/ --relative-to sdpa
     """
     from ..compare import Threshold, compare_results, load
 
     thresholds = [Threshold.parse(text) for text in (fail_on or ["median:10%"])]
     before, after = load(base), load(current)
-    comparison = compare_results(before, after, thresholds, allow_missing=allow_missing)
+    comparison = compare_results(before, after, thresholds, allow_missing=allow_missing, relative_to=relative_to)
     err = stderr_console()
     if comparison.env_differences:
         err.print("warning: BASE and CURRENT ran in different environments; timings may not be comparable: "

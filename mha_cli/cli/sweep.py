@@ -62,6 +62,14 @@ class _ConsoleProgress:
             self.bar.start()
             self.task = self.bar.add_task("sweep", total=total, completed=already_done)
 
+    def note(self, message: str) -> None:
+        if self.bar is not None:
+            from rich.markup import escape
+
+            self.bar.update(self.task, description=escape(message))
+            return
+        self.console.print(message, highlight=False, markup=False)
+
     def point_started(self, point) -> None:  # type: ignore[no-untyped-def]
         if self.bar is not None:
             from rich.markup import escape

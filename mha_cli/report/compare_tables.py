@@ -6,22 +6,36 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..compare import Comparison, Threshold
+from ..compare import Comparison, Row, Threshold
 from ..errors import ExitCode
 from ..memory import format_bytes
 from .markdown import markdown_table
 from .rows import format_seconds
 
-HEADERS = ["point", "impl", "metric", "base", "current", "change", "verdict", "note"]
+HEADERS = ["point", "impl", "metric", "base", "current", "change (90% interval)", "verdict", "note"]
 VERDICT_COLUMN = HEADERS.index("verdict")
-_VERDICT_STYLE = {"REGRESSION": "bold red", "FAIL": "bold red", "MISSING": "bold red", "faster": "green",
-                  "slower within noise": "yellow"}
+_VERDICT_STYLE = {"REGRESSION": "bold red", "UNDECIDED": "bold red", "FAIL": "bold red", "MISSING": "bold red",
+                  "faster": "green", "slower within noise": "yellow"}
 
 
-def _format(metric: str, value: float | None) -> str:
+def _format(metric: str, value: float | None, relative: bool = False) -> str:
     if value is None:
         return "-"
-    return format_seconds(value) if metric == "median" else format_bytes(value)
+    if metric == "median":
+        return f"{value:.3f}x" if relative else format_seconds(value)
+    return format_bytes(value)
+
+
+def _change(row: Row) -> str:
+    if row.change is None:
+        return "-"
+    text = f"{100 * row.change:+.1f}%"
+    return text + (f" ({100 * row.interval[0]:+.1f}..{100 * row.interval[1]:+.1f})" if row.interval else "")
+
+
+def _note(row: Row) -> str:
+    return "; ".join(part for part in (row.note, "busy: measured while other processes used the CPUs" if row.busy else "")
+                     if part)
 
 
 def _point(params: dict) -> str:  # type: ignore[type-arg]
@@ -29,9 +43,11 @@ def _point(params: dict) -> str:  # type: ignore[type-arg]
 
 
 def comparison_rows(comparison: Comparison) -> list[list[str]]:
+    relative = comparison.relative_to is not None
     return [
-        [_point(row.params), row.impl, row.metric, _format(row.metric, row.base), _format(row.metric, row.current),
-         f"{100 * row.change:+.1f}%" if row.change is not None else "-", row.verdict, row.note]
+        [_point(row.params), row.impl, row.metric + (f" / {comparison.relative_to}" if relative and row.metric == "median" else ""),
+         _format(row.metric, row.base, relative), _format(row.metric, row.current, relative), _change(row), row.verdict,
+         _note(row)]
         for row in comparison.rows
     ]
 
@@ -45,6 +61,13 @@ def comparison_notes(comparison: Comparison, thresholds: list[Threshold]) -> lis
         lines.append(f"MISSING: {len(comparison.missing)} result(s) measured in BASE have no measurement in CURRENT{allowed}")
     if comparison.failures:
         lines.append(f"FAIL: {len(comparison.failures)} result(s) in CURRENT failed the correctness check, crashed or timed out (exit 1)")
+    if comparison.busy:
+        lines.append(f"busy: {len(comparison.busy)} result(s) were measured while other processes used a noticeable "
+                     "share of the CPUs; their times are not to be trusted")
+    undecided = [r for r in comparison.rows if r.verdict == "UNDECIDED"]
+    if undecided:
+        lines.append(f"UNDECIDED: {len(undecided)} slowdown(s) beyond the threshold that too few repetitions cannot tell "
+                     "from noise; they fail the gate (exit 3) until measured with timing.repetitions of 4 or more")
     code = comparison.exit_code
     if code == ExitCode.FAILED and not comparison.failures:
         lines.append("FAIL: CURRENT is missing results BASE measured (exit 1)")

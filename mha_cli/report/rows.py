@@ -7,9 +7,11 @@ from typing import Any
 
 from ..mask_spec import MaskSpec
 from ..memory import format_bytes
+from ..machine_load import BUSY_SHARE
 from ..results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport
 
-RESULT_HEADERS = ["impl", "status", "median", "IQR", "runs", "GFLOP/s (% peak)", "vs torch", "peak mem", "max err", "atol"]
+RESULT_HEADERS = ["impl", "status", "median", "IQR", "reps", "runs", "machine", "GFLOP/s (% peak)", "vs torch", "peak mem",
+                  "max err", "atol"]
 COMPILE_HEADER = "compile"  # only when an implementation compiled (flex)
 GRAD_HEADER = "grad err"  # only for a training pass: the largest gradient error against float64
 PLAN_HEADER = "plan"  # only when an implementation built a block plan (blocked on a pattern)
@@ -32,13 +34,35 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
-def _iqr(result: Result) -> str:
-    if result.iqr_s is None or not result.median_s:
+def iqr_cell(result: Result | dict[str, Any]) -> str:
+    """±IQR as a share of the median; "n/a" where too few runs give none worth the name (never ±0.0%)."""
+    get = result.get if isinstance(result, dict) else lambda name: getattr(result, name)
+    median, iqr, runs = get("median_s"), get("iqr_s"), get("runs")
+    if not median:
         return "-"
-    if result.runs is not None and result.runs < MIN_RUNS:
-        return f"n/a ({result.runs} run{'s' if result.runs != 1 else ''}) noisy"
-    share = 100 * result.iqr_s / result.median_s
-    return f"±{share:.1f}%" + (" noisy" if result.noisy else "")
+    if iqr is None or (runs is not None and runs < MIN_RUNS):
+        return f"n/a ({runs} run{'s' if runs != 1 else ''}) noisy" if runs is not None else "n/a"
+    share = 100 * iqr / median
+    return f"±{share:.1f}%" + (" noisy" if get("noisy") else "")
+
+
+def machine_cell(result: Result | dict[str, Any]) -> str:
+    """What the rest of the machine did while the row was timed: "quiet 2%", "BUSY 48%", or "-" (unknown)."""
+    get = result.get if isinstance(result, dict) else lambda name: getattr(result, name)
+    load = get("load")
+    if load is None:
+        return "-"
+    share = 100 * (load + (get("steal") or 0))
+    return f"BUSY {share:.0f}%" if get("busy") else f"quiet {share:.0f}%"
+
+
+def speedup_cell(result: Result) -> str:
+    """vs torch, with the range of the repetitions' paired ratios."""
+    if result.speedup_vs_torch is None:
+        return "-"
+    low_high = result.speedup_range
+    return f"{result.speedup_vs_torch:.2f}x" + (f" ({low_high[0]:.2f}-{low_high[1]:.2f})" if low_high and
+                                                 low_high[0] != low_high[1] else "")
 
 
 def result_table(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]:
@@ -62,10 +86,12 @@ def result_row(result: Result) -> list[str]:
         result.impl,
         result.status.upper() if result.status == "fail" else result.status,
         format_seconds(result.median_s),
-        _iqr(result),
+        iqr_cell(result),
+        str(len([s for s in result.samples_s if s])) if result.samples_s else "-",
         str(result.runs) if result.runs is not None else "-",
+        machine_cell(result),
         gflops_cell(result.gflops, result.peak_gflops),
-        f"{result.speedup_vs_torch:.2f}x" if result.speedup_vs_torch is not None else "-",
+        speedup_cell(result),
         format_bytes(result.peak_mem_bytes) if result.peak_mem_bytes is not None else "-",
         f"{result.max_abs_err:.2e}" if result.max_abs_err is not None else "-",
         f"{result.atol:.0e}" if result.atol is not None else "-",
@@ -88,6 +114,15 @@ def notes(results: Sequence[Result]) -> list[str]:
             f"GFLOP/s count allowed pairs only; % peak is of this machine's matmul peak, {max(peaks):.1f} GFLOP/s "
             "in this dtype and thread count (`mha env` shows the probe; --reprobe measures it again)"
         )
+    busy = [r for r in results if r.busy]
+    if busy:
+        worst = max(100 * ((r.load or 0) + (r.steal or 0)) for r in busy)
+        lines.append(f"BUSY: {', '.join(r.impl for r in busy)} timed while other processes used up to {worst:.0f}% of the "
+                     f"CPUs (more than {100 * BUSY_SHARE:.0f}%): those times are not to be trusted; rerun on a quiet machine")
+    reps = max((len(r.samples_s) for r in results if r.samples_s), default=0)
+    if reps > 1:
+        lines.append(f"each time is the median of {reps} repetitions, each in a fresh process, the implementations "
+                     "interleaved; IQR over the repetitions; vs torch: the median (and range) of the ratios in each")
     noisy = [r.impl for r in results if r.noisy]
     if noisy:
         lines.append(
@@ -110,6 +145,7 @@ def summary_line(report: RunReport) -> str:
     source = config["source_len"] or config["seq_len"]
     mask = MaskSpec.of_saved(config["mask"]).names(source)
     density = next((r.density for r in report.results if r.density is not None), None)
+    busy = any(r.busy for r in report.results)
     return (
         f"{config['name']}: {config['attention']} attention, variant {pattern_words(config)}, "
         f"E={config['embed_dim']}, H={heads} (d={config['embed_dim'] // heads}), N={config['batch_size']}, "
@@ -117,6 +153,7 @@ def summary_line(report: RunReport) -> str:
         + (f", density {density:.4g}" if density is not None and density < 1 else "")
         + f"; timing scope {config['timing']['scope']}, pass {config['timing'].get('pass', 'forward')}; "
         f"{config['dtype']} on {env['device']}, {env['num_threads']} threads, torch {env['torch']}"
+        + ("; BUSY MACHINE: other processes used the CPUs while timing" if busy else "")
     )
 
 

@@ -6,28 +6,34 @@ import csv
 import io
 from typing import Any
 
+from ..machine_load import BUSY_SHARE
 from ..results import MIN_RUNS, NOISY_IQR_RATIO
-from .rows import format_seconds, gflops_cell
+from .rows import format_seconds, gflops_cell, iqr_cell, machine_cell
 
 Table = tuple[str, list[str], list[list[str]]]  # title, headers, rows
 
 
 NOISY_MARK = " ~"
+BUSY_MARK = " BUSY"
 
 
 def _cell(row: dict[str, Any]) -> str:
-    """A median with the noise mark, or the status when there is no median."""
+    """A median with the noise and busy marks, or the status when there is no median."""
     if row["status"] == "ok":
-        return format_seconds(row["median_s"]) + (NOISY_MARK if row.get("noisy") else "")
+        return format_seconds(row["median_s"]) + (NOISY_MARK if row.get("noisy") else "") + (BUSY_MARK if row.get("busy") else "")
     return row["status"].upper() if row["status"] in ("fail", "error", "crashed", "timeout") else row["status"]
 
 
 def table_notes(summary: dict[str, Any]) -> list[str]:
     """What the marks in the tables mean, when a table uses one."""
+    notes = []
     if any(row.get("noisy") and row["status"] == "ok" for row in summary["rows"]):
-        return [f"'{NOISY_MARK.strip()}' after a time: noisy (IQR above {NOISY_IQR_RATIO:.0%} of the median, or fewer "
-                f"than {MIN_RUNS} timed runs); rerun or raise timing.min_run_time"]
-    return []
+        notes.append(f"'{NOISY_MARK.strip()}' after a time: noisy (IQR above {NOISY_IQR_RATIO:.0%} of the median, or fewer "
+                     f"than {MIN_RUNS} timed runs); rerun or raise timing.min_run_time")
+    if any(row.get("busy") for row in summary["rows"]):
+        notes.append(f"'{BUSY_MARK.strip()}': timed while other processes used more than {100 * BUSY_SHARE:.0f}% of the "
+                     "CPUs: not to be trusted; rerun on a quiet machine")
+    return notes
 
 
 def impl_tables(summary: dict[str, Any]) -> list[Table]:
@@ -45,13 +51,16 @@ def impl_tables(summary: dict[str, Any]) -> list[Table]:
             body = [[str(a)] + [cells.get((a, b), "-") for b in second["values"]] for a in first["values"]]
             tables.append((f"{impl}: median time", headers, body))
         else:
-            headers = axes + ["status", "median", "IQR", "GFLOP/s (% peak)", "peak mem"]
+            headers = axes + ["status", "median", "IQR", "reps", "runs", "machine", "GFLOP/s (% peak)", "peak mem"]
             body = [
                 [str(r[a]) for a in axes]
                 + [
                     r["status"],
                     _cell(r) if r["status"] == "ok" else "-",
-                    f"±{100 * r['iqr_s'] / r['median_s']:.1f}%" if r["median_s"] and r["iqr_s"] is not None else "-",
+                    iqr_cell(r),
+                    str(len([v for v in r["samples_s"] if v])) if r.get("samples_s") else "-",
+                    str(r["runs"]) if r.get("runs") is not None else "-",
+                    machine_cell(r),
                     gflops_cell(r["gflops"], r.get("peak_gflops")),
                     f"{r['peak_mem_bytes'] / 2**20:.1f} MiB" if r["peak_mem_bytes"] is not None else "-",
                 ]
@@ -94,6 +103,8 @@ def headline(summary: dict[str, Any]) -> str:
     """One line: which sweep (or shard of it), its status, and what became of its points."""
     c = summary["counts"]
     axes = ", ".join(f"{a['path']} in {a['values']}" for a in summary["axes"])
+    busy = sum(1 for row in summary["rows"] if row.get("busy"))
+    axes += f"; BUSY MACHINE: {busy} row(s) timed while other processes used the CPUs" if busy else ""
     parts = [f"{c['done']} done"] + [f"{c[k]} {k}" for k in ("skipped", "crashed", "timeout", "pending") if c.get(k)]
     shards = summary["shards"]
     if len(shards) == 1 and shards[0] != "1/1":
@@ -115,7 +126,8 @@ def all_tables(summary: dict[str, Any]) -> list[Table]:
 
 def summary_csv(summary: dict[str, Any]) -> str:
     axes = [a["path"] for a in summary["axes"]]
-    columns = ["point", *axes, "impl", "status", "median_s", "iqr_s", "runs", "noisy", "gflops", "peak_gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
+    columns = ["point", *axes, "impl", "status", "median_s", "iqr_s", "runs", "noisy", "load", "steal", "busy", "gflops",
+               "peak_gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

@@ -36,23 +36,51 @@ class BrokenCode(MhaError):
     exit_code = ExitCode.USAGE
 
 
-def run_in_process(point: Point, memory_limit: int | None) -> Record:
-    """One point with run_experiment. Errors are recorded, not raised: the sweep goes on. Ctrl-C and a
-    config error of code the config names (BrokenCode) are raised."""
-    from ..runner import run_experiment
+def run_in_rounds(points: list[Point], on_record: Callable[[Record], None], memory_limit: int | None,
+                  progress: Progress) -> None:
+    """The points in this process: each checked in turn, then timed in rounds over all of them (round k, one
+    fresh process, times repetition k of every point), so that a point's repetitions spread over the sweep's
+    whole duration and a slow spell of the machine cannot move every one of them. A point's record is handed
+    over when its timing is done. Errors are recorded, not raised: the sweep goes on. Ctrl-C and a config error
+    of code the config names (BrokenCode) are raised, the points timed so far recorded first."""
+    from ..experiment import resolve
+    from ..prepared import Prepared
+    from ..runner import check_point, time_rounds
 
-    start = time.perf_counter()
-    if point.config is None:
-        return _record(point, "skipped", point.problem)
+    checked: list[tuple[Point, Any, float]] = []
+    for point in points:
+        progress.point_started(point)
+        if point.config is None:
+            on_record(_record(point, "skipped", point.problem))
+            continue
+        start = time.perf_counter()
+        try:
+            found = check_point(Prepared(resolve(point.config)), memory_limit)
+            checked.append((point, found, time.perf_counter() - start))
+        except ConfigError as error:  # only code the config names fails this late: every point would
+            _record_timed(checked, on_record, partial=True)
+            raise BrokenCode(f"point {point.label or point.index}: {error.message}") from None
+        except MhaError as error:  # the memory guard refusing, a device that is not there
+            on_record(_record(point, "skipped", error.message, wall_s=time.perf_counter() - start))
+        except Exception as error:  # noqa: BLE001 - a crash of one point must not end the sweep
+            on_record(_record(point, "crashed", f"{type(error).__name__}: {error}", wall_s=time.perf_counter() - start))
     try:
-        report = run_experiment(point.config, memory_limit=memory_limit)
-    except ConfigError as error:  # only code the config names fails this late: every point would
-        raise BrokenCode(f"point {point.label or point.index}: {error.message}") from None
-    except MhaError as error:  # the memory guard refusing, a device that is not there
-        return _record(point, "skipped", error.message, wall_s=time.perf_counter() - start)
-    except Exception as error:  # noqa: BLE001 - a crash of one point must not end the sweep
-        return _record(point, "crashed", f"{type(error).__name__}: {error}", wall_s=time.perf_counter() - start)
-    return _record(point, "done", report=report.to_dict(), wall_s=time.perf_counter() - start)
+        time_rounds([found for _, found, _ in checked], progress.note)
+    except KeyboardInterrupt:
+        _record_timed(checked, on_record, partial=True)
+        raise
+    _record_timed(checked, on_record, partial=False)
+
+
+def _record_timed(checked: list[tuple[Point, Any, float]], on_record: Callable[[Record], None], partial: bool) -> None:
+    """Records of checked points; when stopped part way (partial), only those with a time for every row.
+    A point's wall time: its checks, and its own share of the rounds."""
+    for point, found, checking in checked:
+        if partial and not all(found.samples[name].slices for name in found.samples):
+            continue  # pending: --resume times it again
+        timing = sum(sample.spent for sample in found.samples.values())
+        on_record(_record(point, "done", report=found.report().to_dict(), wall_s=checking + timing))
+    checked.clear()
 
 
 def _signal_name(code: int) -> str:
@@ -117,15 +145,16 @@ def run_points(
     point_timeout: float | None = None,
     memory_limit: int | None = None,
     before_point: Callable[[Point], None] = lambda _: None,
+    progress: Progress | None = None,
 ) -> None:
-    """Run each point and hand its record over at once (the caller stores it before the next starts)."""
+    """Run each point and hand its record over as soon as it is done (the caller stores it before going on):
+    each in a child process with isolate, else in this one, timed in rounds over all the points."""
+    if not isolate:
+        run_in_rounds(points, on_record, memory_limit, progress or Progress())
+        return
     for point in points:
         before_point(point)
-        if isolate:
-            record = run_isolated(point, memory_limit, point_timeout)
-        else:
-            record = run_in_process(point, memory_limit)
-        on_record(record)
+        on_record(run_isolated(point, memory_limit, point_timeout))
 
 
 class Progress:
@@ -138,6 +167,9 @@ class Progress:
     def point_started(self, point: Point) -> None: ...
 
     def point_finished(self, point: Point, record: Record) -> None: ...
+
+    def note(self, message: str) -> None:
+        """A step of the work that is no point of its own (a round of repetitions)."""
 
 
 class StoreFailed(MhaError):
@@ -244,7 +276,7 @@ def execute(
     sweep.progress.start(len(sweep.mine), len(sweep.mine) - len(todo))
     try:
         run_points(todo, sweep.keep, isolate=isolate, point_timeout=point_timeout, memory_limit=memory_limit,
-                   before_point=sweep.progress.point_started)
+                   before_point=sweep.progress.point_started, progress=sweep.progress)
     except KeyboardInterrupt:
         sweep.summary(interrupted=True)
         raise
