@@ -9,12 +9,14 @@ ordered pair of them is judged at `--fail-on median:10%`, as CI would:
   `configs/local_window.yaml --seq-len 1024,4096 --impl sdpa,blocked`, SWEEPS
   runs each of identical code: how many of the SWEEPS x (SWEEPS - 1) ordered
   compares exit 3 (a wolf);
-- detection: the same two shapes with a user implementation beside sdpa,
-  SWEEPS runs where it is sdpa called plainly (bench/gate_impls.py:plain) and
-  SWEEPS - 1 where it does ~15% more work (:slower): how many of the
-  SWEEPS x (SWEEPS - 1) compares of a plain BASE with a slower CURRENT flag it
-  REGRESSION at each point, in seconds and with --relative-to sdpa. The true
-  slowdown at each shape is measured first, the two interleaved in one process;
+- detection: a user implementation beside sdpa, SWEEPS runs where it is sdpa
+  called plainly (bench/gate_impls.py:plain) and SWEEPS - 1 where it attends a
+  share of the query rows twice (:slower): how many of the SWEEPS x (SWEEPS - 1)
+  compares of a plain BASE with a slower CURRENT flag it REGRESSION at each
+  point, in seconds and with --relative-to sdpa. At the local_window shapes
+  (L = 1024, 4096) that is ~15% more work, with a target; at the README's
+  microsecond layers two sizes, reported. The true slowdown at each point is
+  measured first, the two interleaved in one process;
 - busy: how many of the condition's sweeps have a row flagged busy.
 
 Then the wall time of the README's gating sweep, beside the same sweep of an
@@ -22,7 +24,7 @@ earlier mha when --before-python names its interpreter (run alternately).
 
     python bench/gate.py [--sweeps 5] [--conditions quiet,loaded] [--before-python /tmp/before/.venv/bin/python]
 
-Takes about 25 minutes with the defaults on a 2-core machine. Run nothing else meanwhile.
+Takes about 20 minutes with the defaults on a 2-core machine. Run nothing else meanwhile.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from verdicts import report  # noqa: E402
 from mha_cli.compare import Threshold, compare_results, load  # noqa: E402
 
 THRESHOLD = Threshold.parse("median:10%")
+EXTRA: list[str] = []  # --set overrides, added to every sweep of this mha
+FILTER = ""  # --cases
 LOCAL = ["configs/local_window.yaml", "--seq-len", "1024,4096"]
 IMPLS = "bench/gate_impls.py"
 
@@ -69,10 +73,21 @@ def detection_case(shape: list[str], impl: str) -> list[str]:
     return [*shape, "--impl", "sdpa,mine", f"implementations.mine={IMPLS}:{impl}"]
 
 
-DETECTION_SHAPES = {
-    "local_window L=1024,4096": LOCAL,
-    "README recipe (--heads 1,2,4)": ["--heads", "1,2,4"],
-}
+class Detection(NamedTuple):
+    label: str
+    shape: list[str]  # after `mha sweep`
+    extra_rows: float  # bench/gate_impls.py's GATE_EXTRA_ROWS for :slower
+    targeted: bool  # the issue sets a detection target here (the README's microsecond layers: reported only)
+    points: dict[str, tuple[str | None, list[str]]]  # each point as (config, overrides), for the true slowdown
+
+
+README_POINTS = {f'{{"num_heads": {h}}}': (None, [f"num_heads={h}"]) for h in (1, 2, 4)}
+DETECTIONS = [
+    Detection("local_window L=1024,4096, 15% of the rows again", LOCAL, 0.15, True,
+              {f'{{"seq_len": {n}}}': ("configs/local_window.yaml", [f"seq_len={n}"]) for n in (1024, 4096)}),
+    Detection("README recipe, 2 of 10 rows again", ["--heads", "1,2,4"], 0.15, False, README_POINTS),
+    Detection("README recipe, 1 of 10 rows again", ["--heads", "1,2,4"], 0.1, False, README_POINTS),
+]
 
 
 # --------------------------------------------------------------------------- the load
@@ -109,10 +124,12 @@ class Sweep(NamedTuple):
     busy: bool  # a row was flagged busy
 
 
-def sweep(python: str, args: list[str], folder: Path, cwd: Path = REPO) -> Sweep:
+def sweep(python: str, args: list[str], folder: Path, cwd: Path = REPO, extra_rows: float | None = None) -> Sweep:
     began = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    done = subprocess.run([python, "-m", "mha_cli", "sweep", *args, "--output-dir", str(folder), "--no-plot"],
+    if extra_rows is not None:
+        env["GATE_EXTRA_ROWS"] = str(extra_rows)
+    done = subprocess.run([python, "-m", "mha_cli", "sweep", *args, *(EXTRA if python == sys.executable else []), "--output-dir", str(folder), "--no-plot"],
                           cwd=cwd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - began
     if done.returncode != 0:
@@ -131,31 +148,32 @@ def flagged(base: Path, current: Path, impl: str, relative_to: str | None = None
     return {json.dumps(r.params, sort_keys=True): r.verdict == "REGRESSION" for r in comparison.rows if r.impl == impl}
 
 
-def true_slowdowns(shape_overrides: dict[str, list[str]]) -> dict[str, float]:
-    """slower / plain at each shape, the two interleaved in this process (11 rounds, order rotated)."""
-    from gate_impls import plain, slower
+def true_slowdowns(detection: Detection) -> dict[str, float]:
+    """slower / plain at each point, the two interleaved in this process (11 rounds, order rotated)."""
+    import gate_impls
 
     import mha_cli
 
+    gate_impls.EXTRA_ROWS = detection.extra_rows
     found = {}
-    for label, (path, overrides) in shape_overrides.items():
+    for point, (path, overrides) in detection.points.items():
         config = mha_cli.load_config(path, [*overrides, "timing.repetitions=11", "timing.min_run_time=3"])
         config = config.model_copy(update={"impls": ["plain", "slower"],
-                                           "implementations": {"plain": plain, "slower": slower}})
+                                           "implementations": {"plain": gate_impls.plain, "slower": gate_impls.slower}})
         results = {r.impl: r for r in mha_cli.run_experiment(config).results}
         ratios = [b / a for a, b in zip(results["plain"].samples_s, results["slower"].samples_s, strict=True) if a and b]
-        found[label] = statistics.median(ratios)
+        found[point] = statistics.median(ratios)
     return found
 
 
 # --------------------------------------------------------------------------- one condition
 
 
-def condition(name: str, sweeps: int, work: Path, verdicts: list[tuple[str, bool]]) -> None:
+def condition(name: str, sweeps: int, work: Path, verdicts: list[tuple[str, bool]], parts: list[str]) -> None:
     pairs = sweeps * (sweeps - 1)
     busy_runs: list[bool] = []
     print(f"\n=== {name}", flush=True)
-    for case in AA_CASES:
+    for case in [c for c in AA_CASES if FILTER in c.name] if "aa" in parts else []:
         runs = []
         for index in range(sweeps):
             runs.append(sweep(sys.executable, case.args, work / f"{name}-aa-{len(case.name)}-{index}"))
@@ -168,13 +186,13 @@ def condition(name: str, sweeps: int, work: Path, verdicts: list[tuple[str, bool
             print(f"  A/A {case.name}{how}: {wolves} of {pairs} identical compares exit 3", flush=True)
             verdicts.append((f"{name}: A/A {case.name}{how}: {wolves}/{pairs} exit 3 (at most {pairs // 20})",
                              wolves <= pairs // 20))
-    for label, shape in DETECTION_SHAPES.items():
-        plain = [sweep(sys.executable, detection_case(shape, "plain"), work / f"{name}-plain-{len(label)}-{i}")
+    for index, detection in enumerate([d for d in DETECTIONS if FILTER in d.label] if "detection" in parts else []):
+        plain = [sweep(sys.executable, detection_case(detection.shape, "plain"), work / f"{name}-plain-{index}-{i}")
                  for i in range(sweeps)]
-        slow = [sweep(sys.executable, detection_case(shape, "slower"), work / f"{name}-slow-{len(label)}-{i}")
-                for i in range(sweeps - 1)]
+        slow = [sweep(sys.executable, detection_case(detection.shape, "slower"), work / f"{name}-slow-{index}-{i}",
+                      extra_rows=detection.extra_rows) for i in range(sweeps - 1)]
         busy_runs += [r.busy for r in (*plain, *slow)]
-        print(f"  detection {label}: {len(plain)} plain and {len(slow)} slower sweeps, "
+        print(f"  detection {detection.label}: {len(plain)} plain and {len(slow)} slower sweeps, "
               f"{statistics.median(r.wall_s for r in plain):.1f} s each", flush=True)
         for relative_to in (None, "sdpa"):
             caught: dict[str, int] = {}
@@ -183,8 +201,8 @@ def condition(name: str, sweeps: int, work: Path, verdicts: list[tuple[str, bool
                     caught[point] = caught.get(point, 0) + hit
             how = f" --relative-to {relative_to}" if relative_to else ""
             for point, hits in caught.items():
-                print(f"  detection {label}{how} {point}: REGRESSION in {hits} of {pairs}", flush=True)
-                if label.startswith("local_window"):
+                print(f"  detection {detection.label}{how} {point}: REGRESSION in {hits} of {pairs}", flush=True)
+                if detection.targeted:
                     least = 18 if name == "quiet" else 16
                     verdicts.append((f"{name}: 15% slower caught at {point}{how}: {hits}/{pairs} (at least {least})",
                                      hits >= least * pairs // 20))
@@ -218,22 +236,29 @@ def main() -> int:
     parser.add_argument("--load-on", type=float, default=1.0, help="seconds the load is busy, then ...")
     parser.add_argument("--load-off", type=float, default=1.0, help="... seconds it rests")
     parser.add_argument("--before-python", help="the interpreter of an earlier mha checkout, for the wall-time ratio")
+    parser.add_argument("--keep", metavar="DIR", help="keep every sweep folder under DIR (default: a temporary folder)")
+    parser.add_argument("--only", default="aa,detection", help="aa, detection or both")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override added to every sweep (e.g. timing.repetitions=10)")
+    parser.add_argument("--cases", default="", help="only the cases whose label contains this text")
     parser.add_argument("--skip-slowdown", action="store_true", help="do not measure the true slowdowns first")
     args = parser.parse_args()
+    global FILTER
+    EXTRA.extend(args.set)
+    FILTER = args.cases
     verdicts: list[tuple[str, bool]] = []
     if not args.skip_slowdown:
-        shapes = {"local_window L=1024": ("configs/local_window.yaml", ["seq_len=1024"]),
-                  "local_window L=4096": ("configs/local_window.yaml", ["seq_len=4096"]),
-                  **{f"README num_heads={h}": (None, [f"num_heads={h}"]) for h in (1, 2, 4)}}
-        for label, ratio in true_slowdowns(shapes).items():
-            print(f"true slowdown of :slower against :plain, interleaved in one process, {label}: {100 * (ratio - 1):+.1f}%",
-                  flush=True)
-    with tempfile.TemporaryDirectory(prefix="mha-gate-") as folder:
-        work = Path(folder)
+        for detection in [d for d in DETECTIONS if FILTER in d.label] if "detection" in args.only else []:
+            for point, ratio in true_slowdowns(detection).items():
+                print(f"true slowdown, {detection.label}, {point}: {100 * (ratio - 1):+.1f}% "
+                      "(:slower against :plain, interleaved in one process)", flush=True)
+    with contextlib.ExitStack() as stack:
+        work = Path(args.keep) if args.keep else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mha-gate-")))
+        work.mkdir(parents=True, exist_ok=True)
         for name in args.conditions.split(","):
             load_context = intermittent_load(args.load_on, args.load_off) if name == "loaded" else contextlib.nullcontext()
             with load_context:
-                condition(name, args.sweeps, work, verdicts)
+                condition(name, args.sweeps, work, verdicts, args.only.split(","))
         if args.before_python:
             wall_against_before(args.before_python, work, verdicts)
     return report(verdicts)

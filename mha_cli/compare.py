@@ -7,12 +7,15 @@ repetitions cannot tell from the spread between them is "slower within noise".
 When a side has fewer repetitions than the test needs (results written before
 repetitions, or timing.repetitions below 4) a slowdown beyond the threshold is
 UNDECIDED, which fails the gate like a regression (exit 3): it never passes
-silently. A slowdown every implementation at the point shares (a slow spell of
-the machine, which no repetition inside one run can see) is "slower with the
-rest", not a regression: in seconds AND against the rest of the point it must
-hold. With relative_to, every implementation is judged by its time over that
-implementation's in the same repetition of the same file, so BASE and CURRENT
-may come from different machines. Memory (`peak_mem`) regresses on the
+silently. The machine's speed drifts between runs by more than a gate's
+threshold (docs/performance.md), so a time is judged against the rest of its
+point: per repetition, over the geometric mean of the other implementations'
+times in the same repetition (they ran moments apart in the same process). A
+slowdown the whole point shares is reported as "slower with the rest", not
+failed; an implementation alone at its point is judged in seconds. With
+relative_to, every implementation is judged by its time over that one
+implementation's in the same repetition of the same file instead, so BASE and
+CURRENT may come from different machines. Memory (`peak_mem`) regresses on the
 threshold alone: it is not noisy.
 
 The gate fails closed: what BASE measured and CURRENT crashed, timed out or
@@ -272,20 +275,30 @@ def _rest(entries: dict[tuple[str, str, str], Entry], key: tuple[str, str, str])
     return replace(others[0], impl="the rest", median_s=median, samples_s=per_repetition, status="ok")
 
 
-def _shared_slowdown(threshold: Threshold, judged: Row, base: Result, current: Result, base_rest: Result | None,
-                     current_rest: Result | None) -> Row:
-    """A REGRESSION in seconds that every implementation at the point shares is the machine's (a slow spell,
-    another machine), not this code's: judged again against the rest of the point, repetition by repetition,
-    it must hold there too. With no other implementation at the point, the seconds decide alone."""
+def _against_the_rest(threshold: Threshold, in_seconds: Row, base: Result, current: Result,
+                      base_rest: Result | None, current_rest: Result | None) -> Row:
+    """Judge a time by its change against the rest of its point: per repetition, its time over the geometric mean
+    of the other implementations' times in the same repetition (they ran in the same process, moments apart).
+    The machine's speed, which drifts between runs by more than a gate's threshold, cancels; the code's own
+    change stays. A slowdown the whole point shares is reported ("slower with the rest"), never failed: from
+    inside one machine it cannot be told from the machine. With no other implementation at the point (in
+    either file) the seconds decide alone."""
     if base_rest is None or current_rest is None:
-        return judged
-    relative = _judge_time(threshold, timed(base, base_rest), timed(current, current_rest))
-    if relative.verdict in ("REGRESSION", "UNDECIDED"):
-        return judged
-    rest = current_rest.median_s / base_rest.median_s - 1  # type: ignore[operator]
-    return replace(judged, verdict="slower with the rest",
-                   note=f"every implementation at this point is slower ({100 * rest:+.0f}%; against them this one is "
-                        f"{100 * (relative.change or 0):+.1f}%): the machine, not this code")
+        return in_seconds
+    own = _judge_time(threshold, timed(base, base_rest), timed(current, current_rest))
+    point = current_rest.median_s / base_rest.median_s - 1  # type: ignore[operator]
+    seconds = f"in seconds {100 * (in_seconds.change or 0):+.1f}%, the rest of the point {100 * point:+.1f}%"
+    if own.verdict == "faster" and in_seconds.verdict != "faster":
+        own = replace(own, verdict="ok")  # the rest slowed: this one is not faster for that, and says so in the note
+    if own.verdict in ("REGRESSION", "UNDECIDED", "faster"):
+        return replace(own, base=in_seconds.base, current=in_seconds.current,
+                       note="; ".join(part for part in (own.note, f"against the rest of the point ({seconds})") if part))
+    if in_seconds.verdict == "REGRESSION":
+        return replace(in_seconds, verdict="slower with the rest",
+                       note=f"every implementation at this point is slower ({100 * point:+.0f}%; against them this one "
+                            f"is {100 * (own.change or 0):+.1f}%): the machine, or a change common to all of them")
+    return replace(own, base=in_seconds.base, current=in_seconds.current,
+                   note="; ".join(part for part in (own.note, f"against the rest of the point ({seconds})") if part))
 
 
 def _reference(entries: dict[tuple[str, str, str], Entry], key: tuple[str, str, str], impl: str) -> Result | None:
@@ -362,9 +375,9 @@ def compare_results(base: Loaded, current: Loaded, thresholds: list[Threshold], 
                 before = Timed(getattr(before_result, column), _values(before_result.samples_s))
                 after = Timed(getattr(entry.result, column), _values(entry.result.samples_s))
             judged = _judge(threshold, before_result, entry.result, before, after)
-            if judged.verdict == "REGRESSION" and threshold.metric == "median" and relative_to is None:
-                judged = _shared_slowdown(threshold, judged, before_result, entry.result,
-                                          _rest(base_entries, key), _rest(current_entries, key))
+            if threshold.metric == "median" and relative_to is None and judged.change is not None:
+                judged = _against_the_rest(threshold, judged, before_result, entry.result,
+                                           _rest(base_entries, key), _rest(current_entries, key))
             result.rows.append(replace(judged, params=entry.params, impl=entry.impl, metric=threshold.metric))
             if judged.verdict in ("FAIL", "MISSING"):
                 break  # one row says it; the other metrics have nothing to judge

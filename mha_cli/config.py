@@ -155,7 +155,7 @@ class TimingSection(Section):
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
     min_run_time: Seconds = 0.2  # seconds of measurement per implementation, shared by its repetitions
     # Independent repetitions, each in a fresh process (1: in this one); what mha compare's rank test reads.
-    repetitions: Repetitions = 5
+    repetitions: Repetitions = 15
     # The most seconds one implementation's repetitions may take at one point: slow calls get fewer.
     max_row_time: Seconds = 60.0
     threads: Threads | None = None

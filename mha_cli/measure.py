@@ -1,7 +1,7 @@
 """Timing, peak memory and FLOP counts.
 
-Timing is torch.utils.benchmark's: it warms up, synchronises CUDA and picks
-the number of calls per measurement. Its thread count defaults to 1, so it is
+Timing is torch.utils.benchmark's (it synchronises CUDA and keeps the
+statistics), after one warm-up call of ours that sizes its blocks. Its thread count defaults to 1, so it is
 always passed explicitly. Peak memory is measured on one call: on CUDA with
 max_memory_allocated, on the CPU from the profiler's allocation events
 (bytes the PyTorch CPU allocator handed out minus bytes freed, at their peak).
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -59,14 +60,33 @@ def block_size_for(single_call_s: float, min_run_time: float) -> int:
     return max(1, int(block_seconds / max(single_call_s, 1e-9)))
 
 
-def time_call(fn: Callable[[], object], *, threads: int, min_run_time: float, label: str = "") -> Timing:
-    probe = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
-    single = probe.timeit(1).median
+def time_call(fn: Callable[[], object], *, threads: int, min_run_time: float, label: str = "",
+              at_least: tuple[int, float] = (1, 0.0)) -> Timing:
+    """Time fn for min_run_time seconds, after one warm-up call that also sizes the blocks.
+
+    at_least=(calls, seconds): measure at least that many calls when they fit in that many seconds (a repetition's
+    small share of the budget would otherwise hold one call of a millisecond-scale layer, all call-to-call noise)."""
+    # The first call of a fresh process is often slower (allocator, caches, thread pool): timed, never measured.
+    # Timer.timeit(1) would make two more warm-up calls first: a third of a second each at long sequences.
+    single = _one_call(fn)
+    calls, within = at_least
+    run_time = max(min_run_time, min(calls * single, within))
     timer = _CalibratedTimer(
-        stmt="fn()", globals={"fn": fn}, num_threads=threads, label=label, block_size=block_size_for(single, min_run_time)
+        stmt="fn()", globals={"fn": fn}, num_threads=threads, label=label, block_size=block_size_for(single, run_time)
     )
-    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    measurement = timer.blocked_autorange(min_run_time=run_time)
     return Timing(median_s=measurement.median, iqr_s=measurement.iqr, runs=len(measurement.times))
+
+
+def _one_call(fn: Callable[[], object]) -> float:
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    if cuda:
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - began
 
 
 def flush_denormal_is_on() -> bool:

@@ -112,3 +112,21 @@ def ratio_interval(base: Sequence[float], current: Sequence[float], confidence: 
     low, high = logs[min(k, len(logs) - 1)], logs[max(len(logs) - 1 - k, 0)]
     covered = 1 - 2 * cdf[k - 1] if k else 1.0
     return RatioInterval(math.exp(estimate), math.exp(low), math.exp(high), covered)
+
+
+def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """A distribution-free interval for the median of `values`: order statistics x(k) and x(n+1-k), k the
+    largest with P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2 (the widest, min and max, for small n).
+    With 15 values: the 4th and 12th, 96% coverage. None when there are none."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return None
+    tail, k, below = (1 - confidence) / 2, 1, 0.0
+    while True:
+        below += math.comb(n, k - 1) / 2**n  # P(Binomial(n, 1/2) <= k - 1)
+        if below > tail or k > n // 2:
+            break
+        k += 1
+    k = max(1, k - 1)
+    return ordered[k - 1], ordered[n - k]

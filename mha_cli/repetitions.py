@@ -38,6 +38,11 @@ SERVER_MODULES = ["mha_cli.runner", "mha_cli.attention.torch_mha", "mha_cli.atte
                   "torch.fx.experimental.symbolic_shapes"]  # nn.MultiheadAttention's first call imports it (sympy)
 
 
+# A repetition's share of timing.min_run_time holds one call of a millisecond-scale layer, and one call carries
+# all of its call-to-call noise: a repetition measures at least 3 calls when they take under 0.1 s together.
+AT_LEAST = (3, 0.1)
+
+
 class Slice(NamedTuple):
     """One implementation timed in one repetition."""
 
@@ -65,7 +70,7 @@ def time_slice(timed: Callable[[], object], *, threads: int, budget: float, labe
 
     start, began = snapshot(), time.perf_counter()
     with contextlib.nullcontext() if trains else torch.inference_mode():
-        timing = time_call(timed, threads=threads, min_run_time=budget, label=label)
+        timing = time_call(timed, threads=threads, min_run_time=budget, label=label, at_least=AT_LEAST)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return Slice(timing.median_s, timing.runs, timing.iqr_s, time.perf_counter() - began, load_between(start, snapshot()))

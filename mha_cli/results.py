@@ -52,7 +52,7 @@ class Result:
     grad_max_abs_err: float | None = None  # largest gradient error against float64 autograd (training passes)
     atol: float | None = None  # the absolute tolerance this row was held to
     speedup_vs_torch: float | None = None  # the median of the repetitions' ratios torch / this
-    speedup_range: list[float] | None = None  # [lowest, highest] of those ratios, paired by repetition
+    speedup_interval: list[float] | None = None  # [low, high]: an interval of at least 90% for that median (order statistics)
     density: float | None = None  # allowed (query, key) pairs / (N * H * L * S)
     compile_s: float | None = None  # FlexAttention: compilation before the first call, not in the median
     plan_s: float | None = None  # blocked: building its block plan (once per shape), not in the median
@@ -90,7 +90,7 @@ class Result:
 # The numeric fields a reader checks: finite (non-finite reads as None), not booleans, within float range.
 NUMBERS = ("median_s", "iqr_s", "runs", "flops", "gflops", "peak_mem_bytes", "max_abs_err", "grad_max_abs_err", "atol",
            "speedup_vs_torch", "density", "compile_s", "plan_s", "peak_gflops", "checked_rows", "load", "steal")
-LISTS = ("samples_s", "speedup_range")  # lists of such numbers, every one finite
+LISTS = ("samples_s", "speedup_interval")  # lists of such numbers, every one finite
 
 
 def _number(value: Any, where: str) -> float | int | None:

@@ -39,6 +39,7 @@ from .memory import MemoryEstimate, check_fits, format_bytes, resolve_memory_lim
 from .peak import Peak, peak_gflops
 from .prepared import Prepared
 from .repetitions import Samples, can_fork_server, repetitions_in_a_process, rotated, start_server, time_slice
+from .rank_test import median_interval
 from .results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport, ShapeRow
 from .shapes import shape_table
 from .training import (
@@ -197,7 +198,7 @@ def _memory_verdicts(experiment: Experiment, found: MemoryEstimate, device: torc
 
 def _with_speedups(results: list[Result]) -> list[Result]:
     """vs torch: the median of the repetitions' ratios, torch's time over this one's in the same repetition,
-    and their range (a 94% interval for the median ratio with 5 repetitions)."""
+    and an interval for it (order statistics of those ratios: at least 90% coverage, rank_test.median_interval)."""
     torch_row = next((r for r in results if r.impl == "torch" and r.median_s), None)
     if torch_row is None:
         return results
@@ -208,7 +209,7 @@ def _with_speedups(results: list[Result]) -> list[Result]:
             continue
         ratios = [t / mine for t, mine in zip(torch_row.samples_s or [], r.samples_s or [], strict=False) if t and mine]
         if ratios:
-            out.append(replace(r, speedup_vs_torch=statistics.median(ratios), speedup_range=[min(ratios), max(ratios)]))
+            out.append(replace(r, speedup_vs_torch=statistics.median(ratios), speedup_interval=list(median_interval(ratios))))
         else:
             out.append(replace(r, speedup_vs_torch=torch_row.median_s / r.median_s))
     return out

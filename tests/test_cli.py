@@ -228,7 +228,7 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
     import signal
 
     process = mha_process("run", "timing.min_run_time=30", "--output-dir", str(tmp_path / "run"))
-    wait_for_line(process, "repetition 1/5")  # inside a repetition's own process: it goes with the command
+    wait_for_line(process, "repetition 1/15")  # inside a repetition's own process: it goes with the command
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 130

@@ -292,12 +292,25 @@ def test_a_slowdown_every_implementation_at_a_point_shares_is_the_machines(tmp_p
     document = json.loads(outcome.stdout)
     assert outcome.exit_code == 0, outcome.output
     assert {r["verdict"] for r in document["rows"]} == {"slower with the rest"}
-    assert "the machine, not this code" in document["rows"][0]["note"]
+    assert "the machine, or a change common to all of them" in document["rows"][0]["note"]
     # Only mine slower, in seconds and against sdpa: a regression.
     mine_only = write_run(tmp_path / "mine.json", [result("sdpa", 1.0, 0.05), result("mine", 2.4, 0.05)])
     verdicts = {r["impl"]: r["verdict"] for r in json.loads(run_compare(str(base), str(mine_only), "--json").stdout)["rows"]}
     assert verdicts == {"sdpa": "ok", "mine": "REGRESSION"}
+    # The machine 10% faster in CURRENT, mine 15% slower against sdpa: +3.5% in seconds, and still a regression.
+    faster_machine = write_run(tmp_path / "faster.json", [result("sdpa", 0.9, 0.05), result("mine", 2.0 * 0.9 * 1.15, 0.05)])
+    rows = {r["impl"]: r for r in json.loads(run_compare(str(base), str(faster_machine), "--json").stdout)["rows"]}
+    assert rows["mine"]["verdict"] == "REGRESSION" and rows["mine"]["change"] == pytest.approx(0.15, abs=0.01)
+    assert "in seconds +3.5%" in rows["mine"]["note"] and rows["sdpa"]["verdict"] == "ok"
     # Alone at its point, an implementation has nothing to be judged against: the seconds decide.
     alone = write_run(tmp_path / "alone.json", [result("sdpa", 1.0, 0.05)])
     slower_alone = write_run(tmp_path / "slower-alone.json", [result("sdpa", 1.4, 0.05)])
     assert run_compare(str(alone), str(slower_alone)).exit_code == 3
+
+
+def test_the_median_interval_takes_the_order_statistics_the_sample_size_allows() -> None:
+    from mha_cli.rank_test import median_interval
+
+    assert median_interval([3.0, 1.0, 2.0, 5.0, 4.0]) == (1.0, 5.0)  # 5 values: min and max (94%)
+    assert median_interval([float(v) for v in range(1, 16)]) == (4.0, 12.0)  # 15: the 4th and 12th (96%)
+    assert median_interval([]) is None

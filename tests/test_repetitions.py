@@ -74,10 +74,10 @@ def test_a_lost_repetition_is_said_and_the_rest_kept(monkeypatch: pytest.MonkeyP
     assert report.results[0].ok, "and the next run starts a fresh server"
 
 
-def test_vs_torch_comes_with_the_range_of_the_paired_repetitions() -> None:
+def test_vs_torch_comes_with_an_interval_from_the_paired_repetitions() -> None:
     torch_row, sdpa = run_experiment(small_config(impls=["torch", "sdpa"], timing={**TIMING, "repetitions": 4})).results
-    low, high = sdpa.speedup_range
-    assert low <= sdpa.speedup_vs_torch <= high and torch_row.speedup_range == [1.0, 1.0]
+    low, high = sdpa.speedup_interval
+    assert low <= sdpa.speedup_vs_torch <= high and torch_row.speedup_interval == [1.0, 1.0]
 
 
 def test_a_busy_process_is_seen_and_flagged() -> None:
@@ -107,14 +107,14 @@ def test_sweeps_time_their_points_in_rounds(tmp_path: Path) -> None:
 
 
 def test_a_row_of_one_run_says_so_and_never_shows_a_spread(tmp_path: Path) -> None:
-    args = ["sweep", "--heads", "1,2", "impls=[mine]", f"implementations.mine={reference('slow')}",
+    args = ["sweep", "--heads", "1,2", "impls=[mine]", f"implementations.mine={reference('slower_than_a_repetitions_floor')}",
             "timing.min_run_time=0.001", "timing.repetitions=1", "--no-plot", "--output-dir"]
     result = CliRunner().invoke(app, [*args, str(tmp_path / "table")])
     assert result.exit_code == 0, result.output
     assert "runs" in result.stdout and "n/a (1 run)" in result.stdout and "±0.0%" not in result.stdout
     rows = json.loads((tmp_path / "table" / "summary.json").read_text())["rows"]
     assert [(row["runs"], row["iqr_s"], row["noisy"]) for row in rows] == [(1, None, True)] * 2
-    run = CliRunner().invoke(app, ["run", "impls=[mine]", f"implementations.mine={reference('slow')}",
+    run = CliRunner().invoke(app, ["run", "impls=[mine]", f"implementations.mine={reference('slower_than_a_repetitions_floor')}",
                                    "timing.min_run_time=0.001", "timing.repetitions=1", "--json", "--no-save"])
     (only,) = json.loads(run.stdout)["results"]
     assert only["runs"] == 1 and only["iqr_s"] is None and only["samples_s"] == [only["median_s"]]

@@ -143,6 +143,14 @@ def slow(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tenso
     return dense_softmax(q, k, v, spec)
 
 
+def slower_than_a_repetitions_floor(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """One call longer than the 0.1 s within which a repetition takes 3 calls: timed once."""
+    import time
+
+    time.sleep(0.12)
+    return dense_softmax(q, k, v, spec)
+
+
 def dies_in_a_repetition(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:  # type: ignore[no-untyped-def]
     """Fine in the process that checks it; ends any other (a repetition's) at once, as a crash would."""
     import os

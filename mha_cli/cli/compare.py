@@ -24,8 +24,9 @@ def compare(
     ] = False,
     relative_to: Annotated[
         str | None,
-        typer.Option("--relative-to", metavar="IMPL", help="Judge each implementation by its time over IMPL's at the same "
-                     "point in the same file, repetition by repetition (BASE and CURRENT may come from different machines)."),
+        typer.Option("--relative-to", metavar="IMPL", help="Judge each implementation by its time over IMPL's alone at the "
+                     "same point in the same file, repetition by repetition (for BASE and CURRENT from different "
+                     "machines, IMPL one that did not change, e.g. sdpa)."),
     ] = None,
     as_json: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a CI job summary).")] = False,
@@ -33,9 +34,13 @@ def compare(
     """Compare CURRENT results with BASE, point by point, and fail on regressions.
 
     Points are matched by their swept parameters and implementation; unmatched
-    ones are listed. A point regresses when it is slower than the threshold AND
-    a rank test on the repetitions (Mann-Whitney U, 5%) says so; a slowdown the
-    repetitions cannot decide (fewer than 4 a side) is UNDECIDED and fails too.
+    ones are listed. A time is judged against the rest of its point (per
+    repetition, over the other implementations' times beside it: the machine's
+    speed cancels), in seconds when it is alone there. It regresses when it is
+    slower than the threshold AND a rank test on the repetitions (Mann-Whitney
+    U, 5%) says so; a slowdown the repetitions cannot decide (fewer than 4 a
+    side) is UNDECIDED and fails too. A slowdown the whole point shares is
+    "slower with the rest": the machine, not a failure.
     The gate fails closed. Exit codes: 0 no regression; 3 a regression or an
     undecided slowdown; 1 a result in CURRENT failed its check, crashed or timed
     out, or one measured in BASE is missing (unless --allow-missing); 2 bad input

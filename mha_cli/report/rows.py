@@ -57,10 +57,10 @@ def machine_cell(result: Result | dict[str, Any]) -> str:
 
 
 def speedup_cell(result: Result) -> str:
-    """vs torch, with the range of the repetitions' paired ratios."""
+    """vs torch, with an interval (at least 90%) for the median of the repetitions' paired ratios."""
     if result.speedup_vs_torch is None:
         return "-"
-    low_high = result.speedup_range
+    low_high = result.speedup_interval
     return f"{result.speedup_vs_torch:.2f}x" + (f" ({low_high[0]:.2f}-{low_high[1]:.2f})" if low_high and
                                                  low_high[0] != low_high[1] else "")
 
@@ -122,7 +122,7 @@ def notes(results: Sequence[Result]) -> list[str]:
     reps = max((len(r.samples_s) for r in results if r.samples_s), default=0)
     if reps > 1:
         lines.append(f"each time is the median of {reps} repetitions, each in a fresh process, the implementations "
-                     "interleaved; IQR over the repetitions; vs torch: the median (and range) of the ratios in each")
+                     "interleaved; IQR over the repetitions; vs torch: the median of the ratios in each (and a 90% interval)")
     noisy = [r.impl for r in results if r.noisy]
     if noisy:
         lines.append(
