@@ -60,15 +60,23 @@ def block_size_for(single_call_s: float, min_run_time: float) -> int:
     return max(1, int(block_seconds / max(single_call_s, 1e-9)))
 
 
+# A call shorter than this gets a second warm-up call: cheap for it, and what a slow call's heap still grows
+# by is small beside its own time.
+SECOND_WARM_UP_UNDER = 0.05
+
+
 def time_call(fn: Callable[[], object], *, threads: int, min_run_time: float, label: str = "",
               at_least: tuple[int, float] = (1, 0.0)) -> Timing:
-    """Time fn for min_run_time seconds, after one warm-up call that also sizes the blocks.
+    """Time fn for min_run_time seconds, after a warm-up call (two for short calls) that also sizes the blocks.
 
     at_least=(calls, seconds): measure at least that many calls when they fit in that many seconds (a repetition's
     small share of the budget would otherwise hold one call of a millisecond-scale layer, all call-to-call noise)."""
     # The first call of a fresh process is often slower (allocator, caches, thread pool): timed, never measured.
     # Timer.timeit(1) would make two more warm-up calls first: a third of a second each at long sequences.
     single = _one_call(fn)
+    if single < SECOND_WARM_UP_UNDER:
+        # The second call can still grow the heap (page faults: measured, ~2,000 of them, +50% for a 4 ms call).
+        single = _one_call(fn)
     calls, within = at_least
     run_time = max(min_run_time, min(calls * single, within))
     timer = _CalibratedTimer(

@@ -62,13 +62,25 @@ def test_a_short_budget_still_measures_a_few_calls_when_they_are_cheap_enough() 
         time.sleep(0.02)
 
     one = time_call(twenty_ms, threads=1, min_run_time=0.001)
-    assert one.runs == 1 and len(calls) == 2  # the warm-up call, then one measured
+    assert one.runs == 1 and len(calls) == 3  # two warm-up calls (a short call), then one measured
     calls.clear()
     three = time_call(twenty_ms, threads=1, min_run_time=0.001, at_least=(3, 0.1))
     assert three.runs >= 3 and three.median_s == pytest.approx(0.02, abs=0.015)
     calls.clear()
     capped = time_call(twenty_ms, threads=1, min_run_time=0.001, at_least=(3, 0.03))
     assert capped.runs <= 2  # 3 calls would pass the 0.03 s the floor allows
+
+
+def test_a_call_that_is_long_already_gets_one_warm_up_call() -> None:
+    import time
+
+    calls: list[float] = []
+
+    def sixty_ms() -> None:
+        calls.append(time.perf_counter())
+        time.sleep(0.06)
+
+    assert time_call(sixty_ms, threads=1, min_run_time=0.001).runs == 1 and len(calls) == 2
 
 
 def test_noisy_flag() -> None:

@@ -97,6 +97,36 @@ def test_a_busy_process_is_seen_and_flagged() -> None:
         busy.wait()
 
 
+def test_a_quiet_machine_is_not_called_busy_at_microsecond_rows() -> None:
+    # Slices of a few milliseconds each are as short as /proc/stat's ticks: the load is read per point instead.
+    config = small_config(impls=["torch", "manual", "sdpa"], timing={"min_run_time": 0.1, "threads": 1, "repetitions": 10})
+    rows = run_experiment(config).results
+    assert all(row.load is not None and row.load < BUSY_SHARE for row in rows), [row.load for row in rows]
+
+
+KEEPS = """
+import os, sys
+from mha_cli.repetitions import keep_freed_memory
+if sys.argv[1] == "keep":
+    keep_freed_memory()
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = resident()
+blocks = [bytearray(4 << 20) for _ in range(16)]  # 64 MB in 4 MB blocks, each written
+del blocks
+print(resident() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_a_repetitions_process_keeps_freed_memory_so_calls_do_not_fault_it_in_again() -> None:
+    kept = {how: int(subprocess.run([sys.executable, "-c", KEEPS, how], capture_output=True, text=True, check=True).stdout)
+            for how in ("keep", "default")}
+    assert kept["keep"] > 48 << 20, kept  # still the process's: the next call reuses it without page faults
+    assert kept["default"] < 16 << 20, kept  # glibc's default gives 4 MB blocks back to the OS when freed
+
+
 def test_sweeps_time_their_points_in_rounds(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sweep", "--heads", "1,2", "impls=[sdpa,manual]", "timing.min_run_time=0.02",
                                       "timing.repetitions=3", "--json", "--no-plot", "--output-dir", str(tmp_path / "s")])
