@@ -23,6 +23,7 @@ Then the wall time of the README's gating sweep, beside the same sweep of an
 earlier mha when --before-python names its interpreter (run alternately).
 
     python bench/gate.py [--sweeps 5] [--conditions quiet,loaded] [--before-python /tmp/before/.venv/bin/python]
+    python bench/gate.py --keep DIR --reuse --skip-slowdown   # judge a kept run's sweeps again
 
 Takes about 20 minutes with the defaults on a 2-core machine. Run nothing else meanwhile.
 """
@@ -54,6 +55,7 @@ from mha_cli.compare import Threshold, compare_results, load  # noqa: E402
 THRESHOLD = Threshold.parse("median:10%")
 EXTRA: list[str] = []  # --set overrides, added to every sweep of this mha
 FILTER = ""  # --cases
+REUSE = False  # --reuse
 LOCAL = ["configs/local_window.yaml", "--seq-len", "1024,4096"]
 IMPLS = "bench/gate_impls.py"
 
@@ -125,6 +127,9 @@ class Sweep(NamedTuple):
 
 
 def sweep(python: str, args: list[str], folder: Path, cwd: Path = REPO, extra_rows: float | None = None) -> Sweep:
+    if REUSE and (folder / "summary.json").exists():  # judged again as kept; its wall time is not known
+        rows = json.loads((folder / "summary.json").read_text())["rows"]
+        return Sweep(folder, float("nan"), any(row.get("busy") for row in rows))
     began = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     if extra_rows is not None:
@@ -242,8 +247,11 @@ def main() -> int:
                         help="an override added to every sweep (e.g. timing.repetitions=10)")
     parser.add_argument("--cases", default="", help="only the cases whose label contains this text")
     parser.add_argument("--skip-slowdown", action="store_true", help="do not measure the true slowdowns first")
+    parser.add_argument("--reuse", action="store_true",
+                        help="judge the sweeps kept under --keep DIR again instead of running them (a change of the judgement)")
     args = parser.parse_args()
-    global FILTER
+    global FILTER, REUSE
+    REUSE = args.reuse
     EXTRA.extend(args.set)
     FILTER = args.cases
     verdicts: list[tuple[str, bool]] = []

@@ -9,14 +9,13 @@ repetitions, or timing.repetitions below 4) a slowdown beyond the threshold is
 UNDECIDED, which fails the gate like a regression (exit 3): it never passes
 silently. The machine's speed drifts between runs by more than a gate's
 threshold (docs/performance.md), so a time is judged against the rest of its
-point: CURRENT's repetitions are divided by how much the other
-implementations at the point changed (the ratio of the geometric means of
-their medians) before the test and the threshold. A slowdown the whole point
-shares is reported as "slower with the rest", not failed; an implementation
-alone at its point is judged in seconds. With
-relative_to, every implementation is judged by its times over that one
-implementation's median time in the same file instead, so BASE and CURRENT
-may come from different machines. Memory (`peak_mem`) regresses on the
+point: per repetition, over the geometric mean of the other implementations'
+times in the same repetition (they ran moments apart in the same process). A
+slowdown the whole point shares is reported as "slower with the rest", not
+failed; an implementation alone at its point is judged in seconds. With
+relative_to, every implementation is judged by its time over that one
+implementation's in the same repetition of the same file instead, so BASE and
+CURRENT may come from different machines. Memory (`peak_mem`) regresses on the
 threshold alone: it is not noisy.
 
 The gate fails closed: what BASE measured and CURRENT crashed, timed out or
@@ -204,16 +203,14 @@ class Timed(NamedTuple):
 
 
 def timed(result: Result, reference: Result | None = None) -> Timed:
-    """The result's time, or relative to a reference's median time (same point, same file). Each repetition is
-    divided by the reference's median, not by the reference's time in the same repetition: under an on-and-off
-    load two slices moments apart often see different loads, and pairing them doubled the noise (a 19% slowdown
-    at 0.3 s calls was caught in 2 of 20 compares paired, docs/performance.md)."""
+    """The result's time, or relative to a reference's (same point, same file): per repetition, paired."""
     samples = _values(result.samples_s)
     if reference is None:
         return Timed(result.median_s, samples)
     if not result.median_s or not reference.median_s:
         return Timed(None, [])
-    return Timed(result.median_s / reference.median_s, [mine / reference.median_s for mine in samples])
+    paired = [mine / theirs for mine, theirs in zip(samples, reference.samples_s or [], strict=False) if theirs]
+    return Timed(statistics.median(paired) if paired else result.median_s / reference.median_s, paired)
 
 
 def _judge(threshold: Threshold, base: Result, current: Result, before: Timed, after: Timed) -> Row:
@@ -261,35 +258,35 @@ def _values(samples: list[float | None] | None) -> list[float]:
     return [v for v in samples or [] if v]
 
 
-def _rest(entries: dict[tuple[str, str, str], Entry], key: tuple[str, str, str]) -> float | None:
-    """The other implementations timed at the same point and pass, as one yardstick: the geometric mean of
-    their median times (None when there is no other)."""
+def _rest(entries: dict[tuple[str, str, str], Entry], key: tuple[str, str, str]) -> Result | None:
+    """The other implementations timed at the same point and pass, as one yardstick: per repetition the
+    geometric mean of their times (None when there is no other, or no repetition they all have)."""
     point, impl, pass_ = key
-    others = [e.result.median_s for (p, i, q), e in entries.items()
+    others = [e.result for (p, i, q), e in entries.items()
               if p == point and q == pass_ and i != impl and e.result.status in ("ok", "fail") and e.result.median_s]
     if not others:
         return None
-    return math.exp(statistics.fmean(math.log(m) for m in others))
+    width = min(len(o.samples_s or []) for o in others)
+    per_repetition: list[float | None] = []
+    for index in range(width):
+        values = [o.samples_s[index] for o in others]  # type: ignore[index]
+        per_repetition.append(math.exp(statistics.fmean(math.log(v) for v in values)) if all(values) else None)
+    median = math.exp(statistics.fmean(math.log(o.median_s) for o in others))  # type: ignore[arg-type]
+    return replace(others[0], impl="the rest", median_s=median, samples_s=per_repetition, status="ok")
 
 
 def _against_the_rest(threshold: Threshold, in_seconds: Row, base: Result, current: Result,
-                      base_rest: float | None, current_rest: float | None) -> Row:
-    """Judge a time by its change against the rest of its point: CURRENT's repetitions are divided by how much
-    the other implementations at the point changed between the files (the ratio of their medians) before the
-    rank test and the threshold. The machine's speed, which drifts between runs by more than a gate's
-    threshold and moves every implementation alike, cancels; the code's own change stays. Scaling by the
-    medians, not pairing repetition by repetition, keeps the pairs' own noise out (under an on-and-off load,
-    two slices moments apart often see different loads). A slowdown the whole point shares is reported
-    ("slower with the rest"), never failed: from inside one machine it cannot be told from the machine. With
-    no other implementation at the point (in either file) the seconds decide alone."""
+                      base_rest: Result | None, current_rest: Result | None) -> Row:
+    """Judge a time by its change against the rest of its point: per repetition, its time over the geometric mean
+    of the other implementations' times in the same repetition (they ran in the same process, moments apart).
+    The machine's speed, which drifts between runs by more than a gate's threshold, cancels; the code's own
+    change stays. A slowdown the whole point shares is reported ("slower with the rest"), never failed: from
+    inside one machine it cannot be told from the machine. With no other implementation at the point (in
+    either file) the seconds decide alone."""
     if base_rest is None or current_rest is None:
         return in_seconds
-    drift = current_rest / base_rest
-    before = timed(base)
-    after = timed(current)
-    scaled = Timed(after.value / drift if after.value else after.value, [v / drift for v in after.samples])
-    own = _judge_time(threshold, before, scaled)
-    point = drift - 1
+    own = _judge_time(threshold, timed(base, base_rest), timed(current, current_rest))
+    point = current_rest.median_s / base_rest.median_s - 1  # type: ignore[operator]
     seconds = f"in seconds {100 * (in_seconds.change or 0):+.1f}%, the rest of the point {100 * point:+.1f}%"
     if own.verdict == "faster" and in_seconds.verdict != "faster":
         own = replace(own, verdict="ok")  # the rest slowed: this one is not faster for that, and says so in the note

@@ -24,9 +24,9 @@ def compare(
     ] = False,
     relative_to: Annotated[
         str | None,
-        typer.Option("--relative-to", metavar="IMPL", help="Judge each implementation by its times over IMPL's median alone "
-                     "at the same point in the same file (for BASE and CURRENT from different machines, IMPL one that "
-                     "did not change, e.g. sdpa)."),
+        typer.Option("--relative-to", metavar="IMPL", help="Judge each implementation by its time over IMPL's alone at the "
+                     "same point in the same file, repetition by repetition (for BASE and CURRENT from different "
+                     "machines, IMPL one that did not change, e.g. sdpa)."),
     ] = None,
     as_json: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a CI job summary).")] = False,
