@@ -35,6 +35,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -250,6 +251,8 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="judge the sweeps kept under --keep DIR again instead of running them (a change of the judgement)")
     args = parser.parse_args()
+    # Killed, it still stops its load process (the `finally` of intermittent_load runs on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     global FILTER, REUSE
     REUSE = args.reuse
     EXTRA.extend(args.set)

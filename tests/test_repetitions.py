@@ -90,6 +90,7 @@ def test_a_busy_process_is_seen_and_flagged() -> None:
         assert load is not None and load.others > BUSY_SHARE and load.busy
         (row,) = run_experiment(small_config(impls=["sdpa"], timing={"min_run_time": 0.5, "threads": 1, "repetitions": 2})).results
         assert row.busy is True and row.load > BUSY_SHARE
+        assert "timed again: other processes used the CPUs" in row.reason, row.reason
         result = CliRunner().invoke(app, ["run", "impls=[sdpa]", "timing.min_run_time=0.5", "timing.repetitions=2", "--no-save"])
         assert "BUSY MACHINE" in result.stdout and "BUSY: sdpa" in result.stdout
     finally:
