@@ -56,8 +56,10 @@ class Slice(NamedTuple):
 
 # A slice timed while other processes used the CPUs is timed again, up to this many times: a load that comes and
 # goes (measured: one process 1 s on, 1 s off) otherwise lands on some slices of a pair and not on the other,
-# and a 19% slowdown of 0.3 s calls was caught in 0-2 compares of 20. Its last try stands, busy or not.
+# and a 19% slowdown of 0.3 s calls was caught in 0-2 compares of 20. Its last try stands, busy or not. Only
+# slices long enough for /proc/stat's 10 ms ticks to tell: on shorter ones a quiet machine reads busy by chance.
 BUSY_RETRIES = 3
+RETRY_SLICES_FROM = 0.2  # seconds
 
 
 def rotated(names: Sequence[str], index: int) -> list[str]:
@@ -115,7 +117,8 @@ def time_repetition(request: dict[str, Any]) -> dict[str, Any]:
                 timed = timed_pass(experiment, forward, leaves, upstream) if trains else forward  # type: ignore[arg-type]
                 found = time_slice(timed, threads=threads, budget=request["budget"], label=name, trains=trains,
                                    device=device)
-                while found.load is not None and found.load.busy and found.retried < BUSY_RETRIES:
+                while (found.load is not None and found.load.busy and found.wall_s >= RETRY_SLICES_FROM
+                       and found.retried < BUSY_RETRIES):
                     again = time_slice(timed, threads=threads, budget=request["budget"], label=name, trains=trains,
                                        device=device)
                     found = again._replace(retried=found.retried + 1)
