@@ -1,8 +1,9 @@
 """Timing, peak memory and FLOP counts.
 
 Timing is torch.utils.benchmark's (it synchronises CUDA and keeps the
-statistics), after one warm-up call of ours that sizes its blocks. Its thread count defaults to 1, so it is
-always passed explicitly. Peak memory is measured on one call: on CUDA with
+statistics), after a warm-up call of ours (two for short calls) that sizes
+its blocks. Its thread count defaults to 1, so it is always passed
+explicitly. Peak memory is measured on one call: on CUDA with
 max_memory_allocated, on the CPU from the profiler's allocation events
 (bytes the PyTorch CPU allocator handed out minus bytes freed, at their peak).
 """

@@ -122,7 +122,7 @@ def time_repetition(request: dict[str, Any]) -> dict[str, Any]:
                     again = time_slice(timed, threads=threads, budget=request["budget"], label=name, trains=trains,
                                        device=device)
                     found = again._replace(retried=found.retried + 1)
-                out[name] = {**found._asdict(), "load": list(found.load) if found.load is not None else None}
+                out[name] = found._asdict()  # its load: the point's, below
             except Exception as error:  # noqa: BLE001 - the row says it; the others still run
                 out[name] = {"error": first_line(error)}
             finally:
