@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from mha_cli.cli import app
 from mha_cli.machine_load import BUSY_SHARE, load_between, snapshot
-from mha_cli.repetitions import rotated
+from mha_cli.experiment import resolve
+from mha_cli.repetitions import rotated, time_repetition
 from mha_cli.runner import run_experiment
 
 from .helpers import small_config
@@ -91,6 +92,10 @@ def test_a_busy_process_is_seen_and_flagged() -> None:
         (row,) = run_experiment(small_config(impls=["sdpa"], timing={"min_run_time": 0.5, "threads": 1, "repetitions": 2})).results
         assert row.busy is True and row.load > BUSY_SHARE
         assert "timed again: other processes used the CPUs" in row.reason, row.reason
+        # A slice timed again costs every try: its wall time, which timing.max_row_time caps, counts them all.
+        config = resolve(small_config(impls=["sdpa"], timing={"threads": 1})).config
+        found = time_repetition({"config": config, "order": ["sdpa"], "budget": 0.25})["sdpa"]
+        assert found["retried"] >= 1 and found["wall_s"] >= 0.25 * (found["retried"] + 1), found
         result = CliRunner().invoke(app, ["run", "impls=[sdpa]", "timing.min_run_time=0.5", "timing.repetitions=2", "--no-save"])
         assert "BUSY MACHINE" in result.stdout and "BUSY: sdpa" in result.stdout
     finally:
