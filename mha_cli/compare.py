@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ExitCode, UsageError
-from .rank_test import ALPHA, MIN_SAMPLES, p_slower, ratio_interval
+from .rank_test import ALPHA, MIN_SAMPLES, p_slower, paired_ratios, ratio_interval
 from .results import Result, read_results
 
 METRICS = {"median": "median_s", "peak_mem": "peak_mem_bytes"}
@@ -209,7 +209,7 @@ def timed(result: Result, reference: Result | None = None) -> Timed:
         return Timed(result.median_s, samples)
     if not result.median_s or not reference.median_s:
         return Timed(None, [])
-    paired = [mine / theirs for mine, theirs in zip(samples, reference.samples_s or [], strict=False) if theirs]
+    paired = paired_ratios(result.samples_s, reference.samples_s)
     return Timed(statistics.median(paired) if paired else result.median_s / reference.median_s, paired)
 
 

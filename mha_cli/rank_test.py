@@ -130,3 +130,9 @@ def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> 
         k += 1
     k = max(1, k - 1)
     return ordered[k - 1], ordered[n - k]
+
+
+def paired_ratios(numerators: Sequence[float | None] | None, denominators: Sequence[float | None] | None) -> list[float]:
+    """Per repetition, numerator over denominator, for the repetitions both sides have (a lost one is None: the
+    pairs stay aligned by repetition index, never shifted)."""
+    return [a / b for a, b in zip(numerators or [], denominators or [], strict=False) if a and b]

@@ -79,9 +79,12 @@ class Result:
             if values.get(name) is not None:
                 if not isinstance(values[name], list):
                     raise ValueError(f"{where}.{name} is not a list of numbers")
-                values[name] = [_number(v, f"{where}.{name}[{i}]") for i, v in enumerate(values[name])]
-                if None in values[name]:
+                # samples_s: null is a repetition that was lost, as mha writes it; a number must be finite.
+                numbers = [_number(v, f"{where}.{name}[{i}]") if v is not None or name not in NULLABLE else None
+                           for i, v in enumerate(values[name])]
+                if any(n is None and v is not None for n, v in zip(numbers, values[name], strict=True)):
                     raise ValueError(f"{where}.{name} holds a value that is not finite")
+                values[name] = numbers
         for name in ("variant", "dtype", "device"):  # sweep rows before schema 2 did not repeat them
             values.setdefault(name, "")
         return cls(**values)
@@ -91,6 +94,7 @@ class Result:
 NUMBERS = ("median_s", "iqr_s", "runs", "flops", "gflops", "peak_mem_bytes", "max_abs_err", "grad_max_abs_err", "atol",
            "speedup_vs_torch", "density", "compile_s", "plan_s", "peak_gflops", "checked_rows", "load", "steal")
 LISTS = ("samples_s", "speedup_interval")  # lists of such numbers, every one finite
+NULLABLE = ("samples_s",)  # ... or null: a lost repetition
 
 
 def _number(value: Any, where: str) -> float | int | None:

@@ -39,7 +39,7 @@ from .memory import MemoryEstimate, check_fits, format_bytes, resolve_memory_lim
 from .peak import Peak, peak_gflops
 from .prepared import Prepared
 from .repetitions import Samples, can_fork_server, repetitions_in_a_process, rotated, start_server, time_slice
-from .rank_test import median_interval
+from .rank_test import median_interval, paired_ratios
 from .results import MIN_RUNS, NOISY_IQR_RATIO, Result, RunReport, ShapeRow
 from .shapes import shape_table
 from .training import (
@@ -207,7 +207,7 @@ def _with_speedups(results: list[Result]) -> list[Result]:
         if not r.median_s:
             out.append(r)
             continue
-        ratios = [t / mine for t, mine in zip(torch_row.samples_s or [], r.samples_s or [], strict=False) if t and mine]
+        ratios = paired_ratios(torch_row.samples_s, r.samples_s)
         if ratios:
             out.append(replace(r, speedup_vs_torch=statistics.median(ratios), speedup_interval=list(median_interval(ratios))))
         else:

@@ -268,6 +268,15 @@ def test_relative_to_pairs_each_repetition_with_the_yardstick(tmp_path: Path) ->
     assert run_compare(str(base), str(mine_slower), "--relative-to", "flex").exit_code == 2  # measured by neither
 
 
+def test_relative_to_keeps_repetitions_paired_when_one_was_lost(tmp_path: Path) -> None:
+    yardstick = {**result("sdpa", 3.0, 0.5), "samples_s": [1.0, 2.0, 3.0, 4.0, 5.0]}
+    mine = {**result("mine", 6.0, 0.5), "samples_s": [None, 4.0, 6.0, 8.0, 10.0]}  # twice sdpa, repetition 1 lost
+    base = write_run(tmp_path / "base.json", [yardstick, mine])
+    current = write_run(tmp_path / "current.json", [yardstick, mine])
+    (row,) = json.loads(run_compare(str(base), str(current), "--relative-to", "sdpa", "--json").stdout)["rows"]
+    assert row["base"] == pytest.approx(2.0) and row["current"] == pytest.approx(2.0), row
+
+
 def test_relative_to_still_fails_when_the_yardstick_itself_breaks(tmp_path: Path) -> None:
     base = write_run(tmp_path / "base.json", [result("sdpa", 1.0, 0.05), result("mine", 2.0, 0.05)])
     broken = write_run(tmp_path / "broken.json", [{**result("sdpa", 1.0, 0.05), "status": "error", "reason": "boom"},
