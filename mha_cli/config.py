@@ -33,6 +33,7 @@ from .config_fields import (
     NonNegativeInt,
     PositiveInt,
     Repetitions,
+    StrictBool,
     Seconds,
     Section,
     Seed,
@@ -137,7 +138,7 @@ class Documents(LengthsOrFractions):
 
 
 class MaskSection(Section):
-    causal: bool = False
+    causal: StrictBool = False
     # With causal: keys j < prefix are visible to every query as well (a prefix LM: the prefix is
     # read bidirectionally, the rest causally).
     prefix: NonNegativeInt | None = None
@@ -202,13 +203,13 @@ class Config(Section):
     attention: Literal["self", "cross"] = "self"
     kdim: PositiveInt | None = None
     vdim: PositiveInt | None = None
-    batch_first: bool = False
-    bias: bool = True
+    batch_first: StrictBool = False
+    bias: StrictBool = True
     dtype: DType = "float32"
     device: Device = "cpu"
     seed: Seed = 0
-    need_weights: bool = True
-    average_attn_weights: bool = True
+    need_weights: StrictBool = True
+    average_attn_weights: StrictBool = True
     mask: MaskSection = MaskSection()
     variant: Variant = "full"
     local: LocalSettings | None = None  # only with variant: local (defaults apply when left out)
@@ -546,6 +547,11 @@ def _origin(loc: PathKey, origins: dict[PathKey, tuple[str, int | None]], defaul
     for path, origin in origins.items():
         if path[: len(loc)] == loc:
             return origin
+    # A field nobody set, missing because of a sibling someone did set (`sparse.pattern=custom` needs
+    # sparse.mask_mod): the sibling's source is where to look, an override before a file line.
+    siblings = [origin for path, origin in origins.items() if len(loc) > 1 and path[: len(loc) - 1] == loc[:-1]]
+    if siblings:
+        return min(siblings, key=lambda origin: (not origin[0].startswith("override"), origin[1] or 0))
     return default_source, None
 
 
@@ -616,7 +622,8 @@ def _description(annotated: Any) -> str:
     return next(meta.description for meta in get_args(annotated)[1:] if getattr(meta, "description", None))
 
 
-def _describe(error: dict[str, Any]) -> str:
+def describe_error(error: dict[str, Any]) -> str:
+    """One pydantic error as mha words it: lower case, with what was given (sweep values share it)."""
     import difflib  # only on the error path
 
     loc = tuple(error["loc"])
@@ -639,6 +646,8 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{error['input']!r} is not allowed; choose one of: {', '.join(allowed)}{hint}"
     if kind == "missing":
         return "is required"
+    if kind == "bool_type":  # strict: YAML's 1, 0 and quoted strings are not booleans
+        return f"must be true or false (got {error['input']!r})"
     if kind == "string_pattern_mismatch":
         described = _form_described(without_tags(loc))
         if described:  # the field says what its form is
@@ -683,7 +692,7 @@ def validate_data(
         origin_source, line = _origin(loc, origins, source)
         # A bad key of a mapping: the mapping is where it is wrong (the message names the key).
         shown = loc[:-2] if loc[-1:] == ("[key]",) else loc
-        problems.append(Problem(origin_source, format_path(shown), _describe(item), line))
+        problems.append(Problem(origin_source, format_path(shown), describe_error(item), line))
     for item in rule_errors:
         if failed_fields.intersection(item["ctx"]["reads"].split(",")):
             continue

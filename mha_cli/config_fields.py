@@ -18,6 +18,8 @@ Threads = Annotated[int, Strict(), Field(gt=0, le=4096)]
 Seconds = Annotated[float, Strict(), Field(gt=0, le=3600, allow_inf_nan=False)]
 Fraction = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]
 Repetitions = Annotated[int, Strict(), Field(ge=1, le=100)]
+# Strict booleans too: YAML `1` or "yes" (a string) is not `true`; only true and false are.
+StrictBool = Annotated[bool, Strict()]
 
 
 class Section(BaseModel):

@@ -86,9 +86,24 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], source: str
     return problems
 
 
-def _yaml_error_problem(error: yaml.YAMLError, source: str) -> Problem:
+def _tab_indented_line(text: str) -> int | None:
+    """The first line (1-based) whose indentation holds a tab, or None."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        indentation = line[: len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indentation and line.strip():
+            return number
+    return None
+
+
+def _yaml_error_problem(error: yaml.YAMLError, source: str, text: str) -> Problem:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
+    tabbed = _tab_indented_line(text)
+    if tabbed is not None:  # the parser's own words ("found character '\t' ...") do not say what to do
+        return Problem(source, "", "not valid YAML: this line is indented with a tab; "
+                       "YAML indents with spaces only (replace the tabs with spaces)", tabbed)
+    if "'\\t'" in str(getattr(error, "problem", "")):
+        return Problem(source, "", "not valid YAML: a tab where YAML allows only spaces (replace it with spaces)", line)
     if isinstance(error, yaml.constructor.ConstructorError) and "tag" in str(error.problem):
         tag = str(error.problem).split("tag", 1)[1].strip(" '")
         message = (
@@ -126,7 +141,7 @@ def load_yaml_text(text: str, source: str) -> YamlDocument:
             raise ConfigError(problems)
         data = loader.construct_document(node)
     except yaml.YAMLError as error:
-        raise ConfigError([_yaml_error_problem(error, source)]) from None
+        raise ConfigError([_yaml_error_problem(error, source, text)]) from None
     except _TooLarge as error:
         raise ConfigError([error.problem]) from None
     except RecursionError:  # brackets nested thousands deep overflow the parser itself

@@ -455,12 +455,20 @@ def test_sweep_lines_give_durations_in_human_units(tmp_path: Path) -> None:
     assert "e+" not in result.stderr and "e-" not in result.stderr
 
 
-def test_debug_shows_the_traceback_and_bugs_are_exit_1_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mha_cli.errors import ConfigError
+@pytest.mark.parametrize("how", ["--debug", "MHA_DEBUG=1"])
+@pytest.mark.parametrize(("args", "code"), [(["run", "num_heads=3", "--no-save"], 2), (["validate", "no/such.yaml"], 2)])
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(
+    how: str, args: list[str], code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = invoke(*args)
+    monkeypatch.setenv("MHA_DEBUG", "1" if how == "MHA_DEBUG=1" else "")  # --debug sets it: restored after the test
+    debugged = invoke(*(["--debug"] if how == "--debug" else []), *args)
+    assert plain.exit_code == debugged.exit_code == code
+    assert "Traceback (most recent call last)" in debugged.stderr and "Traceback" not in plain.stderr
+    assert plain.stderr.strip().splitlines()[0] in debugged.stderr  # the same message after the traceback
 
-    monkeypatch.setenv("MHA_DEBUG", "")  # --debug sets it for the process: restored after the test
-    debugged = invoke("--debug", "validate", "no/such.yaml")
-    assert isinstance(debugged.exception, ConfigError)
+
+def test_bugs_are_exit_1_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MHA_DEBUG", raising=False)
 
     def broken(*_: object, **__: object) -> None:
@@ -487,3 +495,12 @@ def test_a_full_disk_while_saving_is_exit_1_with_a_message(tmp_path: Path, monke
 def test_validate_says_what_it_cannot_check_without_torch() -> None:
     result = invoke("validate", "device=cuda")
     assert result.exit_code == 0 and "device cuda is checked by `mha run`" in result.stderr
+
+
+def test_a_run_in_which_every_implementation_was_skipped_exits_1_with_the_reasons() -> None:
+    result = invoke("run", "impls=[torch]", "timing.scope=core", *FAST_OVERRIDES, "--no-save")
+    assert result.exit_code == 1, result.output
+    assert "nn.MultiheadAttention has no separate core" in result.stdout
+    assert "FAIL: nothing was measured: every implementation was skipped" in result.stdout
+    as_json = invoke("run", "impls=[torch]", "timing.scope=core", *FAST_OVERRIDES, "--no-save", "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["results"][0]["status"] == "skipped"

@@ -262,3 +262,32 @@ def test_documents_tile_the_sequence() -> None:
     assert "sum to 1" in problem.message
     (problem,) = problems_of(None, ["source_len=12", "mask.key_padding=null", "mask.documents.lengths=[10]"])
     assert "self attention" in problem.message
+
+
+@pytest.mark.parametrize("value", ["1", "0", "'true'", "1.0"])
+@pytest.mark.parametrize("field", ["mask.causal", "batch_first", "bias", "need_weights", "average_attn_weights"])
+def test_booleans_are_as_strict_as_integers(field: str, value: str) -> None:
+    (problem,) = problems_of(None, [f"{field}={value}"])
+    assert problem.field == field and problem.message.startswith("must be true or false")
+    assert problem.source == f"override `{field}={value}`"
+
+
+def test_a_tab_indented_file_gets_the_hint_that_yaml_indents_with_spaces(tmp_path: Path) -> None:
+    (problem,) = problems_of(write(tmp_path, "embed_dim: 64\nmask:\n\tcausal: true\n"))
+    assert problem.line == 3 and "indented with a tab" in problem.message and "spaces" in problem.message
+
+
+def test_every_message_starts_in_lower_case(tmp_path: Path) -> None:
+    from mha_cli.errors import UsageError
+    from mha_cli.sweep.grid import Axis, check_axes
+
+    with pytest.raises(UsageError) as caught:
+        check_axes([Axis("num_heads", [0])])
+    assert "num_heads = 0: input should be greater than 0" in caught.value.message
+    for problem in problems_of(None, ["num_heads=0", "seq_len=-1", "timing.min_run_time=0", "dtype=float7"]):
+        assert not problem.message[:1].isupper(), problem
+
+
+def test_a_missing_field_blames_the_override_that_made_it_needed() -> None:
+    (problem,) = problems_of(None, ["variant=sparse", "sparse.pattern=custom"])
+    assert problem.field == "sparse.mask_mod" and problem.source == "override `sparse.pattern=custom`"

@@ -152,6 +152,14 @@ def debugging() -> bool:
     return os.environ.get("MHA_DEBUG", "") not in ("", "0")
 
 
+def _show_traceback_when_debugging() -> None:
+    """--debug shows where an error came from, and changes nothing else: the message and exit code stay."""
+    if debugging():
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+
+
 def _say_error(message: str) -> None:
     from rich.markup import escape
 
@@ -164,7 +172,8 @@ def handle_errors(command: F) -> F:
 
     User and environment errors: their own code (2 mostly). Ctrl-C, SIGTERM, SIGHUP:
     128 + the signal. A failed write (disk full, I/O error): 1, saying what could not be
-    written. Anything else is a bug in mha: 1, with how to get the traceback.
+    written. Anything else is a bug in mha: 1, with how to get the traceback. With --debug
+    the traceback is printed first; the message and the exit code are the same.
     """
 
     @functools.wraps(command)
@@ -174,8 +183,7 @@ def handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except MhaError as error:
-            if debugging():
-                raise
+            _show_traceback_when_debugging()
             _say_error(error.message)
             raise typer.Exit(int(error.exit_code)) from None
         except KeyboardInterrupt as interrupt:
@@ -184,16 +192,15 @@ def handle_errors(command: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except OSError as error:
-            if debugging():
-                raise
+            _show_traceback_when_debugging()
             where = f"{error.filename}: " if error.filename else ""
             _say_error(f"{where}{error.strerror or error} (what was already written is kept)")
             raise typer.Exit(int(ExitCode.FAILED)) from None
         except Exception as error:  # noqa: BLE001 - the last line of defence against a traceback
-            if debugging():
-                raise
-            _say_error(f"internal error: {type(error).__name__}: {error}. This is a bug in mha; "
-                       "rerun with --debug (or MHA_DEBUG=1) for the traceback and report it")
+            _show_traceback_when_debugging()
+            hint = "report it with the traceback above" if debugging() else \
+                "rerun with --debug (or MHA_DEBUG=1) for the traceback and report it"
+            _say_error(f"internal error: {type(error).__name__}: {error}. This is a bug in mha; {hint}")
             raise typer.Exit(int(ExitCode.FAILED)) from None
 
     return wrapper  # type: ignore[return-value]

@@ -44,7 +44,8 @@ def run(
     """Run every implementation on one config: shapes, agreement with a float64 reference, timing.
 
     Exit code 0 when every implementation that ran agrees with the reference,
-    1 when one fails its check or crashes, 2 for a bad config or option.
+    1 when one fails its check or crashes or when every one was skipped
+    (nothing was measured), 2 for a bad config or option.
     Your own implementation runs beside the built-in ones: name it under
     `implementations:` (module:attr or file.py:attr; this imports and runs that
     code) and list it in impls; see docs/your-implementation.md.

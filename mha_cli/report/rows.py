@@ -163,6 +163,6 @@ def verdict(report: RunReport) -> str:
     if failed:
         return f"FAIL: {', '.join(failed)} did not agree with the float64 reference or did not run"
     if not checked:
-        return "nothing ran: every implementation was skipped"
+        return "FAIL: nothing was measured: every implementation was skipped (the reasons are above)"
     verb = "agrees" if len(checked) == 1 else "agree"
     return f"OK: {', '.join(checked)} {verb} with the float64 reference"

@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Config, field_at, field_paths, validate_data
+from ..config import Config, describe_error, field_at, field_paths, validate_data
 from ..errors import ConfigError, UsageError
 from ..yaml_source import PathKey
 
@@ -113,7 +113,7 @@ def check_axes(axes: list[Axis]) -> None:
             try:
                 adapter.validate_python(value)
             except ValidationError as error:
-                problems.append(f"{axis.path} = {value!r}: {error.errors()[0]['msg']}")
+                problems.append(f"{axis.path} = {value!r}: {describe_error(error.errors()[0])}")
     if problems:
         raise UsageError("bad sweep values:\n" + "\n".join(f"  - {p}" for p in problems))
 
