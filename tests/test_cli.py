@@ -210,6 +210,35 @@ def test_help_shows_no_type_placeholders_and_plain_usage(command: str) -> None:
     assert "{" not in usage and "]..." not in usage.replace("[ARGS]...", ""), usage
 
 
+@pytest.mark.parametrize("columns", ["60", "80", "140"])
+@pytest.mark.parametrize("group", ["", "plot"])
+def test_command_lists_wrap_whole_sentences_at_word_boundaries(group: str, columns: str) -> None:
+    import typer.main
+
+    command = typer.main.get_command(app)
+    for part in group.split():
+        command = command.commands[part]
+    result = runner.invoke(app, [*group.split(), "--help"], env={"COLUMNS": columns})
+    panel = result.stdout.split("Commands")[1]
+    cells: dict[str, list[str]] = {}
+    name = ""
+    for line in panel.splitlines()[1:]:
+        text = line.strip("│╰─╯ ")
+        if not text:
+            continue
+        first, _, rest = text.partition(" ")
+        if first in command.commands:
+            name, text = first, rest
+        cells.setdefault(name, []).append(text.strip())
+    width = max(len(text) for lines in cells.values() for text in lines)  # at most the column's width
+    for child, sub in command.commands.items():
+        summary = " ".join(sub.help.strip().split("\n\n")[0].split())
+        assert " ".join(cells[child]) == summary, f"`mha {group} --help` cuts {child}'s summary at {columns} columns"
+        for text, following in zip(cells[child], cells[child][1:]):
+            # wrapped at word boundaries: the next line's first word would not have fitted on this one
+            assert len(text) + 1 + len(following.split()[0]) > width, f"{child}: a line ends early: {text!r}"
+
+
 @pytest.mark.parametrize("command", _commands())
 def test_every_command_has_help_with_an_example_and_is_in_the_readme(command: str) -> None:
     result = invoke(*command.split(), "--help")

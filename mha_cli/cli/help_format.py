@@ -1,8 +1,11 @@
-"""Help text that reads naturally: no `<bool>` after a flag, usage lines that name arguments plainly.
+"""Help text that reads naturally: no `<bool>` after a flag, usage lines that name arguments plainly,
+command lists that wrap whole sentences.
 
 Typer prints a type placeholder beside every option (`--json <bool>`) and
 braces around required arguments in the usage line (`{BASE}`); both read as
-syntax a user must type. Every command of `mha` uses this class instead.
+syntax a user must type. In a group's command list it keeps the line breaks of
+a docstring's first paragraph, so a sentence broke where the source broke it.
+Every command of `mha` uses these classes instead.
 """
 
 
@@ -21,12 +24,28 @@ def _plain(params: list[Any]) -> list[Any]:
     return params
 
 
+def one_line_summary(help_text: str | None) -> str | None:
+    """A docstring's first paragraph as one line, for the command list to wrap at the terminal's width."""
+    if not help_text:
+        return None
+    first_paragraph = help_text.strip().split("\n\n")[0]
+    return " ".join(first_paragraph.split())
+
+
 class PlainHelpGroup(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.short_help = self.short_help or one_line_summary(self.help)
+
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain(super().get_params(ctx))
 
 
 class PlainHelpCommand(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.short_help = self.short_help or one_line_summary(self.help)
+
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain(super().get_params(ctx))
 
