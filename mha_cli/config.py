@@ -9,6 +9,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import math
+import os
 import re
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +41,7 @@ from .config_fields import (
     Threads,
 )
 from .dtypes import DType
-from .errors import ConfigError, Problem
+from .errors import ConfigError, MhaError, Problem
 from .mask_spec import MaskSpec
 from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_SETTINGS, pattern_class
 from .patterns.local import LocalSettings
@@ -62,7 +63,7 @@ Device = Literal["cpu", "cuda", "mps", "auto"]
 SdpaBackend = Literal["auto", "math", "flash", "efficient", "cudnn"]
 
 DEFAULT_CONFIG_NAME = "quickstart.yaml"
-DEFAULT_SOURCE = "built-in default (configs/quickstart.yaml)"
+DEFAULT_SOURCE = "built-in default (example:quickstart)"
 
 # An implementation's name in `impls`: a built-in one, one of `implementations:`, or an installed entry point.
 ImplName = Annotated[str, Field(pattern=rf"^{USABLE_NAME}$", max_length=60, description=(
@@ -493,8 +494,24 @@ def _impls_known(c: Config) -> list[tuple[str, str]]:
 
 
 def _default_document() -> YamlDocument:
-    text = (Path(__file__).parent / "defaults" / DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")
+    from .shipped_examples import EXAMPLES_DIR
+
+    text = (EXAMPLES_DIR / DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")
     return load_yaml_text(text, DEFAULT_SOURCE)
+
+
+def _example_document(reference: str) -> YamlDocument:
+    """A shipped example named as example:NAME, its own code files found beside it."""
+    from .shipped_examples import PREFIX, find, with_own_code_found
+
+    try:
+        example = find(reference)
+    except MhaError as error:
+        raise ConfigError([Problem(reference, "", error.message)]) from None
+    text = example.path.read_text(encoding="utf-8")
+    document = load_yaml_text(text, f"{PREFIX}{example.name}")
+    with_own_code_found(document.data)
+    return document
 
 
 # Fields that say the same thing two ways: an override of one replaces the other,
@@ -710,8 +727,10 @@ def _origins_from(document: YamlDocument) -> dict[PathKey, tuple[str, int | None
 
 
 def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Read a config file (or the built-in default, configs/quickstart.yaml), apply dotted overrides, validate.
+    """Read a config file (or the built-in default, example:quickstart), apply dotted overrides, validate.
 
+    path: a YAML file (str or path-like), or a str "example:NAME" naming a shipped example (`mha examples`
+    lists them; a Path is always a file). overrides: a list of "KEY=VALUE" strings.
     Raises ConfigError listing every problem, each with its file (or override), line and field.
 
     Example:
@@ -721,8 +740,20 @@ def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -
         >>> config.local.window, config.head_dim
         (32, 64)
     """
-    path = Path(path) if isinstance(path, str) else path
-    document = _default_document() if path is None else load_yaml_file(path)
+    from .shipped_examples import is_example_reference
+
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides: expected a list of KEY=VALUE strings, got the str {overrides!r}; "
+                        f"write overrides=[{overrides!r}]")
+    if is_example_reference(path):
+        document = _example_document(str(path))
+    elif path is None:
+        document = _default_document()
+    elif isinstance(path, (str, os.PathLike)):
+        document = load_yaml_file(Path(path))
+    else:
+        raise TypeError(f"path: expected a YAML file's path (str or path-like), 'example:NAME' or None, "
+                        f"got {type(path).__name__}")
     data = document.data
     origins = _origins_from(document)
     problems: list[Problem] = []

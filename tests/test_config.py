@@ -25,7 +25,7 @@ def problems_of(path: Path | None, overrides: list[str] | None = None) -> list:
 
 def test_builtin_default_is_the_shipped_quickstart() -> None:
     shipped = (REPO / "configs" / "quickstart.yaml").read_text()
-    packaged = (REPO / "mha_cli" / "defaults" / "quickstart.yaml").read_text()
+    packaged = (REPO / "mha_cli" / "examples" / "quickstart.yaml").read_text()
     assert shipped == packaged
     assert load_config(None) == load_config(REPO / "configs" / "quickstart.yaml")
 

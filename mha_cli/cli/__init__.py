@@ -13,6 +13,7 @@ import typer
 from .. import __version__
 from .compare import compare
 from .env import env
+from .examples import examples_app
 from .explain import explain
 from .help_format import PlainHelpCommand, PlainHelpGroup
 from .mask import mask
@@ -27,7 +28,9 @@ app = typer.Typer(
     help=(
         "Experiment with multi-head attention in PyTorch: see the shapes nn.MultiheadAttention returns, "
         "check several implementations against a float64 reference, and time them.\n\n"
-        "Start with:  mha run            (the built-in quickstart config)"
+        "Start with:  mha run            (the built-in quickstart config)\n\n"
+        "Then:        mha examples       (the example configs that come with mha; "
+        "run one as mha run example:NAME)"
     ),
     no_args_is_help=True,
     add_completion=True,
@@ -64,6 +67,7 @@ app.command(cls=PlainHelpCommand)(sweep)
 app.command(cls=PlainHelpCommand)(merge)
 app.command(cls=PlainHelpCommand)(compare)
 app.add_typer(plot_app)
+app.add_typer(examples_app)
 app.command(cls=PlainHelpCommand)(env)
 
 def main() -> None:

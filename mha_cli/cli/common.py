@@ -26,7 +26,8 @@ ConfigArg = Annotated[
     str | None,
     typer.Argument(
         metavar="CONFIG",
-        help="YAML config file. Leave out to use the built-in default (configs/quickstart.yaml).",
+        help="YAML config file, or example:NAME for a shipped example (`mha examples` lists them). "
+        "Leave out to use the built-in default (example:quickstart).",
         show_default=False,
     ),
 ]
@@ -133,9 +134,14 @@ def check_head(head: int, num_heads: int) -> None:
         raise UsageError(f"--head {head} is out of range: the config has num_heads {num_heads} (heads 0..{num_heads - 1})")
 
 
-def split_config_args(config: str | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
-    """`mha run num_heads=4` has no file: a first argument with '=' that is no file is an override."""
+def split_config_args(config: str | None, overrides: list[str] | None) -> tuple[Path | str | None, list[str]]:
+    """`mha run num_heads=4` has no file: a first argument with '=' that is no file is an override.
+    `example:NAME` names a shipped example (kept a str: load_config reads it so); anything else is a file."""
+    from ..shipped_examples import is_example_reference
+
     rest = list(overrides or [])
+    if is_example_reference(config):
+        return config, rest
     if config is not None and "=" in config and not os.path.exists(config):
         return None, [config, *rest]
     if config is not None and not os.path.exists(config) and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", config) \

@@ -1,0 +1,18 @@
+"""Your own attention implementation, timed and checked beside PyTorch's (see configs/my_attention.yaml).
+
+`mha` calls it with q (N, H, L, d), k and v (N, H, S, d) in the run's dtype and
+device, and `spec`: the mask in every form (spec.mask.dense() is the
+(N, 1 or H, L, S) bool mask, True = may attend; spec.mask.mask_mod the
+FlexAttention rule; spec.mask.is_causal when it is plain causal), the scale and
+the experiment. It returns (N, H, L, d). Raise mha_cli.Unsupported("why") to
+skip a row it cannot run.
+"""
+
+import torch
+
+
+def plain_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:
+    scores = (q @ k.transpose(-2, -1)) * spec.scale  # (N, H, L, S)
+    if spec.mask.masked:
+        scores = scores.masked_fill(~spec.mask.dense(), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v  # (N, H, L, d)
