@@ -110,6 +110,19 @@ def test_results_png_for_a_run_and_a_sweep(tmp_path: Path) -> None:
     assert image_size(tmp_path / "s.png") == (700, 450)
 
 
+def test_a_sweep_over_passes_alone_writes_grouped_bars(tmp_path: Path) -> None:
+    """No numeric swept parameter: the sweep still gets its picture (it used to say 'sweep.png not written')."""
+    folder = tmp_path / "sweep"
+    result = runner.invoke(app, ["sweep", "--pass", "forward,forward_backward", "impls=[sdpa,manual]", "seq_len=16",
+                                 "mask.key_padding=null", "timing.min_run_time=0.01", "timing.repetitions=1",
+                                 "--output-dir", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "not written" not in result.stderr
+    assert image_size(folder / "sweep.png") == (700, 450)
+    redrawn = runner.invoke(app, ["plot", "results", str(folder), "--png", str(tmp_path / "again.png")])
+    assert redrawn.exit_code == 0, redrawn.output
+
+
 def test_results_of_something_else_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
     result = runner.invoke(app, ["plot", "results", str(tmp_path / "x.json"), "--png", str(tmp_path / "x.png")])

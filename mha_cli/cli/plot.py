@@ -123,8 +123,9 @@ def results(
     source: Annotated[Path, typer.Argument(metavar="RESULTS", help="results.json or summary.json, or a run or sweep folder.", show_default=False)],
     png: Annotated[Path, typer.Option("--png", metavar="FILE", help="Where to write the picture.")],
 ) -> None:
-    """Draw saved results: bars of median time per implementation (IQR whiskers) for a run,
-    the log-log time-against-parameter chart for a sweep.
+    """Draw saved results: bars of median time per implementation (IQR whiskers) for a run;
+    for a sweep, time against its numeric parameter (seq_len first), or grouped bars when none
+    is numeric, with one panel per combination of the other swept parameters.
 
     Examples:
 
@@ -133,12 +134,12 @@ def results(
       mha plot results outputs/20261127T120000Z-quickstart-sweep/summary.json --png sweep.png
     """
     from ..report.attention_plots import save_run_bars
-    from ..report.sweep_tables import write_plot
+    from ..report.sweep_plots import write_plot
     from ..results import read_results
 
     kind, path, document = read_results(source)
     if kind == "run":
         save_run_bars(document, png)
     elif not write_plot(document, png):
-        raise UsageError(f"{path}: nothing to draw: the first swept parameter is not numeric, or no point ran")
+        raise UsageError(f"{path}: nothing to draw: no point has an ok timing (all skipped, failed or pending)")
     stderr_console().print(f"wrote {png}", highlight=False, markup=False)

@@ -98,7 +98,17 @@ def terminal_heatmap(weights: torch.Tensor, allowed: torch.Tensor) -> list[tuple
 
 
 def save_run_bars(report: dict[str, Any], path: Path) -> None:
-    """Median time per implementation, IQR as whiskers, for one run."""
+    """run_bars_figure written to `path`."""
+    save_figure(run_bars_figure(report), path)
+
+
+def run_bars_figure(report: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """Median time per implementation, IQR as whiskers, for one run; a failed check in red.
+
+    The time axis is log when the bars span more than ten times: a fast implementation next
+    to a slow one would otherwise be a bar too short to read."""
+    from .time_axis import set_time_scale, spans_widely, time_unit
+
     rows = [r for r in report["results"] if r.get("median_s")]
     if not rows:
         from ..errors import UsageError
@@ -106,12 +116,18 @@ def save_run_bars(report: dict[str, Any], path: Path) -> None:
         raise UsageError("this run has no timed implementation to draw (all skipped or failed to run)")
     figure = new_figure(figsize=(6.4, 4.0), dpi=100)
     axes = figure.add_subplot()
+    scale, unit = time_unit(r["median_s"] for r in rows)
     names = [r["impl"] for r in rows]
-    medians = [r["median_s"] * 1e3 for r in rows]
-    whiskers = [(r.get("iqr_s") or 0) * 1e3 / 2 for r in rows]
+    medians = [r["median_s"] / scale for r in rows]
+    whiskers = [(r.get("iqr_s") or 0) / scale / 2 for r in rows]
+    log = spans_widely(medians)
+    # On a log axis a whisker reaching zero or below cannot be drawn: stop it short of zero.
+    below = [min(w, 0.9 * m) for w, m in zip(whiskers, medians, strict=True)] if log else whiskers
     colours = ["#d62728" if r["status"] == "fail" else "#1f77b4" for r in rows]
-    axes.bar(names, medians, yerr=whiskers, capsize=4, color=colours)
-    axes.set_ylabel("median time per call (ms); whiskers: IQR")
+    axes.bar(names, medians, yerr=[below, whiskers], capsize=4, color=colours)
+    ends = [m + w for m, w in zip(medians, whiskers, strict=True)] + [m - b for m, b in zip(medians, below, strict=True)]
+    set_time_scale(axes, ends, log)  # limits that hold the whiskers too
+    axes.set_ylabel(f"median time per call ({unit}); whiskers: IQR")
     config = report["config"]
     axes.set_title(
         f"{config['name']}: {config['variant']}, E={config['embed_dim']}, H={config['num_heads']}, "
@@ -120,4 +136,4 @@ def save_run_bars(report: dict[str, Any], path: Path) -> None:
         fontsize=9,
     )
     figure.subplots_adjust(left=0.13, right=0.97, top=0.9, bottom=0.1)
-    save_figure(figure, path)
+    return figure

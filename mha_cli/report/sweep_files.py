@@ -12,7 +12,8 @@ from typing import Any
 from ..errors import UsageError
 from ..output_folder import write_atomic
 from ..results import to_json
-from .sweep_tables import summary_csv, summary_markdown, write_plot
+from .sweep_plots import write_plot
+from .sweep_tables import summary_csv, summary_markdown
 
 
 def write_summary(folder: Path, summary: dict[str, Any], plot: bool = True) -> str | None:
@@ -25,6 +26,6 @@ def write_summary(folder: Path, summary: dict[str, Any], plot: bool = True) -> s
     try:
         if write_plot(summary, folder / "sweep.png"):
             return None
-        return "sweep.png not written: the first swept parameter is not numeric, or no point has a timing"
+        return "sweep.png not written: no point has an ok timing (all skipped, failed or pending)"
     except UsageError:
         return "sweep.png not written: matplotlib is not installed (pip install 'mha-cli[plot]')"

@@ -1,15 +1,10 @@
-"""Sweep summaries as a reader sees them: tables, marks and their legend, shard headlines, the picture."""
+"""Sweep summaries as a reader sees them: tables, marks and their legend, shard headlines (the picture: test_sweep_plots)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mha_cli.report.sweep_tables import (
-    headline,
-    impl_tables,
-    summary_markdown,
-    sweep_figure,
-)
+from mha_cli.report.sweep_tables import headline, impl_tables, summary_markdown
 
 
 def summary_of(rows: list[dict[str, Any]], axes: dict[str, list[Any]], shards: list[str] | None = None,
@@ -56,17 +51,3 @@ def test_a_shard_headline_counts_its_own_points_and_an_empty_shard_says_so() -> 
     assert "shard 4/4: empty (all 3 points of the grid fall to other shards)" in headline(empty)
     merged = summary_of([row(0, num_heads=1)], {"num_heads": [1]}, shards=["1/2", "2/2"])
     assert "merged from shards 1/2, 2/2" in headline(merged)
-
-
-def test_the_picture_labels_the_measured_values_and_never_repeats_a_colour() -> None:
-    lengths, heads = [128, 512, 2048], list(range(1, 9))
-    rows = [row(i, impl=impl, seq_len=length, num_heads=h)
-            for i, (length, h, impl) in enumerate((L, h, impl) for L in lengths for h in heads for impl in ("sdpa", "manual"))]
-    figure = sweep_figure(summary_of(rows, {"seq_len": lengths, "num_heads": heads}))
-    figure.canvas.draw()
-    axes = figure.axes[0]
-    assert [t.get_text() for t in axes.get_xticklabels()] == ["128", "512", "2048"]
-    colours = [line.get_color() for line in axes.get_lines()]
-    assert len(colours) == 16 and len({tuple(c) if not isinstance(c, str) else c for c in colours}) == 16
-    legend = axes.get_legend().get_window_extent()
-    assert legend.x0 >= axes.get_window_extent().x1  # 16 lines: the legend sits beside the chart, not on it
