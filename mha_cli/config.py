@@ -41,6 +41,7 @@ from .config_fields import (
     Threads,
 )
 from .dtypes import DType
+from .arguments import ArgumentTypeError, a_type, check_overrides, check_path
 from .errors import ConfigError, MhaError, Problem
 from .mask_spec import MaskSpec
 from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_SETTINGS, pattern_class
@@ -742,18 +743,12 @@ def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -
     """
     from .shipped_examples import is_example_reference
 
-    if isinstance(overrides, str):
-        raise TypeError(f"overrides: expected a list of KEY=VALUE strings, got the str {overrides!r}; "
-                        f"write overrides=[{overrides!r}]")
+    overrides = check_overrides(overrides)
     if is_example_reference(path):
         document = _example_document(str(path))
-    elif path is None:
-        document = _default_document()
-    elif isinstance(path, (str, os.PathLike)):
-        document = load_yaml_file(Path(path))
     else:
-        raise TypeError(f"path: expected a YAML file's path (str or path-like), 'example:NAME' or None, "
-                        f"got {type(path).__name__}")
+        file = check_path("path", path)
+        document = _default_document() if file is None else load_yaml_file(file)
     data = document.data
     origins = _origins_from(document)
     problems: list[Problem] = []
@@ -771,6 +766,18 @@ def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -
         problems.sort(key=lambda p: (p.source != document.source, p.line or 0))
         raise ConfigError(problems)
     return config
+
+
+def check_config(config: Any) -> None:
+    """A public function's `config` argument: a Config, or a TypeError saying how to get one."""
+    if isinstance(config, Config):
+        return
+    hint = ""
+    if isinstance(config, (str, os.PathLike)):
+        hint = f"; load the file first: mha_cli.load_config({os.fspath(config)!r})"
+    elif isinstance(config, Mapping):
+        hint = "; turn settings into one with mha_cli.load_config(None, ['num_heads=4', ...])"
+    raise ArgumentTypeError(f"config: expected a Config (from mha_cli.load_config), got {a_type(config)}{hint}")
 
 
 def config_to_yaml(config: Config) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .arguments import check_flag, check_memory_limit
 from .attention import builtin
 from .attention.manual import Steps, layer_steps
 from .experiment import Experiment, resolve
@@ -166,6 +167,7 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
     """Every step of the layer on `config`, computed by the manual implementation and checked
     against nn.MultiheadAttention on the same weights (what `mha explain` prints). With backward=True,
     the gradient steps too, written out and checked against autograd (`mha explain --backward`).
+    A wrong argument is a TypeError or ValueError naming the parameter.
 
     Example:
 
@@ -174,6 +176,11 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
         >>> [(s.step, s.axes) for s in steps][2]
         ('scores', '(N=5, H=2, L=10, S=10)')
     """
+    from .config import check_config  # the only use of the config module here: the rest reads the Experiment
+
+    check_config(config)
+    check_flag("backward", backward)
+    memory_limit = check_memory_limit(memory_limit)
     experiment = resolve(config)
     # The manual layer and nn.MultiheadAttention are alive together, beside the reference-sized inputs.
     work = workload_for(experiment, memory_limit, together=("manual", "torch"))

@@ -20,6 +20,7 @@ import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -34,6 +35,18 @@ RESULT_FILES = (
     "results.json", "results.csv", "config.yaml", "report.md", "pattern.png",
     "sweep.json", "points.jsonl", "summary.json", "summary.csv", "sweep.png",
 )
+
+
+@dataclass(frozen=True)
+class Naming:
+    """How a refusal names what the caller can change: the command line's options, or the Python parameters."""
+
+    overwrite: str  # what replaces earlier results
+    output_dir: str  # what chooses the folder
+
+
+CLI_NAMES = Naming(overwrite="--overwrite", output_dir="--output-dir")
+PYTHON_NAMES = Naming(overwrite="overwrite=True", output_dir="output_dir")
 
 
 def file_mode() -> int:
@@ -90,9 +103,9 @@ def _os_reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def _make_folder(path: Path) -> None:
+def _make_folder(path: Path, names: Naming = CLI_NAMES) -> None:
     if path.exists() and not path.is_dir():
-        raise UsageError(f"output folder {path} is a file, not a folder; choose another --output-dir")
+        raise UsageError(f"output folder {path} is a file, not a folder; choose another {names.output_dir}")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -142,15 +155,17 @@ class FolderLock:
 
 
 @contextlib.contextmanager
-def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = (), fresh: bool = False) -> Iterator[Path]:
+def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = (), fresh: bool = False,
+            names: Naming = CLI_NAMES) -> Iterator[Path]:
     """Create or check the folder, lock it, refuse earlier results unless overwrite; yields the folder.
 
     allow: result files that may be there already (a sweep being resumed holds its own).
     fresh: the caller just made the folder (a timestamped one). A folder made for this command
     and left empty by an error or Ctrl-C (a refused run) is removed again, so no litter remains.
+    names: how a refusal names the overwrite option (the CLI's flag, or the Python parameter).
     """
     made_here = fresh or not path.exists()
-    _make_folder(path)
+    _make_folder(path, names)
     lock = FolderLock(path)
     lock.acquire()
     try:
@@ -158,7 +173,7 @@ def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = (),
         if found and not overwrite:
             raise UsageError(
                 f"output folder {path} already holds results ({', '.join(found)}); "
-                "pass --overwrite to replace them, or choose another folder"
+                f"pass {names.overwrite} to replace them, or choose another folder"
             )
         yield path
     except BaseException:
@@ -172,10 +187,11 @@ def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = (),
 
 
 @contextlib.contextmanager
-def claimed_output(output_dir: Path | None, default_name: str, *, overwrite: bool = False) -> Iterator[Path]:
+def claimed_output(output_dir: Path | None, default_name: str, *, overwrite: bool = False,
+                   names: Naming = CLI_NAMES) -> Iterator[Path]:
     """--output-dir DIR, or a new outputs/<UTC time>-<default_name>/, claimed as `claimed` does."""
     target = output_dir if output_dir is not None else new_timestamped_folder(DEFAULT_ROOT, default_name)
-    with claimed(target, overwrite=overwrite, fresh=output_dir is None) as folder:
+    with claimed(target, overwrite=overwrite, fresh=output_dir is None, names=names) as folder:
         yield folder
 
 

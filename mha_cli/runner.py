@@ -29,13 +29,15 @@ from .attention import Forward, Implementation, implementations_for
 from .attention.yours import Yours
 from .check import CheckResult, Reference, check_against_reference, run_reference
 from .clock import utc_now_iso
-from .config import Config, config_to_yaml
+from .arguments import check_callable, check_flag, check_memory_limit, check_path
+from .config import Config, check_config, config_to_yaml
 from .envinfo import run_env
 from .errors import ConfigError, Unsupported, first_line
 from .experiment import Experiment, resolve
 from .inputs import make_inputs, resolve_device
 from .measure import FlopCount, count_flops, measuring_threads, peak_memory_bytes
 from .memory import MemoryEstimate, check_fits, format_bytes, resolve_memory_limit
+from .output_folder import CLI_NAMES, PYTHON_NAMES, Naming
 from .peak import Peak, peak_gflops
 from .prepared import Prepared
 from .repetitions import Samples, can_fork_server, repetitions_in_a_process, rotated, start_server, time_slice
@@ -238,7 +240,7 @@ def _first_calls(implementations: dict[str, Implementation], work: Workload, ver
 
 
 def run_experiment(
-    config: Config, *, memory_limit: int | None = None, progress: ProgressMessage = lambda _: None, reprobe: bool = False,
+    config: Config, *, memory_limit: int | None = None, progress: ProgressMessage | None = None, reprobe: bool = False,
     output_dir: str | os.PathLike[str] | None = None, overwrite: bool = False,
 ) -> RunReport:
     """Run every implementation in `config.impls` on one config and report shapes, agreement and timing.
@@ -247,8 +249,13 @@ def run_experiment(
     when it cannot be imported or returns the wrong shape or dtype; an implementation that cannot run here
     is a `skipped` row, one that crashes an `error` row. torch's thread count and flush-denormal setting
     are restored when it returns. Timed rows carry this machine's matmul peak (peak.py: cached, probed
-    again with reprobe=True). With output_dir, the folder is written as `mha run --output-dir` writes it
-    (claimed first; earlier results there are refused unless overwrite=True).
+    again with reprobe=True). With output_dir (a str or any path-like), the folder is written as
+    `mha run --output-dir` writes it (claimed first; earlier results there are refused unless overwrite=True);
+    a run that fails leaves no half-written folder behind. progress, when given, is called with one message
+    (a str) per step, so `progress=print` shows them.
+
+    Arguments are checked first: a wrong type is a TypeError, a wrong value a ValueError, each naming the
+    parameter (config must be a Config from load_config, not a path).
 
     Example:
 
@@ -257,10 +264,22 @@ def run_experiment(
         >>> [(r.impl, r.status) for r in report.results]
         [('torch', 'ok'), ('manual', 'ok'), ('sdpa', 'ok')]
     """
-    if output_dir is not None:
-        return run_in_folder(config, Path(output_dir), overwrite=overwrite, memory_limit=memory_limit, progress=progress,
-                             reprobe=reprobe).report
+    check_config(config)
+    folder = check_path("output_dir", output_dir)
+    check_flag("overwrite", overwrite)
+    check_flag("reprobe", reprobe)
+    memory_limit = check_memory_limit(memory_limit)
+    if progress is None:
+        progress = _quiet
+    check_callable("progress", progress, "a function taking one message (a str), such as print, or None")
+    if folder is not None:
+        return run_in_folder(config, folder, overwrite=overwrite, memory_limit=memory_limit, progress=progress,
+                             reprobe=reprobe, names=PYTHON_NAMES).report
     return _measured(Prepared(resolve(config)), memory_limit, progress, reprobe)
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def _measured(prepared: Prepared, memory_limit: int | None, progress: ProgressMessage, reprobe: bool) -> RunReport:
@@ -279,16 +298,21 @@ class SavedRun:
 def run_in_folder(
     config: Config, output_dir: Path | None, *, overwrite: bool = False, memory_limit: int | None = None,
     progress: ProgressMessage = lambda _: None, reprobe: bool = False, shown: Callable[[RunReport], None] = lambda _: None,
+    names: Naming = CLI_NAMES,
 ) -> SavedRun:
     """run_experiment, saved: output_dir (None: a new outputs/<UTC time>-<name>/) is claimed before anything is
-    measured; `shown` gets the report before the files are written, so a failed write loses nothing shown."""
-    from .run_folder import claimed_run_folder, save_run  # matplotlib for pattern.png: only when saving
+    measured; `shown` gets the report before the files are written, so a failed write loses nothing shown.
+    A failure before or while saving leaves no half-written folder: a folder made for this run is removed
+    again, and files this run wrote into an existing one are removed (the retry is not refused).
+    names: how a refusal names the overwrite option (the CLI's flag, or the Python parameter)."""
+    from .run_folder import claimed_run_folder, save_run, undone_if_failed  # matplotlib for pattern.png: only when saving
 
     prepared = Prepared(resolve(config))
-    with claimed_run_folder(output_dir, config.name, overwrite=overwrite) as folder:
+    with claimed_run_folder(output_dir, config.name, overwrite=overwrite, names=names) as folder:
         report = _measured(prepared, memory_limit, progress, reprobe)
         shown(report)
-        notes = save_run(report, folder, config_to_yaml(config), prepared)
+        with undone_if_failed(folder):
+            notes = save_run(report, folder, config_to_yaml(config), prepared)
     return SavedRun(report, folder, notes)
 
 

@@ -10,16 +10,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, config_to_yaml
-from ..errors import ConfigError, ExitCode, MhaError
-from ..output_folder import DEFAULT_ROOT, claimed, claimed_output, point_latest
+from ..arguments import (
+    ArgumentTypeError,
+    a_type,
+    as_argument_error,
+    check_flag,
+    check_grid,
+    check_memory_limit,
+    check_path,
+)
+from ..config import Config, check_config, config_to_yaml
+from ..errors import ConfigError, ExitCode, MhaError, UsageError
+from ..output_folder import CLI_NAMES, DEFAULT_ROOT, PYTHON_NAMES, Naming, claimed, claimed_output, point_latest
 from ..report.sweep_files import write_summary
 from .grid import Grid, Point, Shard, grid_for
-from .store import SWEEP_FILES, SweepFolder
+from .store import SWEEP_FILE, SWEEP_FILES, SweepFolder
 from .summary import SweepSummary, summarize
 
 Record = dict[str, Any]
@@ -179,16 +188,19 @@ class StoreFailed(MhaError):
 
 
 @contextlib.contextmanager
-def new_sweep_folder(grid: Grid, shard: Shard, output_dir: Path | None, *, overwrite: bool = False) -> Iterator[SweepFolder]:
+def new_sweep_folder(grid: Grid, shard: Shard, output_dir: Path | None, *, overwrite: bool = False,
+                     names: Naming = CLI_NAMES) -> Iterator[SweepFolder]:
     """output_dir (None: a new outputs/<UTC time>-<name>-sweep/) claimed before any point runs, with its sweep.json;
-    outputs/latest points at it when the block ends, however it ends (its finished points are there)."""
-    with claimed_output(output_dir, f"{grid.base['name']}-sweep", overwrite=overwrite) as target:
+    outputs/latest points at it when the block ends, however it ends (its finished points are there), unless
+    the sweep was discarded inside (SweepFolder.discard). names: how a refusal names the overwrite option."""
+    with claimed_output(output_dir, f"{grid.base['name']}-sweep", overwrite=overwrite, names=names) as target:
         folder = SweepFolder(target)
-        folder.create(grid, shard, overwrite=overwrite)
+        folder.create(grid, shard, overwrite=overwrite, names=names)
         try:
             yield folder
         finally:
-            point_latest(DEFAULT_ROOT, target)
+            if (target / SWEEP_FILE).exists():
+                point_latest(DEFAULT_ROOT, target)
 
 
 @contextlib.contextmanager
@@ -291,20 +303,29 @@ def execute(
 
 def run_sweep(
     config: Config,
-    grid: dict[str, list[Any]],
+    grid: Mapping[str, Sequence[Any]],
     *,
     output_dir: str | os.PathLike[str] | None = None,
-    progress: Progress | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
     overwrite: bool = False,
     memory_limit: int | None = None,
 ) -> SweepSummary:
     """Run every point of `grid` over `config` in this process and return the sweep summary.
 
-    grid maps config field paths to values, e.g. {"num_heads": [1, 2, 4], "local.window": [64, 128]};
+    grid maps config field paths to lists of values, e.g. {"num_heads": [1, 2, 4], "local.window": [64, 128]};
     the points are their Cartesian product, the last path varying fastest. Combinations that do not
-    make a valid config are `skipped` with the reason. With `output_dir` the folder is written as
-    `mha sweep --output-dir` writes it (points.jsonl as points finish, summary files, sweep.png when
-    matplotlib is installed) and can be resumed with `mha sweep --resume`.
+    make a valid config are `skipped` with the reason. With `output_dir` (a str or any path-like) the
+    folder is written as `mha sweep --output-dir` writes it (points.jsonl as points finish, summary files,
+    sweep.png when matplotlib is installed) and can be resumed with `mha sweep --resume`; a folder that
+    already holds results is refused unless overwrite=True. A call that fails or is interrupted before any
+    point was measured removes what it wrote, so the same call can simply be retried.
+
+    progress: a function taking one message (a str), such as print, gets a line per step and per point;
+    an object with the methods of `Progress` (start, point_started, point_finished, note, warn; any it
+    lacks are skipped) gets the events themselves.
+
+    Arguments are checked first: a wrong type is a TypeError, a wrong value (an empty axis, a path that
+    is no config field, a value the field does not take) a ValueError, each naming the parameter.
 
     Example:
 
@@ -313,8 +334,99 @@ def run_sweep(
         >>> summary["counts"]["done"], [row["impl"] for row in summary["fastest"]] != []
         (2, True)
     """
-    points = grid_for(config, grid)
-    if output_dir is None:
-        return execute(points, Shard(1, 1), None, progress=progress, memory_limit=memory_limit, plot=False)
-    with new_sweep_folder(points, Shard(1, 1), Path(output_dir), overwrite=overwrite) as folder:
-        return execute(points, Shard(1, 1), folder, progress=progress, memory_limit=memory_limit)
+    check_config(config)
+    axes = check_grid(grid, bool(config.sweep))
+    folder = check_path("output_dir", output_dir)
+    check_flag("overwrite", overwrite)
+    memory_limit = check_memory_limit(memory_limit)
+    reporter = progress_for(progress)
+    try:
+        points = grid_for(config, axes)
+    except UsageError as error:  # the axis check `mha sweep` uses, worded for the command line
+        raise as_argument_error("grid", error) from None
+    if folder is None:
+        return execute(points, Shard(1, 1), None, progress=reporter, memory_limit=memory_limit, plot=False)
+    with new_sweep_folder(points, Shard(1, 1), folder, overwrite=overwrite, names=PYTHON_NAMES) as sweep_folder:
+        try:
+            return execute(points, Shard(1, 1), sweep_folder, progress=reporter, memory_limit=memory_limit)
+        except BaseException:
+            # Nothing measured yet (a config error at the first point, Ctrl-C while checking): nothing worth
+            # resuming, and a sweep.json left behind would refuse the retry. Points measured are kept.
+            with contextlib.suppress(OSError):  # a disk that failed: the original error is the one to see
+                if not any(record["status"] == "done" for record in sweep_folder.records()):
+                    sweep_folder.discard()
+            raise
+
+
+def progress_for(progress: Progress | Callable[[str], None] | None) -> Progress:
+    """run_sweep's progress as a Progress: an object with Progress's methods, or a function of one message."""
+    if progress is None or isinstance(progress, Progress):
+        return progress or Progress()
+    if any(callable(getattr(progress, name, None)) for name in _PROGRESS_METHODS):
+        return _Forwarded(progress)
+    if callable(progress):
+        return _Messages(progress)
+    raise ArgumentTypeError(
+        f"progress: expected a function taking one message (a str), such as print, or an object with the methods "
+        f"of mha_cli.sweep.runner.Progress ({', '.join(_PROGRESS_METHODS)}), got {a_type(progress)}"
+    )
+
+
+_PROGRESS_METHODS = ("start", "point_started", "point_finished", "note", "warn")
+
+
+class _Forwarded(Progress):
+    """A progress object with some of Progress's methods: those it has are called, the others skipped."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def _call(self, name: str, *args: Any) -> None:
+        method = getattr(self.target, name, None)
+        if callable(method):
+            method(*args)
+
+    def warn(self, message: str) -> None:
+        self._call("warn", message)
+
+    def start(self, total: int, already_done: int) -> None:
+        self._call("start", total, already_done)
+
+    def point_started(self, point: Point) -> None:
+        self._call("point_started", point)
+
+    def point_finished(self, point: Point, record: Record) -> None:
+        self._call("point_finished", point, record)
+
+    def note(self, message: str) -> None:
+        self._call("note", message)
+
+
+class _Messages(Progress):
+    """Progress as lines for a function of one message (print, logging.info, a list's append)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.total = 0
+        self.finished = 0
+
+    def warn(self, message: str) -> None:
+        self.say(f"warning: {message}")
+
+    def start(self, total: int, already_done: int) -> None:
+        self.total, self.finished = total, already_done
+        self.say(f"sweep: {total} points" + (f", {already_done} already done" if already_done else ""))
+
+    def point_started(self, point: Point) -> None:
+        self.say(f"checking {point.label or f'point {point.index}'}")
+
+    def point_finished(self, point: Point, record: Record) -> None:
+        from ..report.rows import format_seconds
+
+        self.finished += 1
+        reason = f": {record['reason']}" if record["reason"] else ""
+        self.say(f"[{self.finished}/{self.total}] {point.label or f'point {point.index}'}: {record['status']} "
+                 f"in {format_seconds(record['wall_s'])}{reason}")
+
+    def note(self, message: str) -> None:
+        self.say(message)

@@ -21,7 +21,7 @@ from typing import Any
 from .. import __version__
 from ..clock import utc_now_iso
 from ..errors import UsageError
-from ..output_folder import create_exclusive, file_mode
+from ..output_folder import CLI_NAMES, Naming, create_exclusive, file_mode
 from ..results import SCHEMA_VERSION, Result, to_json
 from .grid import Grid, Shard
 
@@ -75,19 +75,21 @@ class SweepFolder:
     def points_file(self) -> Path:
         return self.path / POINTS_FILE
 
-    def create(self, grid: Grid, shard: Shard, *, overwrite: bool = False) -> None:
-        """Write sweep.json (exclusively: two sweeps cannot both create it). Call with the folder claimed."""
+    def create(self, grid: Grid, shard: Shard, *, overwrite: bool = False, names: Naming = CLI_NAMES) -> None:
+        """Write sweep.json (exclusively: two sweeps cannot both create it). Call with the folder claimed.
+        names: how a refusal names the overwrite option (the CLI's flag, or the Python parameter)."""
         if overwrite:
             for name in SWEEP_FILES:
                 (self.path / name).unlink(missing_ok=True)
         if (self.path / SWEEP_FILE).exists():
             raise UsageError(
-                f"{self.path} already holds a sweep; continue it with `mha sweep --resume {self.path}` or choose another folder"
+                f"{self.path} already holds a sweep; continue it with `mha sweep --resume {self.path}`, "
+                f"pass {names.overwrite} to replace it, or choose another folder"
             )
         if self.points_file.exists():
             raise UsageError(
                 f"{self.path} holds {POINTS_FILE} but no {SWEEP_FILE}, so its points cannot be matched to a grid; "
-                "choose another folder (or --overwrite to discard them)"
+                f"choose another folder (or {names.overwrite} to discard them)"
             )
         self.path.mkdir(parents=True, exist_ok=True)
         document = {
@@ -101,6 +103,11 @@ class SweepFolder:
             create_exclusive(self.path / SWEEP_FILE, to_json(document))
         except FileExistsError:
             raise UsageError(f"another sweep created {self.path / SWEEP_FILE} at the same moment; choose another folder") from None
+
+    def discard(self) -> None:
+        """Remove every sweep file (a sweep that failed before measuring anything: nothing in it is worth keeping)."""
+        for name in (*SWEEP_FILES, POINTS_FILE + TORN_SUFFIX):
+            (self.path / name).unlink(missing_ok=True)
 
     def definition(self) -> tuple[Grid, Shard]:
         path = self.path / SWEEP_FILE
