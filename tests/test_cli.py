@@ -533,3 +533,12 @@ def test_a_run_in_which_every_implementation_was_skipped_exits_1_with_the_reason
     assert "FAIL: nothing was measured: every implementation was skipped" in result.stdout
     as_json = invoke("run", "impls=[torch]", "timing.scope=core", *FAST_OVERRIDES, "--no-save", "--json")
     assert as_json.exit_code == 1 and json.loads(as_json.stdout)["results"][0]["status"] == "skipped"
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_help_examples_work_without_a_clone(command: str) -> None:
+    """`mha X --help` examples name shipped examples (example:NAME), not configs/ files a pip user lacks."""
+    result = invoke(*command.split(), "--help")
+    examples = [line.strip() for line in result.stdout.split("Examples:")[-1].splitlines() if line.strip().startswith("mha ")]
+    assert examples
+    assert not [line for line in examples if "configs/" in line], examples

@@ -145,3 +145,24 @@ def test_every_config_shown_is_valid(page: str, block: str, tmp_path: Path) -> N
         from mha_cli.sweep.grid import grid_for
 
         assert grid_for(config.model_copy(update={"variant": "local"}), {}).size() > 1
+
+
+def test_the_readme_sample_output_is_what_mha_run_prints_today() -> None:
+    """The README's sample is a real run (docs/readme_sample.json) rendered by today's code: a change to the
+    table's columns or notes fails here until `python docs/make_readme_sample.py` runs again."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_readme_sample", REPO / "docs" / "make_readme_sample.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shown = script.shown_in_readme()
+    assert shown == script.rendered(script.SAMPLE), "run: python docs/make_readme_sample.py"
+    from mha_cli.report.rows import result_table
+    from mha_cli.results import RunReport
+    import json
+
+    report = RunReport.from_dict(json.loads(script.SAMPLE.read_text()))
+    headers, _ = result_table(report.results)
+    assert all(header in shown for header in headers)
+    assert all(len(result.samples_s) == report.config["timing"]["repetitions"] for result in report.results)

@@ -32,7 +32,7 @@ def explain(
 
       mha explain
 
-      mha explain configs/cross_attention.yaml average_attn_weights=false --json
+      mha explain example:cross_attention average_attn_weights=false --json
 
       mha explain --backward
     """

@@ -37,7 +37,7 @@ def mask(
 
       mha mask variant=local local.window=16 seq_len=128 mask.key_padding=null
 
-      mha mask configs/sparse_bigbird.yaml --png bigbird.png
+      mha mask example:sparse_bigbird --png bigbird.png
     """
     from rich.markup import escape
 

@@ -62,7 +62,7 @@ def weights(
 
       mha plot weights
 
-      mha plot weights configs/causal_padding_masks.yaml --png weights.png --batch 2 --heads 0,1
+      mha plot weights example:causal_padding_masks --png weights.png --batch 2 --heads 0,1
     """
     from ..config import load_config
     from ..experiment import resolve

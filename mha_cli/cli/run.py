@@ -54,11 +54,11 @@ def run(
 
       mha run                                   (the built-in quickstart)
 
-      mha run configs/quickstart.yaml num_heads=4 mask.causal=true
+      mha run example:quickstart num_heads=4 mask.causal=true
 
-      mha run configs/cross_attention.yaml impls=\\[sdpa,manual] --json --no-save
+      mha run example:cross_attention impls=\\[sdpa,manual] --json --no-save
 
-      mha run configs/my_attention.yaml
+      mha run example:my_attention
     """
     from ..config import load_config  # pydantic: only once a command runs
     from ..memory import parse_max_memory

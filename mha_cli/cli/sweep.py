@@ -135,7 +135,7 @@ def sweep(
 
       mha sweep --heads 1,2,4
 
-      mha sweep configs/local_window.yaml --seq-len 1024,2048,4096 --impl sdpa,blocked
+      mha sweep example:local_window --seq-len 1024,2048,4096 --impl sdpa,blocked
 
       mha sweep --seq-len 256,512 --shard 2/4 --output-dir sweeps/shard2
 

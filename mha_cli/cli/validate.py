@@ -28,9 +28,9 @@ def validate(
 
     Examples:
 
-      mha validate configs/quickstart.yaml
+      mha validate example:quickstart
 
-      mha validate configs/cross_attention.yaml num_heads=8 --json
+      mha validate example:cross_attention num_heads=8 --json
     """
     from ..config import (  # pydantic: only once a command runs
         config_to_yaml,
