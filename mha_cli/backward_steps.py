@@ -12,7 +12,7 @@ import math
 import torch
 
 from .attention.manual import Steps, layer_steps
-from .inputs import Weights
+from .inputs import Weights, repeat_kv
 from .training import seeded_upstream
 from .workload import Workload
 
@@ -34,35 +34,48 @@ def backward_rows(work: Workload, steps: Steps) -> tuple[list[tuple], float]:
         d_out_weight = torch.einsum("nle,nlf->ef", dy, steps.concat)
         d_heads = d_concat.view(n, length, h, d).transpose(1, 2)  # (N, H, L, d)
         p = steps.weights.nan_to_num(0.0)  # rows without an allowed key: no weights, no gradient
-        d_v_heads = p.transpose(-2, -1) @ d_heads  # (N, H, S, d)
-        d_p = d_heads @ steps.v_heads.transpose(-2, -1)  # (N, H, L, S)
+        # Grouped heads: each query head reads its key/value head (repeated here, to read as the formulas),
+        # and a key/value head's gradient is the sum over the query heads that read it.
+        k_heads, v_heads = repeat_kv(steps.k_heads, h), repeat_kv(steps.v_heads, h)
+        d_v_heads = group_sum(p.transpose(-2, -1) @ d_heads, sizes.kv_heads)  # (N, H_kv, S, d)
+        d_p = d_heads @ v_heads.transpose(-2, -1)  # (N, H, L, S)
         d_s = p * (d_p - (d_heads * steps.heads).sum(dim=-1, keepdim=True))  # softmax backward
-        d_q_heads = d_s @ steps.k_heads / math.sqrt(d)
-        d_k_heads = d_s.transpose(-2, -1) @ steps.q_heads / math.sqrt(d)
+        d_q_heads = d_s @ k_heads / math.sqrt(d)
+        d_k_heads = group_sum(d_s.transpose(-2, -1) @ steps.q_heads / math.sqrt(d), sizes.kv_heads)
         d_q, d_k, d_v = (g.transpose(1, 2).flatten(2) for g in (d_q_heads, d_k_heads, d_v_heads))
         d_weights = [torch.einsum("nle,nlf->ef", g, x) for g, x in ((d_q, x_q), (d_k, x_k), (d_v, x_v))]
         d_inputs = [g @ weight for g, weight in ((d_q, w.q_weight), (d_k, w.k_weight), (d_v, w.v_weight))]
     error = _against_autograd(work, dy, [*d_inputs, *d_weights, d_out_weight])
-    projections = 2 * n * (length * e * e + source * e * (sizes.kdim + sizes.vdim))
+    projections = 2 * n * (length * e * e + source * sizes.kv_width * (sizes.kdim + sizes.vdim))
+    kv_axes = "N H_kv S d" if sizes.grouped else "N H S d"
+    summed = f"; grouped: summed over the {sizes.group_size} query heads of each key/value head" if sizes.grouped else ""
     rows = [
         ("dY (upstream gradient)", "dL/dy, seeded", dy, "N L E", "what the loss says about each output value", 0, 0),
         ("output projection, backward", "dO = dY W_o;  dW_o = dY^T O;  db_o = sum dY", d_concat, "N L E",
          f"dW_o is E x E = {e} x {e}, summed over every (item, position)", 0, 2 * 2 * n * length * e * e),
         ("split into heads", "dO_h = dO.view(N, L, H, d).transpose(1, 2)", d_heads, "N H L d", "a view, as forward", 0, 0),
-        ("dV", "dV_h = P^T dO_h", d_v_heads, "N H S d", "each value row collects the output gradients of the queries that read it", 0,
+        ("dV", "dV_h = P^T dO_h", d_v_heads, kv_axes, "each value row collects the output gradients of the queries that read it"
+         + summed, 0,
          2 * pairs * d),
         ("dP", "dP = dO_h V_h^T", d_p, "N H L S", "one L x S map per head again: why a textbook backward is quadratic in memory", 0,
          2 * pairs * d),
         ("softmax, backward", "dS = P * (dP - rowsum(dO_h * O_h))", d_s, "N H L S",
          "masked pairs have P = 0 and so dS = 0; rowsum(dO_h * O_h) is FlashAttention's D, no L x S needed for it", 0,
          3 * pairs + 2 * n * h * length * d),
-        ("dQ, dK", "dQ_h = dS K_h / sqrt(d);  dK_h = dS^T Q_h / sqrt(d)", d_k_heads, "N H S d",
-         f"dQ_h is {tuple(d_q_heads.shape)}; FlashAttention recomputes P from the saved log-sum-exp instead of keeping it", 0,
+        ("dQ, dK", "dQ_h = dS K_h / sqrt(d);  dK_h = dS^T Q_h / sqrt(d)", d_k_heads, kv_axes,
+         f"dQ_h is {tuple(d_q_heads.shape)}; FlashAttention recomputes P from the saved log-sum-exp instead of keeping it"
+         + summed, 0,
          4 * pairs * d),
         ("input projections, backward", "dx_q = dQ W_q;  dW_q = dQ^T x_q  (and k, v)", d_inputs[0], "N L E",
          "with self attention x_q = x_k = x_v, so their three gradients add up", 0, 2 * projections),
     ]
     return rows, error
+
+
+def group_sum(per_query_head: torch.Tensor, kv_heads: int) -> torch.Tensor:
+    """(N, H, S, d) gradients per query head -> (N, H_kv, S, d): each key/value head's, summed over its group."""
+    n, h = per_query_head.shape[:2]
+    return per_query_head.view(n, kv_heads, h // kv_heads, *per_query_head.shape[2:]).sum(dim=2)
 
 
 def _against_autograd(work: Workload, dy: torch.Tensor, explicit: list[torch.Tensor]) -> float:

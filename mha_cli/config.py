@@ -198,6 +198,9 @@ class Config(Section):
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
     embed_dim: PositiveInt = 64
     num_heads: PositiveInt = 2
+    # Grouped-query attention: K and V have this many heads, each shared by num_heads / num_kv_heads query
+    # heads (1: multi-query). Left out: num_heads, plain multi-head attention.
+    num_kv_heads: PositiveInt | None = None
     batch_size: PositiveInt = 5
     seq_len: PositiveInt = 10
     source_len: PositiveInt | None = None
@@ -292,10 +295,15 @@ class Config(Section):
         return self.embed_dim // self.num_heads
 
     @property
+    def kv_heads(self) -> int:
+        """H_kv: the key/value heads (num_heads unless grouped)."""
+        return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+
+    @property
     def sizes(self) -> Sizes:
-        """N, H, L, S, E, kdim, vdim with every default resolved."""
+        """N, H, L, S, E, kdim, vdim, H_kv with every default resolved."""
         return Sizes(self.batch_size, self.num_heads, self.seq_len, self.source_length, self.embed_dim,
-                     self.key_dim, self.value_dim)
+                     self.key_dim, self.value_dim, self.kv_heads)
 
     @property
     def mask_spec(self) -> MaskSpec:
@@ -354,6 +362,15 @@ def _heads_divide_width(c: Config) -> list[tuple[str, str]]:
             )
         ]
     return []
+
+
+@_rule("num_heads", "num_kv_heads")
+def _kv_heads_divide_heads(c: Config) -> list[tuple[str, str]]:
+    if c.num_kv_heads is None or c.num_heads % c.num_kv_heads == 0:
+        return []
+    divisors = [h for h in range(1, c.num_heads + 1) if c.num_heads % h == 0]
+    return [("num_kv_heads", f"num_kv_heads {c.num_kv_heads} does not divide num_heads {c.num_heads}: each key/value "
+             f"head serves a whole group of query heads (choose from {', '.join(map(str, divisors))})")]
 
 
 @_rule("attention", "source_len", "kdim", "vdim")

@@ -17,7 +17,7 @@ from .arguments import check_flag, check_memory_limit
 from .attention import builtin
 from .attention.manual import Steps, layer_steps
 from .experiment import Experiment, resolve
-from .inputs import make_inputs, resolve_device
+from .inputs import make_inputs, resolve_device, ungrouped_module
 from .masks import fully_masked_rows
 from .memory import check_fits, resolve_memory_limit
 from .prepared import Prepared
@@ -139,12 +139,18 @@ def _forward_steps(experiment: Experiment, steps: Steps, allowed: torch.Tensor) 
         if kdim == e and vdim == e
         else f"kdim={kdim} / vdim={vdim} differ from E, so nn.MultiheadAttention keeps q_proj_weight, k_proj_weight, v_proj_weight"
     )
+    kv, grouped = sizes.kv_width, sizes.grouped
+    kv_note = f"; K and V are {kv} wide (H_kv * d = {sizes.kv_heads} * {d}): the first {kv} rows of W_k, W_v" if grouped else ""
     rows = [
         ("input projections", "Q = x W_q^T + b_q,  K = x_k W_k^T + b_k,  V = x_v W_v^T + b_v", steps.q, "N L E",
-         f"{layout}; {packed}; K and V have S={source} rows", e * (e + kdim + vdim) + 3 * e * bias,
-         2 * n * (length * e * e + source * e * (kdim + vdim))),
+         f"{layout}; {packed}; K and V have S={source} rows{kv_note}", e * e + kv * (kdim + vdim) + (e + 2 * kv) * bias,
+         2 * n * (length * e * e + source * kv * (kdim + vdim))),
         ("split into heads", "Q.view(N, L, H, d).transpose(1, 2)", steps.q_heads, "N H L d",
          f"d = E / H = {e} / {h} = {d}; a view, nothing is copied; K and V likewise: {tuple(steps.k_heads.shape)}", 0, 0),
+        *([("group query heads", "head h reads K[h // G], V[h // G],  G = H / H_kv", steps.k_heads, "N H_kv S d",
+            f"grouped-query attention: G = {h} / {sizes.kv_heads} = {sizes.group_size} query heads share each key/value "
+            f"head, through a broadcast (no copy); K and V, and a KV cache, are {sizes.group_size}x smaller"
+            + (" (multi-query: one K/V head)" if sizes.kv_heads == 1 else ""), 0, 0)] if grouped else []),
         ("scores", "S = Q K^T / sqrt(d)", steps.scores, "N H L S",
          f"one L x S map per head; dividing by sqrt(d) = {d ** 0.5:.3g} keeps the scores' spread independent of d", 0, 2 * pairs * d),
         ("mask applied", "S[~allowed] = -inf", steps.masked, "N H L S", _mask_note(allowed), 0, 0),
@@ -188,8 +194,11 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
     allowed = work.mask.dense()
     # nn.MultiheadAttention asked for every head's weights, to compare them with the manual layer's.
     per_head = experiment._replace(need_weights=True, average_attn_weights=False)
+    # Grouped heads: nn.MultiheadAttention has none, so it runs with each key/value head's weights
+    # repeated for its query heads, the same layer written as plain multi-head attention.
+    yardstick = replace(work.inputs, module=ungrouped_module(work.inputs.module, experiment.sizes))
     with torch.inference_mode():
-        torch_out = builtin("torch").build(replace(work, experiment=per_head))()
+        torch_out = builtin("torch").module.build(replace(work, experiment=per_head, inputs=yardstick))()
     defined = ~fully_masked_rows(allowed)  # (N, L): compare only rows with an allowed key
     diff_out = (steps.output.double() - work.inputs.as_batch_first(torch_out.output).double()).abs()  # (N, L, E)
     diff_weights = (steps.weights.double() - torch_out.weights.double()).abs().transpose(1, 2)  # (N, L, H, S)

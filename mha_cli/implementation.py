@@ -12,9 +12,11 @@ measures its memory, counts its FLOPs, sweeps it and gates it in `mha compare`.
 The named object is one of two things:
 
 - a core function `attention(q, k, v, spec) -> out`: q (N, H, L, d), k and v
-  (N, H, S, d) in the run's dtype and device, out (N, H, L, d); `spec` is an
+  (N, H_kv, S, d) in the run's dtype and device, out (N, H, L, d); `spec` is an
   AttentionSpec (the mask in every form, the scale, the experiment). This call
-  is what is timed.
+  is what is timed. H_kv = H unless `num_kv_heads` groups the heads
+  (grouped-query attention): query head h then reads key/value head
+  spec.kv_head_of(h) = h // (H / H_kv).
 - a factory, for one-off work (compiling, planning) outside the timed call:
   an object with `build(spec) -> core`, where core(q, k, v) -> out is what is
   timed. `@mha_cli.factory` turns a function `build(spec)` into one; a class
@@ -89,8 +91,17 @@ class AttentionSpec:
 
     @property
     def sizes(self) -> Sizes:
-        """N (batch_size), H (num_heads), L (seq_len), S (source_len), E, d (head_dim)."""
+        """N (batch_size), H (num_heads), L (seq_len), S (source_len), E, d (head_dim), H_kv (kv_heads)."""
         return self.experiment.sizes
+
+    @property
+    def kv_heads(self) -> int:
+        """H_kv: the heads of k and v (H unless grouped)."""
+        return self.experiment.sizes.kv_heads
+
+    def kv_head_of(self, head: int) -> int:
+        """The key/value head query head `head` reads: head // (H / H_kv)."""
+        return head // self.experiment.sizes.group_size
 
 
 Core = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # what a factory builds

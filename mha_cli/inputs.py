@@ -17,6 +17,7 @@ from torch import nn
 from .dtypes import torch_dtype
 from .errors import UsageError
 from .experiment import Experiment
+from .sizes import Sizes
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,21 @@ class Weights:
     out_bias: torch.Tensor | None
 
     @classmethod
-    def of(cls, module: nn.MultiheadAttention, detach: bool = True) -> Weights:
-        """Views of the module's parameters; detach=False keeps them in autograd (training passes)."""
+    def of(cls, module: nn.MultiheadAttention, detach: bool = True, kv_width: int | None = None) -> Weights:
+        """Views of the module's parameters; detach=False keeps them in autograd (training passes).
+
+        kv_width (H_kv * d, grouped-query attention): the key and value projections are the first kv_width
+        rows of the module's, so every implementation still shares one seeded set of weights.
+        """
         e = module.embed_dim
         if module._qkv_same_embed_dim:
             q_weight, k_weight, v_weight = module.in_proj_weight.split(e)
         else:
             q_weight, k_weight, v_weight = module.q_proj_weight, module.k_proj_weight, module.v_proj_weight
         biases = module.in_proj_bias.split(e) if module.in_proj_bias is not None else (None, None, None)
+        rows = slice(None) if kv_width is None else slice(0, kv_width)
+        k_weight, v_weight = k_weight[rows], v_weight[rows]
+        biases = (biases[0], *(b[rows] if b is not None else None for b in biases[1:]))
         cut = (lambda t: t.detach()) if detach else (lambda t: t)
         return cls(
             cut(q_weight),
@@ -50,6 +58,10 @@ class Weights:
             *(cut(b) if b is not None else None for b in biases),
             cut(module.out_proj.bias) if module.out_proj.bias is not None else None,
         )
+
+    def kv_heads(self, num_heads: int) -> int:
+        """H_kv, read off the projections: (H_kv * d) rows of keys for d = E / H."""
+        return self.k_weight.shape[0] // (self.q_weight.shape[0] // num_heads)
 
     def to(self, dtype: torch.dtype, device: torch.device | str = "cpu") -> Weights:
         moved = {
@@ -63,6 +75,13 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(N, T, E) -> (N, H, T, d), a view."""
     n, steps, e = x.shape
     return x.view(n, steps, num_heads, e // num_heads).transpose(1, 2)
+
+
+def repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(N, H_kv, S, d) -> (N, H, S, d), query head h reading key/value head h // (H / H_kv): a copy, for the
+    references and the dense paths that cannot share a head between several query heads. As is when H_kv = H."""
+    kv_heads = x.shape[1]
+    return x if kv_heads == num_heads else x.repeat_interleave(num_heads // kv_heads, dim=1)
 
 
 @dataclass(frozen=True)
@@ -92,7 +111,7 @@ class Inputs:
         return x if self.batch_first else x.transpose(0, 1)
 
     def projected(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q (N, H, L, d), k and v (N, H, S, d), contiguous: the input of `timing.scope: core`."""
+        """q (N, H, L, d), k and v (N, H_kv, S, d), contiguous: the input of `timing.scope: core`."""
         if "projected" not in self._made:
             with torch.inference_mode():
                 projected = project_heads(self.weights, self.num_heads,
@@ -107,12 +126,41 @@ class Inputs:
 
 def project_heads(weights: Weights, num_heads: int, query: torch.Tensor, key: torch.Tensor,
                   value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batch-first (N, T, features) inputs -> q (N, H, L, d), k and v (N, H, S, d): the input projections."""
+    """Batch-first (N, T, features) inputs -> q (N, H, L, d), k and v (N, H_kv, S, d): the input projections."""
+    kv_heads = weights.kv_heads(num_heads)
     return tuple(  # type: ignore[return-value]
-        split_heads(torch.nn.functional.linear(x, weight, bias), num_heads)
-        for x, weight, bias in ((query, weights.q_weight, weights.q_bias), (key, weights.k_weight, weights.k_bias),
-                                (value, weights.v_weight, weights.v_bias))
+        split_heads(torch.nn.functional.linear(x, weight, bias), heads)
+        for x, weight, bias, heads in ((query, weights.q_weight, weights.q_bias, num_heads),
+                                       (key, weights.k_weight, weights.k_bias, kv_heads),
+                                       (value, weights.v_weight, weights.v_bias, kv_heads))
     )
+
+
+def ungrouped_module(module: nn.MultiheadAttention, sizes: Sizes) -> nn.MultiheadAttention:
+    """A copy of the module that computes the grouped layer as plain multi-head attention: head h's key and
+    value projections are those of key/value head h // G. What grouped runs are checked against where
+    nn.MultiheadAttention itself is the yardstick (`mha explain`)."""
+    import copy
+
+    if not sizes.grouped:
+        return module
+    d, group, e = sizes.head_dim, sizes.group_size, sizes.embed_dim
+    rows = torch.arange(e, device=module.out_proj.weight.device)
+    source_rows = (rows // d // group) * d + rows % d  # row r of head h = r // d reads row (h // G) * d + r % d
+    copied = copy.deepcopy(module)
+    with torch.no_grad():
+        if copied._qkv_same_embed_dim:
+            for block in (1, 2):  # the K and V blocks of in_proj_weight (and bias)
+                copied.in_proj_weight[block * e:(block + 1) * e] = module.in_proj_weight[block * e + source_rows]
+                if copied.in_proj_bias is not None:
+                    copied.in_proj_bias[block * e:(block + 1) * e] = module.in_proj_bias[block * e + source_rows]
+        else:
+            copied.k_proj_weight.copy_(module.k_proj_weight[source_rows])
+            copied.v_proj_weight.copy_(module.v_proj_weight[source_rows])
+            if copied.in_proj_bias is not None:
+                for block in (1, 2):
+                    copied.in_proj_bias[block * e:(block + 1) * e] = module.in_proj_bias[block * e + source_rows]
+    return copied
 
 
 def build_module(experiment: Experiment) -> nn.MultiheadAttention:
@@ -147,7 +195,8 @@ def make_inputs(experiment: Experiment, device: torch.device) -> Inputs:
         master_value = torch.randn(n, source, sizes.vdim, dtype=torch.float64, generator=generator)
 
     module = build_module(experiment)
-    master_weights = Weights.of(module).to(torch.float64)
+    kv_width = sizes.kv_width if sizes.grouped else None
+    master_weights = Weights.of(module, kv_width=kv_width).to(torch.float64)
     module = module.to(device=device, dtype=dtype)
 
     def to_run(master: torch.Tensor) -> torch.Tensor:
@@ -165,7 +214,7 @@ def make_inputs(experiment: Experiment, device: torch.device) -> Inputs:
         key=key,
         value=value,
         module=module,
-        weights=Weights.of(module),
+        weights=Weights.of(module, kv_width=kv_width),
         master_query=master_query,
         master_key=master_key,
         master_value=master_value,

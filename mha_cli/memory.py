@@ -112,7 +112,7 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
     length, source = sizes.seq_len, sizes.source_len
     scores = sizes.scores  # one (N, H, L, S) tensor, in elements
     inputs = n * length * e if experiment.attention == "self" else n * (length * e + source * (sizes.kdim + sizes.vdim))
-    projected = n * (length + 2 * source) * e
+    projected = n * (length * e + 2 * source * sizes.kv_width)  # K and V have H_kv heads (grouped: fewer)
     output = n * length * e
     mask = n * length * source  # bool, one byte each
     weights = 2 * e * e + e * (sizes.kdim + sizes.vdim) + 4 * e
@@ -145,7 +145,9 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
         per_impl = {name: int(need * TRAINING_FACTOR.get(name, 1.5)) for name, need in per_impl.items()}
     rows = reference_row_count(experiment)
     row_scores = n * h * rows * source
-    reference_forward = n * (rows + 2 * source) * e + 3 * row_scores + n * rows * e
+    # The reference repeats grouped K/V per query head: K and V of E features each, beside the H_kv-head ones.
+    reference_forward = n * (rows + 2 * source) * e + 2 * n * source * sizes.kv_width * sizes.grouped \
+        + 3 * row_scores + n * rows * e
     reference = 8 * reference_forward + b * reference_forward + n * rows * source
     return MemoryEstimate(
         shared=shared,

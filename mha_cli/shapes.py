@@ -71,7 +71,8 @@ def _traced(experiment: Experiment) -> _Traced:
         other = module(query, key, value, need_weights=True, average_attn_weights=not average)[1] if need else None
         as_batch_first = (lambda x: x) if experiment.batch_first else (lambda x: x.transpose(0, 1))
         steps = reference_attention(
-            as_batch_first(query), as_batch_first(key), as_batch_first(value), Weights.of(module),
+            as_batch_first(query), as_batch_first(key), as_batch_first(value),
+            Weights.of(module, kv_width=sizes.kv_width if sizes.grouped else None),
             torch.ones(n, 1, length, source, dtype=torch.bool, device=device), sizes.num_heads,
         )
     return _Traced(query, key, value, output, weights, other, steps)
@@ -95,8 +96,14 @@ def shape_table(experiment: Experiment) -> tuple[list[ShapeRow], dict[str, list[
         _row("key", traced.key, "S N kdim" if seq_first else "N S kdim", source_note),
         _row("value", traced.value, "S N vdim" if seq_first else "N S vdim", source_note),
         _row("Q per head", steps.q, "N H L d", "projected, split into heads; d = E/H"),
-        _row("K per head", steps.k, "N H S d", "projected, split into heads"),
-        _row("V per head", steps.v, "N H S d", "projected, split into heads"),
+        *(
+            [_row("K per head", steps.k, "N H_kv S d", f"grouped: {sizes.kv_heads} key heads, each read by "
+                  f"{sizes.group_size} query heads (h -> h // {sizes.group_size})"),
+             _row("V per head", steps.v, "N H_kv S d", "grouped, as K")]
+            if (sizes := experiment.sizes).grouped else
+            [_row("K per head", steps.k, "N H S d", "projected, split into heads"),
+             _row("V per head", steps.v, "N H S d", "projected, split into heads")]
+        ),
         _row("scores", steps.scores, "N H L S", "Q K^T / sqrt(d): one L x S map per head"),
     ]
     if experiment.need_weights:  # with need_weights=false nothing is returned: no rows for it

@@ -25,7 +25,7 @@ from .check import CheckResult, Reference, Tolerance
 from .dtypes import torch_dtype
 from .errors import Unsupported
 from .experiment import Experiment
-from .inputs import Inputs, Weights, project_heads
+from .inputs import Inputs, Weights, project_heads, repeat_kv
 from .masks import fully_masked_rows
 from .workload import Workload
 
@@ -43,8 +43,9 @@ def training_workload(work: Workload) -> tuple[Workload, Leaves]:
     module = copy.deepcopy(inputs.module).requires_grad_(True)
     query, key, value, leaves = _input_leaves(work.experiment, inputs.query, inputs.key, inputs.value)
     leaves.update({f"d({name})": parameter for name, parameter in module.named_parameters()})
-    trained = replace(inputs, query=query, key=key, value=value, module=module, weights=Weights.of(module, detach=False),
-                      _made={})
+    sizes = work.experiment.sizes
+    weights = Weights.of(module, detach=False, kv_width=sizes.kv_width if sizes.grouped else None)
+    trained = replace(inputs, query=query, key=key, value=value, module=module, weights=weights, _made={})
     return work.with_inputs(trained), leaves
 
 
@@ -83,29 +84,42 @@ class GradientReference:
 
 
 def _dense_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    k, v = repeat_kv(k, q.shape[1]), repeat_kv(v, q.shape[1])  # the reference repeats grouped K/V explicitly
     scores = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(~allowed, float("-inf"))
     return torch.softmax(scores, dim=-1).nan_to_num(0.0) @ v
 
 
+def _full_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """Grouped heads use the first H_kv * d rows of the module's key/value projections: the rest, zero here,
+    get no gradient in the module either, so the two compare row for row."""
+    if x.shape[0] == rows:
+        return x
+    return torch.cat([x, x.new_zeros((rows - x.shape[0], *x.shape[1:]))])
+
+
 def _reference_parameters(weights: Weights, packed: bool) -> tuple[dict[str, torch.Tensor], Weights]:
     """Leaves laid out like nn.MultiheadAttention's parameters, and the Weights (views) over them."""
+    e = weights.q_weight.shape[0]
+    kv = weights.k_weight.shape[0]  # H_kv * d: E unless grouped
     parameters = {}
+    k_full, v_full = _full_rows(weights.k_weight, e), _full_rows(weights.v_weight, e)
     if packed:
-        parameters["in_proj_weight"] = torch.cat([weights.q_weight, weights.k_weight, weights.v_weight])
+        parameters["in_proj_weight"] = torch.cat([weights.q_weight, k_full, v_full])
     else:
-        parameters.update(q_proj_weight=weights.q_weight, k_proj_weight=weights.k_weight, v_proj_weight=weights.v_weight)
+        parameters.update(q_proj_weight=weights.q_weight, k_proj_weight=k_full, v_proj_weight=v_full)
     if weights.q_bias is not None:
-        parameters["in_proj_bias"] = torch.cat([weights.q_bias, weights.k_bias, weights.v_bias])  # type: ignore[list-item]
+        parameters["in_proj_bias"] = torch.cat([weights.q_bias, _full_rows(weights.k_bias, e),  # type: ignore[arg-type]
+                                                _full_rows(weights.v_bias, e)])  # type: ignore[arg-type]
     parameters["out_proj.weight"] = weights.out_weight
     if weights.out_bias is not None:
         parameters["out_proj.bias"] = weights.out_bias
     parameters = {name: tensor.detach().clone().requires_grad_() for name, tensor in parameters.items()}
-    e = weights.q_weight.shape[0]
     q_weight, k_weight, v_weight = (parameters["in_proj_weight"].split(e) if packed else
                                     (parameters["q_proj_weight"], parameters["k_proj_weight"], parameters["v_proj_weight"]))
     biases = parameters["in_proj_bias"].split(e) if "in_proj_bias" in parameters else (None, None, None)
-    return parameters, Weights(q_weight, k_weight, v_weight, parameters["out_proj.weight"], *biases,
-                               parameters.get("out_proj.bias"))
+    k_bias, v_bias = (b[:kv] if b is not None else None for b in biases[1:])
+    return parameters, Weights(q_weight, k_weight[:kv], v_weight[:kv], parameters["out_proj.weight"], biases[0],
+                               k_bias, v_bias, parameters.get("out_proj.bias"))
 
 
 def _reference_grads(experiment: Experiment, inputs: Inputs, reference: Reference, rows: torch.Tensor,

@@ -287,3 +287,16 @@ def test_a_run_that_fails_leaves_no_half_written_folder(small: mha_cli.Config, t
     assert sorted(p.name for p in mine.iterdir()) == [".mha.lock", "notes.txt"]
     monkeypatch.setattr(files, "write_atomic", write)
     assert mha_cli.run_experiment(small, output_dir=mine).ok and (mine / "results.json").exists()
+
+
+def test_a_report_in_which_every_implementation_was_skipped_is_not_ok() -> None:
+    config = mha_cli.load_config(None, ["impls=[torch]", "timing.scope=core", "timing.repetitions=1",
+                                        "timing.min_run_time=0.01"])
+    report = mha_cli.run_experiment(config)
+    assert [result.status for result in report.results] == ["skipped"]
+    assert not report.ok and "no separate core" in report.results[0].reason
+
+
+def test_load_config_takes_a_shipped_example_by_name() -> None:
+    config = mha_cli.load_config("example:local_window", ["local.window=16"])
+    assert config.variant == "local" and config.local is not None and config.local.window == 16

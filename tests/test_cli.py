@@ -542,3 +542,21 @@ def test_help_examples_work_without_a_clone(command: str) -> None:
     examples = [line.strip() for line in result.stdout.split("Examples:")[-1].splitlines() if line.strip().startswith("mha ")]
     assert examples
     assert not [line for line in examples if "configs/" in line], examples
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["validate", "mask.causal=1"], "override `mask.causal=1`: mask.causal: must be true or false (got 1)"),
+    (["sweep", "--heads", "0,2", "--no-save"], "num_heads = 0: input should be greater than 0"),
+    (["run", "variant=sparse", "sparse.pattern=custom", "--no-save"],
+     "override `sparse.pattern=custom`: sparse.mask_mod: is required"),
+])
+def test_config_mistakes_through_the_command_line(args: list[str], words: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_tab_indented_config_through_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "tabs.yaml"
+    path.write_text("embed_dim: 64\nmask:\n\tcausal: true\n")
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2 and f"{path}:3: not valid YAML: this line is indented with a tab" in result.stderr

@@ -175,14 +175,32 @@ class _SparseAttention:
                 part_out = F.scaled_dot_product_attention(q[:, None, rows], k[:, None], v[:, None], attn_mask=bias, scale=scale)
             out.index_copy_(1, rows, part_out[:, 0])
 
+    @staticmethod
+    def kv_rows(heads: slice, h: int, kv_heads: int, device: torch.device) -> slice | torch.Tensor:
+        """The flat key/value heads that flat query heads `heads` read: the same slice without grouping, else
+        item * H_kv + head // G for each (grouped-query attention: a chunk's K/V are gathered, a few heads at
+        a time, never repeated for the whole tensor)."""
+        if kv_heads == h:
+            return heads
+        flat = torch.arange(heads.start, heads.stop, device=device)
+        return (flat // h) * kv_heads + (flat % h) // (h // kv_heads)
+
+    @staticmethod
+    def _take(x: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+        return x[rows] if isinstance(rows, slice) else x.index_select(0, rows)
+
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, with_lse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, H, L, d) queries, (N, H, S, d) keys and values -> output (N, H, L, d) and log-sum-exp (N * H, L)."""
+        """(N, H, L, d) queries, (N, H_kv, S, d) keys and values -> output (N, H, L, d) and log-sum-exp (N * H, L)."""
         n, h, length, d = q.shape
-        flat_q, flat_k, flat_v = (x.reshape(n * h, x.shape[2], d) for x in (q, k, v))
+        kv_heads = k.shape[1]
+        flat_q = q.reshape(n * h, length, d)
+        flat_k, flat_v = (x.reshape(n * kv_heads, x.shape[2], d) for x in (k, v))
         out = torch.empty_like(flat_q)
         lse = torch.empty(n * h, length, dtype=torch.float64 if q.dtype == torch.float64 else torch.float32, device=q.device)
         for heads, pick in self.chunks(n, h, self.heads_per_chunk):
-            self._chunk(flat_q[heads], flat_k[heads], flat_v[heads], out[heads], lse[heads], pick, with_lse)
+            rows = self.kv_rows(heads, h, kv_heads, q.device)
+            self._chunk(flat_q[heads], self._take(flat_k, rows), self._take(flat_v, rows), out[heads], lse[heads], pick,
+                        with_lse)
         return out.view(n, h, length, d), lse
 
     def backward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
@@ -194,25 +212,36 @@ class _SparseAttention:
         back through the piece's view of the keys (keys_back). Elsewhere, autograd on a per-piece sum with
         these derivatives (_surrogate) does the same."""
         n, h, length, d = q.shape
-        flat = [x.reshape(n * h, x.shape[2], d) for x in (q, k, v, out, grad_out)]
-        flat_q, flat_k, flat_v, flat_out, flat_grad = flat
+        kv_heads = k.shape[1]
+        flat_q, flat_out, flat_grad = (x.reshape(n * h, x.shape[2], d) for x in (q, out, grad_out))
+        flat_k, flat_v = (x.reshape(n * kv_heads, x.shape[2], d) for x in (k, v))
         # Rows without an allowed key have lse = -inf and P = 0: use 0 there to avoid inf - inf.
         fused = q.device.type == "cpu" and self.fused_backward  # the fused kernel forms rowsum(dO * O) itself
         delta = None if fused else (flat_grad * flat_out).sum(dim=-1)
         lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype, device=lse.device))  # float32 or 64
-        grads = [torch.empty_like(x) for x in (flat_q, flat_k, flat_v)]
+        grouped = kv_heads < h
+        dq = torch.empty_like(flat_q)
+        # Grouped: a K/V head's gradient is the sum over its query heads, added chunk by chunk.
+        dk, dv = ((torch.zeros_like if grouped else torch.empty_like)(x) for x in (flat_k, flat_v))
         for heads, pick in self.chunks(n, h, self.backward_heads_per_chunk):
+            rows = self.kv_rows(heads, h, kv_heads, q.device)
+            k_part, v_part = self._take(flat_k, rows), self._take(flat_v, rows)
+            dk_part, dv_part = (torch.empty_like(k_part), torch.empty_like(v_part)) if grouped else (dk[heads], dv[heads])
             if fused:
-                self._fused_backward(flat_q[heads], flat_k[heads], flat_v[heads], flat_out[heads], lse[heads],
-                                     flat_grad[heads], pick, *(grad[heads] for grad in grads))
-                continue
-            with torch.enable_grad():
-                leaves = [x[heads].detach().requires_grad_() for x in (flat_q, flat_k, flat_v)]
-                assert delta is not None
-                total = self._surrogate(*leaves, lse[heads].to(q.dtype), delta[heads], flat_grad[heads], pick)
-                for target, grad in zip(grads, torch.autograd.grad(total, leaves)):
-                    target[heads] = grad
-        return tuple(g.view(n, h, g.shape[1], d) for g in grads)  # type: ignore[return-value]
+                self._fused_backward(flat_q[heads], k_part, v_part, flat_out[heads], lse[heads],
+                                     flat_grad[heads], pick, dq[heads], dk_part, dv_part)
+            else:
+                with torch.enable_grad():
+                    leaves = [x.detach().requires_grad_() for x in (flat_q[heads], k_part, v_part)]
+                    assert delta is not None
+                    total = self._surrogate(*leaves, lse[heads].to(q.dtype), delta[heads], flat_grad[heads], pick)
+                    for target, grad in zip((dq[heads], dk_part, dv_part), torch.autograd.grad(total, leaves)):
+                        target.copy_(grad)
+            if grouped:
+                assert isinstance(rows, torch.Tensor)
+                dk.index_add_(0, rows, dk_part)
+                dv.index_add_(0, rows, dv_part)
+        return dq.view(n, h, length, d), dk.view(n, kv_heads, -1, d), dv.view(n, kv_heads, -1, d)
 
     def _fused_backward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                         grad_out: torch.Tensor, pick: slice, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor) -> None:
@@ -293,8 +322,10 @@ def _full_core(work: Workload) -> Core:
     is_causal = work.form.is_causal
     mask = work.mask.dense() if work.form.needs_dense else None
 
+    grouped = work.experiment.sizes.grouped
+
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=grouped)
 
     return core
 

@@ -55,8 +55,10 @@ def build(work: Workload) -> Forward:
             )
             compiled = torch.compile(flex_attention, dynamic=False)
 
+            grouped = sizes.grouped  # FlexAttention maps query head h to K/V head h // G itself
+
             def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-                return compiled(q, k, v, block_mask=block_mask)
+                return compiled(q, k, v, block_mask=block_mask, enable_gqa=grouped)
 
             forward = layer_around(core, work)
             with torch.no_grad():  # no backward for FlexAttention on the CPU

@@ -23,11 +23,11 @@ class Steps(NamedTuple):
     """Every intermediate of one forward, batch first."""
 
     q: torch.Tensor  # (N, L, E)   after the input projection
-    k: torch.Tensor  # (N, S, E)
-    v: torch.Tensor  # (N, S, E)
+    k: torch.Tensor  # (N, S, H_kv*d)   H_kv = H unless grouped
+    v: torch.Tensor  # (N, S, H_kv*d)
     q_heads: torch.Tensor  # (N, H, L, d)
-    k_heads: torch.Tensor  # (N, H, S, d)
-    v_heads: torch.Tensor  # (N, H, S, d)
+    k_heads: torch.Tensor  # (N, H_kv, S, d)
+    v_heads: torch.Tensor  # (N, H_kv, S, d)
     scores: torch.Tensor  # (N, H, L, S)
     masked: torch.Tensor  # (N, H, L, S)
     weights: torch.Tensor  # (N, H, L, S)
@@ -37,11 +37,16 @@ class Steps(NamedTuple):
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocked: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    d = q.shape[-1]
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # (N, H, L, S)   scaled scores
+    """q (N, H, L, d); k, v (N, H_kv, S, d): a key/value head serves H / H_kv query heads (grouped query
+    attention), through a broadcast, never a repeated copy of K or V."""
+    n, num_heads, length, d = q.shape
+    kv_heads, source = k.shape[1], k.shape[2]
+    grouped_q = q.view(n, kv_heads, num_heads // kv_heads, length, d)  # (N, H_kv, G, L, d)   heads by their K/V
+    k, v = k.unsqueeze(2), v.unsqueeze(2)  # (N, H_kv, 1, S, d)   one K/V head for its group
+    scores = (grouped_q @ k.transpose(-2, -1)).view(n, num_heads, length, source) / math.sqrt(d)  # (N, H, L, S)
     masked = scores.masked_fill(blocked, float("-inf"))  # (N, H, L, S)   mask: -inf where not allowed
     weights = torch.softmax(masked, dim=-1)  # (N, H, L, S)   softmax over keys
-    heads = weights @ v  # (N, H, L, d)   weighted sum of values
+    heads = (weights.view(n, kv_heads, -1, length, source) @ v).view(n, num_heads, length, d)  # weighted values
     return scores, masked, weights, heads
 
 
@@ -50,14 +55,15 @@ def layer_steps(x_q: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor, w: Weig
     n, length, source = x_q.shape[0], x_q.shape[1], x_k.shape[1]
     e = w.q_weight.shape[0]
     d = e // num_heads
+    kv_heads = w.kv_heads(num_heads)  # H_kv: H unless grouped
     q = x_q @ w.q_weight.T  # (N, L, E)   input projections
-    k = x_k @ w.k_weight.T  # (N, S, E)
-    v = x_v @ w.v_weight.T  # (N, S, E)
+    k = x_k @ w.k_weight.T  # (N, S, H_kv*d)
+    v = x_v @ w.v_weight.T  # (N, S, H_kv*d)
     if w.q_bias is not None:
         q, k, v = q + w.q_bias, k + w.k_bias, v + w.v_bias
     q_heads = q.view(n, length, num_heads, d).transpose(1, 2)  # (N, H, L, d)   split into heads
-    k_heads = k.view(n, source, num_heads, d).transpose(1, 2)  # (N, H, S, d)
-    v_heads = v.view(n, source, num_heads, d).transpose(1, 2)  # (N, H, S, d)
+    k_heads = k.view(n, source, kv_heads, d).transpose(1, 2)  # (N, H_kv, S, d)
+    v_heads = v.view(n, source, kv_heads, d).transpose(1, 2)  # (N, H_kv, S, d)
     scores, masked, weights, heads = attention(q_heads, k_heads, v_heads, blocked)
     concat = heads.transpose(1, 2).reshape(n, length, e)  # (N, L, E)   concatenate heads
     output = concat @ w.out_weight.T  # (N, L, E)   output projection

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..inputs import Weights
+from ..inputs import Weights, repeat_kv
 
 
 @dataclass(frozen=True)
 class ReferenceSteps:
     q: torch.Tensor  # (N, H, L, d)
-    k: torch.Tensor  # (N, H, S, d)
-    v: torch.Tensor  # (N, H, S, d)
+    k: torch.Tensor  # (N, H_kv, S, d): H_kv = H unless grouped
+    v: torch.Tensor  # (N, H_kv, S, d)
     scores: torch.Tensor  # (N, H, L, S), q.k / sqrt(d)
     masked_scores: torch.Tensor  # (N, H, L, S), -inf where not allowed
     weights: torch.Tensor  # (N, H, L, S), softmax over S
@@ -54,17 +54,21 @@ def reference_attention(
     source = key.shape[1]
     d = e // num_heads
 
-    def split_heads(x: torch.Tensor, steps: int) -> torch.Tensor:
-        return x.reshape(n, steps, num_heads, d).permute(0, 2, 1, 3)
+    kv_heads = weights.kv_heads(num_heads)
 
-    q = split_heads(_linear(query, weights.q_weight, weights.q_bias), length)
-    k = split_heads(_linear(key, weights.k_weight, weights.k_bias), source)
-    v = split_heads(_linear(value, weights.v_weight, weights.v_bias), source)
+    def split_heads(x: torch.Tensor, steps: int, heads: int) -> torch.Tensor:
+        return x.reshape(n, steps, heads, d).permute(0, 2, 1, 3)
 
-    scores = torch.einsum("nhld,nhsd->nhls", q, k) / math.sqrt(d)
+    q = split_heads(_linear(query, weights.q_weight, weights.q_bias), length, num_heads)
+    k = split_heads(_linear(key, weights.k_weight, weights.k_bias), source, kv_heads)  # (N, H_kv, S, d)
+    v = split_heads(_linear(value, weights.v_weight, weights.v_bias), source, kv_heads)
+    # Grouped heads: each key/value head repeated for its query heads, spelt out (h reads h // (H / H_kv)).
+    k_per_query_head, v_per_query_head = repeat_kv(k, num_heads), repeat_kv(v, num_heads)
+
+    scores = torch.einsum("nhld,nhsd->nhls", q, k_per_query_head) / math.sqrt(d)
     masked_scores = scores.masked_fill(~allowed, float("-inf"))
     attn = torch.softmax(masked_scores, dim=-1)  # NaN on rows with no allowed key
-    heads = torch.einsum("nhls,nhsd->nhld", attn, v)
+    heads = torch.einsum("nhls,nhsd->nhld", attn, v_per_query_head)
     concat = heads.permute(0, 2, 1, 3).reshape(n, length, e)
     output = _linear(concat, weights.out_weight, weights.out_bias)
     return ReferenceSteps(q, k, v, scores, masked_scores, attn, heads, concat, output)

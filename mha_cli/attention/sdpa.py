@@ -50,9 +50,11 @@ def build(work: Workload) -> Forward:
             return contextlib.nullcontext()
         return sdpa_kernel([BACKENDS[backend]])
 
+    grouped = work.experiment.sizes.grouped  # enable_gqa: query head h reads K/V head h // (H / H_kv)
+
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         with backend_context():
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, enable_gqa=grouped)
 
     forward = layer_around(core, work)
     if work.checked_before:  # a repetition's process: the run already knows this backend runs this input

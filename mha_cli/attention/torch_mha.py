@@ -11,6 +11,10 @@ from . import AttentionOutput, Forward
 def unsupported(experiment: Experiment) -> str | None:
     if experiment.timing.scope == "core":
         return "nn.MultiheadAttention has no separate core: it always runs its projections (use timing.scope: layer)"
+    sizes = experiment.sizes
+    if sizes.grouped:
+        return (f"nn.MultiheadAttention has no grouped key/value heads (num_kv_heads {sizes.kv_heads} < num_heads "
+                f"{sizes.num_heads}): its K and V always have num_heads heads")
     return None
 
 

@@ -101,6 +101,7 @@ def sweep(
     config: ConfigArg = None,
     overrides: OverridesArg = None,
     heads: Annotated[str | None, _list_option("heads", "num_heads")] = None,
+    kv_heads: Annotated[str | None, _list_option("kv-heads", "num_kv_heads (grouped-query attention)")] = None,
     seq_len: Annotated[str | None, _list_option("seq-len", "seq_len")] = None,
     embed_dim: Annotated[str | None, _list_option("embed-dim", "embed_dim")] = None,
     batch: Annotated[str | None, _list_option("batch", "batch_size")] = None,
@@ -145,7 +146,7 @@ def sweep(
     from ..sweep.runner import execute
 
     limit = parse_max_memory(max_memory)
-    flags = {"heads": heads, "seq_len": seq_len, "embed_dim": embed_dim, "batch": batch, "window": window,
+    flags = {"heads": heads, "kv_heads": kv_heads, "seq_len": seq_len, "embed_dim": embed_dim, "batch": batch, "window": window,
              "variant": variant, "dtype": dtype, "pass": passes}
     _refuse_contradictions(isolate, point_timeout, no_save, resume, output_dir, overwrite,
                            grid_given=bool(config is not None or overrides or impl or shard or any(v is not None for v in flags.values())))

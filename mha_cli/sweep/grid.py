@@ -13,6 +13,7 @@ from ..yaml_source import PathKey
 # CLI flag -> (config field path, type of one value)
 FLAG_FIELDS: dict[str, tuple[str, type]] = {
     "heads": ("num_heads", int),
+    "kv_heads": ("num_kv_heads", int),
     "seq_len": ("seq_len", int),
     "embed_dim": ("embed_dim", int),
     "batch": ("batch_size", int),
