@@ -141,6 +141,10 @@ class Documents(LengthsOrFractions):
 
 class MaskSection(Section):
     causal: StrictBool = False
+    # Where the causal diagonal sits when L != S: upper_left (query i sees keys j <= i: nn.MultiheadAttention's
+    # and SDPA's is_causal) or lower_right (query i sits at position S - L + i: FlashAttention since 2.1,
+    # decoding against a cache). The same when L == S.
+    causal_alignment: Literal["upper_left", "lower_right"] = "upper_left"
     # With causal: keys j < prefix are visible to every query as well (a prefix LM: the prefix is
     # read bidirectionally, the rest causally).
     prefix: NonNegativeInt | None = None
@@ -309,10 +313,13 @@ class Config(Section):
     def mask_spec(self) -> MaskSpec:
         """The masks beside the pattern, with key padding and documents resolved to lengths."""
         key_lengths, documents = self.key_lengths, self.document_lengths
+        lower_right = self.mask.causal_alignment == "lower_right"
         return MaskSpec(
             causal=self.mask.causal, prefix=self.mask.prefix or 0,
             key_lengths=tuple(key_lengths) if key_lengths is not None else None,
             document_lengths=tuple(documents) if documents is not None else None,
+            causal_alignment=self.mask.causal_alignment,
+            causal_offset=self.source_length - self.seq_len if lower_right else 0,
         )
 
     @property
@@ -409,6 +416,14 @@ def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
                 (f"mask.key_padding.lengths[{index}]", f"{length} is longer than the key length S={s}; allowed 1..{s}")
             )
     return problems
+
+
+@_rule("mask")
+def _alignment_needs_causal(c: Config) -> list[tuple[str, str]]:
+    if c.mask.causal_alignment != "upper_left" and not c.mask.causal:
+        return [("mask.causal_alignment", "the alignment places the causal mask's diagonal: it only means something "
+                 "with mask.causal: true; set mask.causal=true or remove it")]
+    return []
 
 
 @_rule("mask", "seq_len", "source_len", "attention")

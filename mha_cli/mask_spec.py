@@ -12,6 +12,8 @@ class MaskSpec(NamedTuple):
     prefix: int = 0  # with causal: keys j < prefix are visible to every query too (a prefix LM)
     key_lengths: tuple[int, ...] | None = None  # valid keys per batch item (key padding), or None
     document_lengths: tuple[int, ...] | None = None  # packed documents (self attention), or None
+    causal_alignment: str = "upper_left"  # or "lower_right": where the causal diagonal sits when L != S
+    causal_offset: int = 0  # lower right: S - L; query i sees keys j <= i + offset (0 for upper left)
 
     @classmethod
     def of_saved(cls, section: dict[str, Any]) -> MaskSpec:
@@ -22,12 +24,14 @@ class MaskSpec(NamedTuple):
         def entries(given: dict[str, Any] | None) -> tuple[Any, ...] | None:
             return None if not given else tuple(given.get("lengths") or given.get("fractions") or ())
 
-        return cls(bool(section.get("causal")), section.get("prefix") or 0, entries(padding), entries(documents))
+        return cls(bool(section.get("causal")), section.get("prefix") or 0, entries(padding), entries(documents),
+                   section.get("causal_alignment") or "upper_left")
 
     @property
     def plain_causal(self) -> bool:
-        """Causal with no prefix: every allowed key is at or before its query (one-sided bands, is_causal)."""
-        return self.causal and not self.prefix
+        """Causal with no prefix, on the main diagonal: every allowed key is at or before its query
+        (one-sided bands, is_causal)."""
+        return self.causal and not self.prefix and not self.causal_offset
 
     @property
     def only_causal_and_padding(self) -> bool:
@@ -37,21 +41,29 @@ class MaskSpec(NamedTuple):
     def words(self) -> list[str]:
         """Each rule beside the pattern, as a clause of the exact rule: "and j <= i (causal)"."""
         clauses = []
+        diagonal = f"j <= i + {self.causal_offset}" if self.causal_offset else "j <= i"
+        aligned = ", aligned lower right: query i at key position i + S - L" if self.causal_alignment == "lower_right" else ""
         if self.causal and self.prefix:
-            clauses.append(f"and (j <= i or j < {self.prefix}) (causal, prefix LM)")
+            clauses.append(f"and ({diagonal} or j < {self.prefix}) (causal{aligned}, prefix LM)")
         elif self.causal:
-            clauses.append("and j <= i (causal)")
+            clauses.append(f"and {diagonal} (causal{aligned})")
         if self.document_lengths is not None:
             clauses.append(f"and i, j in the same document ({len(self.document_lengths)} packed documents)")
         if self.key_lengths is not None:
             clauses.append("and j < the batch item's key_padding length")
         return clauses
 
-    def names(self, source_len: int, batch: int | None = None) -> list[str]:
-        """Each mask that removes pairs, briefly: "causal", "key padding (3 of 10 keys valid)"."""
+    def names(self, source_len: int, batch: int | None = None, seq_len: int | None = None) -> list[str]:
+        """Each mask that removes pairs, briefly: "causal", "key padding (3 of 10 keys valid)". With seq_len
+        different from source_len, causal says where its diagonal sits (upper left or lower right)."""
         names = []
         if self.causal:
-            names.append(f"causal with a {self.prefix}-key prefix" if self.prefix else "causal")
+            name = f"causal with a {self.prefix}-key prefix" if self.prefix else "causal"
+            if self.causal_alignment == "lower_right":
+                name += " (aligned lower right: query i at position S - L + i)"
+            elif seq_len is not None and seq_len != source_len:
+                name += " (aligned upper left: query i sees keys j <= i)"
+            names.append(name)
         if self.document_lengths is not None:
             names.append(f"{len(self.document_lengths)} packed documents")
         if self.key_lengths is not None:
@@ -77,7 +89,7 @@ class MaskForm(NamedTuple):
         plain = not has_pattern and mask.only_causal_and_padding
         return cls(
             masked=has_pattern or mask.causal or mask.key_lengths is not None or mask.document_lengths is not None,
-            is_causal=plain and mask.plain_causal and mask.key_lengths is None,
+            is_causal=plain and mask.plain_causal and mask.key_lengths is None,  # SDPA's is_causal: upper left only
             native=plain,
         )
 

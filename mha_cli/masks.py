@@ -32,11 +32,12 @@ def everywhere(n: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tenso
     return (n >= 0) & (h >= 0) & (i >= 0) & (j >= 0)
 
 
-def causal_rule(prefix: int = 0) -> PairRule:
-    """j <= i (upper-left aligned, as SDPA's is_causal), or j < prefix (a prefix LM)."""
+def causal_rule(prefix: int = 0, offset: int = 0) -> PairRule:
+    """j <= i + offset, or j < prefix (a prefix LM). offset 0: upper-left aligned, as SDPA's is_causal;
+    S - L: lower-right aligned, query i at key position S - L + i (decoding against a cache)."""
     if prefix:
-        return lambda n, h, i, j: (j <= i) | (j < prefix)
-    return lambda n, h, i, j: j <= i
+        return lambda n, h, i, j: (j <= i + offset) | (j < prefix)
+    return lambda n, h, i, j: j <= i + offset
 
 
 def documents_rule(lengths: Sequence[int], device: torch.device | str = "cpu") -> PairRule:
@@ -77,7 +78,7 @@ def pair_rule(pattern: PairRule | None, mask: MaskSpec, device: torch.device | s
         # (combined first: the small tensors, so that only one operation runs over every pair).
         rules = [lambda n, h, i, j: pattern(n, h, i, j) & ((n >= 0) & (h >= 0))]
     if mask.causal:
-        rules.append(causal_rule(mask.prefix))
+        rules.append(causal_rule(mask.prefix, mask.causal_offset))
     if mask.document_lengths is not None:
         rules.append(documents_rule(mask.document_lengths, device))
     combined = and_masks(*rules)
@@ -92,10 +93,10 @@ def mask_groups(sizes: Sizes, mask: MaskSpec, varies: tuple[bool, bool]) -> tupl
     return batch, sizes.num_heads if by_head else 1
 
 
-def causal_allowed(length: int, source: int, prefix: int = 0) -> torch.Tensor:
-    """(L, S): key j is allowed for query i when j <= i (upper-left aligned, as SDPA's is_causal),
-    or j < prefix (a prefix LM)."""
-    allowed = torch.ones(length, source, dtype=torch.bool).tril()
+def causal_allowed(length: int, source: int, prefix: int = 0, offset: int = 0) -> torch.Tensor:
+    """(L, S): key j is allowed for query i when j <= i + offset (offset 0: upper-left aligned, as SDPA's
+    is_causal; S - L: lower-right aligned), or j < prefix (a prefix LM)."""
+    allowed = torch.ones(length, source, dtype=torch.bool).tril(diagonal=offset)
     allowed[:, :prefix] = True
     return allowed
 
@@ -127,16 +128,12 @@ def full_pair_count(sizes: Sizes, mask: MaskSpec, rule: PairRule) -> int:
     limits = mask.key_lengths or [source] * sizes.batch_size
     if not mask.causal:
         return length * sum(limits)
-    # Query i sees min(max(i + 1, prefix), limit) keys: keys 0..i, or the whole prefix, cut at its limit.
+    # Query i sees max(clamp(i + 1 + offset, 0, limit), min(prefix, limit)) keys: keys 0..i + offset, or the
+    # whole prefix, cut at its limit (offset: S - L when aligned lower right, else 0).
+    reach = torch.arange(1, length + 1, dtype=torch.int64) + mask.causal_offset
     total = 0
     for limit in limits:
-        reach = min(mask.prefix, limit)
-        flat = min(length, reach)  # queries i < reach see `reach` keys
-        total += flat * reach
-        ramp_end = min(length, limit)  # queries flat..ramp_end-1 see i + 1 keys; the rest see `limit`
-        if ramp_end > flat:
-            total += (ramp_end * (ramp_end + 1) - flat * (flat + 1)) // 2
-        total += max(0, length - max(ramp_end, flat)) * limit
+        total += int(torch.maximum(reach.clamp(0, limit), torch.tensor(min(mask.prefix, limit))).sum())
     return total
 
 

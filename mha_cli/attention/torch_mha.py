@@ -31,7 +31,7 @@ def build(work: Workload) -> Forward:
         attn_mask = blocked.expand(-1, sizes.num_heads, -1, -1).reshape(-1, *blocked.shape[-2:])
     else:
         if mask.causal:
-            attn_mask = ~causal_allowed(sizes.seq_len, sizes.source_len, mask.prefix).to(device)
+            attn_mask = ~causal_allowed(sizes.seq_len, sizes.source_len, mask.prefix, mask.causal_offset).to(device)
         if mask.key_lengths is not None:
             key_padding_mask = ~key_padding_allowed(mask.key_lengths, sizes.source_len).to(device)
     module = inputs.module
