@@ -153,6 +153,7 @@ def run_reference(work: Workload, rows: torch.Tensor | None = None) -> Reference
     core = experiment.timing.scope == "core"
 
     def in_dtype(dtype: torch.dtype) -> ReferenceSteps:
+        cached = None if inputs.master_cache is None else tuple(x.to(dtype) for x in inputs.master_cache)
         return reference_attention(
             inputs.master_query[:, rows].to(dtype),
             inputs.master_key.to(dtype),
@@ -160,6 +161,7 @@ def run_reference(work: Workload, rows: torch.Tensor | None = None) -> Reference
             inputs.master_weights.to(dtype),
             allowed,
             experiment.sizes.num_heads,
+            cached,  # type: ignore[arg-type]
         )
 
     reference = in_dtype(torch.float64)

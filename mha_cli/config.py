@@ -144,7 +144,8 @@ class MaskSection(Section):
     # Where the causal diagonal sits when L != S: upper_left (query i sees keys j <= i: nn.MultiheadAttention's
     # and SDPA's is_causal) or lower_right (query i sits at position S - L + i: FlashAttention since 2.1,
     # decoding against a cache). The same when L == S.
-    causal_alignment: Literal["upper_left", "lower_right"] = "upper_left"
+    # null: upper_left, or lower_right when decoding.
+    causal_alignment: Literal["upper_left", "lower_right"] | None = None
     # With causal: keys j < prefix are visible to every query as well (a prefix LM: the prefix is
     # read bidirectionally, the rest causally).
     prefix: NonNegativeInt | None = None
@@ -155,6 +156,13 @@ class MaskSection(Section):
 
 
 Pass = Literal["forward", "backward", "forward_backward"]
+
+
+class DecodeSection(Section):
+    """Decoding against a KV cache: the seq_len new tokens attend to cache_len keys and values already
+    projected (filled once, outside the timed call) and to their own; S = cache_len + seq_len."""
+
+    cache_len: PositiveInt
 
 
 class TimingSection(Section):
@@ -221,6 +229,8 @@ class Config(Section):
     average_attn_weights: StrictBool = True
     mask: MaskSection = MaskSection()
     variant: Variant = "full"
+    # Decoding: the layer projects only the seq_len new tokens and attends over the cache and them.
+    decode: DecodeSection | None = None
     local: LocalSettings | None = None  # only with variant: local (defaults apply when left out)
     sparse: SparseConfig | None = None  # only with variant: sparse
     impls: list[ImplName] = Field(default_factory=lambda: ["torch", "manual", "sdpa"], min_length=1)
@@ -271,7 +281,9 @@ class Config(Section):
     # Derived sizes, named as in nn.MultiheadAttention and the README.
     @property
     def source_length(self) -> int:
-        """S: the key/value length (equal to L for self attention)."""
+        """S: the key/value length (L for self attention; the cache and the new tokens when decoding)."""
+        if self.decode is not None:
+            return self.decode.cache_len + self.seq_len
         return self.source_len if self.source_len is not None else self.seq_len
 
     @property
@@ -299,6 +311,14 @@ class Config(Section):
         return self.embed_dim // self.num_heads
 
     @property
+    def causal_alignment(self) -> str:
+        """Where the causal diagonal sits: as set, else lower right when decoding (the new tokens come after the
+        cache) and upper left otherwise (nn.MultiheadAttention's and SDPA's is_causal)."""
+        if self.mask.causal_alignment is not None:
+            return self.mask.causal_alignment
+        return "lower_right" if self.decode is not None else "upper_left"
+
+    @property
     def kv_heads(self) -> int:
         """H_kv: the key/value heads (num_heads unless grouped)."""
         return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
@@ -313,13 +333,13 @@ class Config(Section):
     def mask_spec(self) -> MaskSpec:
         """The masks beside the pattern, with key padding and documents resolved to lengths."""
         key_lengths, documents = self.key_lengths, self.document_lengths
-        lower_right = self.mask.causal_alignment == "lower_right"
+        lower_right = self.causal_alignment == "lower_right"
         return MaskSpec(
             causal=self.mask.causal, prefix=self.mask.prefix or 0,
             key_lengths=tuple(key_lengths) if key_lengths is not None else None,
             document_lengths=tuple(documents) if documents is not None else None,
-            causal_alignment=self.mask.causal_alignment,
-            causal_offset=self.source_length - self.seq_len if lower_right else 0,
+            causal_alignment=self.causal_alignment,
+            query_offset=self.source_length - self.seq_len if lower_right else 0,
         )
 
     @property
@@ -380,6 +400,26 @@ def _kv_heads_divide_heads(c: Config) -> list[tuple[str, str]]:
              f"head serves a whole group of query heads (choose from {', '.join(map(str, divisors))})")]
 
 
+@_rule("decode", "attention", "mask", "need_weights", "timing")
+def _decode_is_self_attention_inference(c: Config) -> list[tuple[str, str]]:
+    if c.decode is None:
+        return []
+    problems = []
+    if c.attention != "self":
+        problems.append(("decode", "decoding is self attention over the cache and the new tokens: remove "
+                                   "attention: cross (and source_len, kdim, vdim); S is decode.cache_len + seq_len"))
+    if c.mask.documents is not None:
+        problems.append(("mask.documents", "packed documents are not defined against a KV cache; remove them"))
+    if c.mask.causal_alignment == "upper_left" and c.mask.causal:
+        problems.append(("mask.causal_alignment", "decoding aligns causal lower right (the new tokens come after "
+                                                  "the cache); remove causal_alignment or set lower_right"))
+    if c.need_weights:
+        problems.append(("need_weights", "a decode step returns no attention weights: set need_weights: false"))
+    if c.timing.pass_ != "forward":
+        problems.append(("timing.pass", "decoding is inference: timing.pass must be forward"))
+    return problems
+
+
 @_rule("attention", "source_len", "kdim", "vdim")
 def _cross_only_fields(c: Config) -> list[tuple[str, str]]:
     if c.attention == "cross":
@@ -420,7 +460,7 @@ def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
 
 @_rule("mask")
 def _alignment_needs_causal(c: Config) -> list[tuple[str, str]]:
-    if c.mask.causal_alignment != "upper_left" and not c.mask.causal:
+    if c.mask.causal_alignment is not None and not c.mask.causal:
         return [("mask.causal_alignment", "the alignment places the causal mask's diagonal: it only means something "
                  "with mask.causal: true; set mask.causal=true or remove it")]
     return []

@@ -54,6 +54,12 @@ class Experiment(NamedTuple):
     sdpa_backend: str
     timing: TimingSettings
     config: dict[str, Any]  # the Config as JSON: what results record
+    # Decoding: keys and values already in the KV cache (S = cache_len + L); None when not decoding.
+    cache_len: int | None = None
+
+    @property
+    def decoding(self) -> bool:
+        return self.cache_len is not None
 
     @property
     def mask_form(self) -> MaskForm:
@@ -105,4 +111,5 @@ def resolve(config: Config) -> Experiment:
         timing=TimingSettings(timing.min_run_time, timing.threads, timing.scope, timing.pass_, timing.repetitions,
                               timing.max_row_time),
         config=config.to_dict(),
+        cache_len=config.decode.cache_len if config.decode is not None else None,
     )

@@ -72,9 +72,9 @@ class AttentionMask:
     groups: tuple[int, int]  # (batch, heads) of dense(): N or 1, H or 1 (1 where the mask is the same)
     _dense: Callable[[], torch.Tensor] = field(repr=False, compare=False)
     _made: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    # With causal: query i sees keys j <= i + causal_offset; 0 upper-left aligned, S - L lower-right aligned
+    # With causal: query i sees keys j <= i + query_offset; 0 upper-left aligned, S - L lower-right aligned
     # (mask.causal_alignment: lower_right, query i at position S - L + i).
-    causal_offset: int = 0
+    query_offset: int = 0
 
     def dense(self) -> torch.Tensor:
         """(N, 1 or H, L, S) bool on the run device, True = may attend. Built on first call, then kept:

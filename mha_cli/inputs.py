@@ -77,6 +77,16 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.view(n, steps, num_heads, e // num_heads).transpose(1, 2)
 
 
+def append_to_cache(cache: tuple[torch.Tensor, torch.Tensor], k_new: torch.Tensor,
+                    v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write the new tokens' keys and values (N, H_kv, L, d) into the last L slots of the cache (N, H_kv, S, d),
+    in place (the same slots on every call, as a decode step that is timed again and again), and return it."""
+    length = k_new.shape[2]
+    cache[0][:, :, -length:].copy_(k_new)
+    cache[1][:, :, -length:].copy_(v_new)
+    return cache
+
+
 def repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(N, H_kv, S, d) -> (N, H, S, d), query head h reading key/value head h // (H / H_kv): a copy, for the
     references and the dense paths that cannot share a head between several query heads. As is when H_kv = H."""
@@ -100,6 +110,10 @@ class Inputs:
     master_weights: Weights
     batch_first: bool  # the user's layout: (N, T, features) when true, (T, N, features) otherwise
     num_heads: int
+    # Decoding: the KV cache as float64 masters (N, H_kv, C, d), and in the run dtype as buffers of all
+    # S = C + L slots whose last L the layer fills with the new tokens' keys and values on every call.
+    master_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+    cache: tuple[torch.Tensor, torch.Tensor] | None = None
     _made: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -111,11 +125,15 @@ class Inputs:
         return x if self.batch_first else x.transpose(0, 1)
 
     def projected(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q (N, H, L, d), k and v (N, H_kv, S, d), contiguous: the input of `timing.scope: core`."""
+        """q (N, H, L, d), k and v (N, H_kv, S, d), contiguous: the input of `timing.scope: core` (decoding:
+        k and v are the whole cache, the new tokens' keys and values in its last L slots)."""
         if "projected" not in self._made:
             with torch.inference_mode():
                 projected = project_heads(self.weights, self.num_heads,
                                           *(self.as_batch_first(x) for x in (self.query, self.key, self.value)))
+                if self.cache is not None:
+                    q, k_new, v_new = projected
+                    projected = (q, *append_to_cache(self.cache, k_new, v_new))
                 self._made["projected"] = tuple(x.contiguous() for x in projected)
         return self._made["projected"]
 
@@ -203,6 +221,17 @@ def make_inputs(experiment: Experiment, device: torch.device) -> Inputs:
         tensor = master.to(device=device, dtype=dtype)
         return tensor if experiment.batch_first else tensor.transpose(0, 1).contiguous()
 
+    master_cache = cache = None
+    if experiment.decoding:
+        # The cache's keys and values, drawn from the seed as already projected: a cache of millions of tokens
+        # is never a (N, S, E) input. Filled once here, outside every timed call.
+        cached = (n, sizes.kv_heads, experiment.cache_len, sizes.head_dim)
+        master_cache = (torch.randn(cached, dtype=torch.float64, generator=generator),
+                        torch.randn(cached, dtype=torch.float64, generator=generator))
+        slots = (n, sizes.kv_heads, source, sizes.head_dim)
+        cache = tuple(torch.empty(slots, dtype=dtype, device=device) for _ in range(2))
+        for buffer, master in zip(cache, master_cache):
+            buffer[:, :, : experiment.cache_len].copy_(master)
     query = to_run(master_query)
     # Self attention passes the very same tensor three times, as a user would
     # (nn.MultiheadAttention takes its fused fast path only when query is key is value).
@@ -221,6 +250,8 @@ def make_inputs(experiment: Experiment, device: torch.device) -> Inputs:
         master_weights=master_weights,
         batch_first=experiment.batch_first,
         num_heads=sizes.num_heads,
+        master_cache=master_cache,
+        cache=cache,  # type: ignore[arg-type]
     )
 
 

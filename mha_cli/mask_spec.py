@@ -13,10 +13,11 @@ class MaskSpec(NamedTuple):
     key_lengths: tuple[int, ...] | None = None  # valid keys per batch item (key padding), or None
     document_lengths: tuple[int, ...] | None = None  # packed documents (self attention), or None
     causal_alignment: str = "upper_left"  # or "lower_right": where the causal diagonal sits when L != S
-    causal_offset: int = 0  # lower right: S - L; query i sees keys j <= i + offset (0 for upper left)
+    query_offset: int = 0  # lower right: S - L, query i sits at key position i + offset for every rule (causal,
+    # and the pattern's window); 0 for upper left
 
     @classmethod
-    def of_saved(cls, section: dict[str, Any]) -> MaskSpec:
+    def of_saved(cls, section: dict[str, Any], decoding: bool = False) -> MaskSpec:
         """The masks of a saved config's `mask:` section (a results.json), enough to name them: padding and
         documents given as fractions keep one entry per fraction."""
         padding, documents = section.get("key_padding"), section.get("documents")
@@ -25,13 +26,13 @@ class MaskSpec(NamedTuple):
             return None if not given else tuple(given.get("lengths") or given.get("fractions") or ())
 
         return cls(bool(section.get("causal")), section.get("prefix") or 0, entries(padding), entries(documents),
-                   section.get("causal_alignment") or "upper_left")
+                   section.get("causal_alignment") or ("lower_right" if decoding else "upper_left"))
 
     @property
     def plain_causal(self) -> bool:
         """Causal with no prefix, on the main diagonal: every allowed key is at or before its query
         (one-sided bands, is_causal)."""
-        return self.causal and not self.prefix and not self.causal_offset
+        return self.causal and not self.prefix and not self.query_offset
 
     @property
     def only_causal_and_padding(self) -> bool:
@@ -41,12 +42,14 @@ class MaskSpec(NamedTuple):
     def words(self) -> list[str]:
         """Each rule beside the pattern, as a clause of the exact rule: "and j <= i (causal)"."""
         clauses = []
-        diagonal = f"j <= i + {self.causal_offset}" if self.causal_offset else "j <= i"
+        diagonal = f"j <= i + {self.query_offset}" if self.query_offset else "j <= i"
         aligned = ", aligned lower right: query i at key position i + S - L" if self.causal_alignment == "lower_right" else ""
         if self.causal and self.prefix:
             clauses.append(f"and ({diagonal} or j < {self.prefix}) (causal{aligned}, prefix LM)")
         elif self.causal:
             clauses.append(f"and {diagonal} (causal{aligned})")
+        elif self.query_offset:
+            clauses.append(f"(query i at key position i + {self.query_offset}: after the cache)")
         if self.document_lengths is not None:
             clauses.append(f"and i, j in the same document ({len(self.document_lengths)} packed documents)")
         if self.key_lengths is not None:

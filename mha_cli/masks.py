@@ -73,12 +73,13 @@ def within_key_lengths(rule: PairRule, lengths: Sequence[int], device: torch.dev
 def pair_rule(pattern: PairRule | None, mask: MaskSpec, device: torch.device | str = "cpu") -> PairRule:
     """(n, h, i, j) -> allowed, on broadcasting integer tensors; the result has n's and h's dimensions."""
     rules: list[PairRule] = [everywhere]
+    offset = mask.query_offset  # lower right: query i sits at key position i + offset, for the pattern too
     if pattern is not None:
         # (n >= 0) & (h >= 0): the result keeps n's and h's dimensions even where the pattern ignores them
         # (combined first: the small tensors, so that only one operation runs over every pair).
-        rules = [lambda n, h, i, j: pattern(n, h, i, j) & ((n >= 0) & (h >= 0))]
+        rules = [lambda n, h, i, j: pattern(n, h, i + offset, j) & ((n >= 0) & (h >= 0))]
     if mask.causal:
-        rules.append(causal_rule(mask.prefix, mask.causal_offset))
+        rules.append(causal_rule(mask.prefix, mask.query_offset))
     if mask.document_lengths is not None:
         rules.append(documents_rule(mask.document_lengths, device))
     combined = and_masks(*rules)
@@ -130,7 +131,7 @@ def full_pair_count(sizes: Sizes, mask: MaskSpec, rule: PairRule) -> int:
         return length * sum(limits)
     # Query i sees max(clamp(i + 1 + offset, 0, limit), min(prefix, limit)) keys: keys 0..i + offset, or the
     # whole prefix, cut at its limit (offset: S - L when aligned lower right, else 0).
-    reach = torch.arange(1, length + 1, dtype=torch.int64) + mask.causal_offset
+    reach = torch.arange(1, length + 1, dtype=torch.int64) + mask.query_offset
     total = 0
     for limit in limits:
         total += int(torch.maximum(reach.clamp(0, limit), torch.tensor(min(mask.prefix, limit))).sum())

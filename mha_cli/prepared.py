@@ -66,14 +66,17 @@ class Prepared:
             raise ValueError("full attention has no block plan")
         start = time.perf_counter()
         pattern = experiment.pattern
-        plan = pattern.plan(self.plan_context) if pattern is not None else generic_plan(self.plan_context)
+        # A pattern's own plan lays its blocks along the main diagonal; queries aligned lower right sit S - L
+        # further on, which the generic plan (it evaluates the rule) follows.
+        own = pattern is not None and not experiment.mask.query_offset
+        plan = pattern.plan(self.plan_context) if own else generic_plan(self.plan_context)  # type: ignore[union-attr]
         return replace(plan, plan_s=time.perf_counter() - start)
 
     @functools.cached_property
     def blocked_keys_per_query(self) -> int:
         """Keys each query reads in blocked, for the memory guard: the pattern's bound, or exact for the
         generic plan (which evaluates the rule: a custom rule is imported)."""
-        bound = blocked_keys_bound(self.experiment)
+        bound = blocked_keys_bound(self.experiment) if not self.experiment.mask.query_offset else None
         return bound if bound is not None else self.plan_context.generic_keys_per_query()
 
     @functools.cached_property

@@ -74,6 +74,9 @@ def _traced(experiment: Experiment) -> _Traced:
             as_batch_first(query), as_batch_first(key), as_batch_first(value),
             Weights.of(module, kv_width=sizes.kv_width if sizes.grouped else None),
             torch.ones(n, 1, length, source, dtype=torch.bool, device=device), sizes.num_heads,
+            # Decoding: the cache's keys and values come before the new tokens' (S = C + L).
+            tuple(torch.zeros(n, sizes.kv_heads, experiment.cache_len, sizes.head_dim, device=device, dtype=dtype)
+                  for _ in range(2)) if experiment.decoding else None,  # type: ignore[arg-type]
         )
     return _Traced(query, key, value, output, weights, other, steps)
 
@@ -91,6 +94,8 @@ def shape_table(experiment: Experiment) -> tuple[list[ShapeRow], dict[str, list[
     seq_first = not experiment.batch_first
     query_axes = "L N E" if seq_first else "N L E"
     source_note = "self attention: the query tensor" if experiment.attention == "self" else "cross attention source"
+    if experiment.decoding:
+        source_note = f"the {experiment.sizes.seq_len} new tokens; {experiment.cache_len} more keys and values are in the cache"
     rows = [
         _row("query", traced.query, query_axes, "batch_first=false: sequence first" if seq_first else "batch_first=true"),
         _row("key", traced.key, "S N kdim" if seq_first else "N S kdim", source_note),

@@ -74,7 +74,7 @@ def attention_mask(prepared: Prepared, device: torch.device) -> AttentionMask:
         masked=form.masked,
         is_causal=form.is_causal,
         causal=spec.causal,
-        causal_offset=spec.causal_offset,
+        query_offset=spec.query_offset,
         prefix=spec.prefix,
         key_lengths=spec.key_lengths,
         document_lengths=spec.document_lengths,

@@ -330,10 +330,56 @@ def _full_core(work: Workload) -> Core:
     return core
 
 
+# Decoding with at most this many new tokens takes the decode path: their (L, S) rows of the mask are small.
+DECODE_MAX_QUERIES = 64
+
+
+def _decode_core(work: Workload) -> Core:
+    """A decode step: a few new queries against a long KV cache, where the time is reading K and V.
+
+    Each key/value head is read once for its whole group of query heads: the group's G * L queries are the
+    columns of one tall matrix product, K (S, d) @ Q^T (d, G * L), which streams K at memory speed (PyTorch's
+    SDPA with enable_gqa reads K once per query head instead). Softmax runs down the keys, then
+    P^T (G * L, S) @ V (S, d). Only the span of keys some new query may attend is read: the window of a
+    local pattern, not the whole cache. The mask's rows for the new tokens are made once, as a bias in the
+    product's layout.
+    """
+    sizes, mask = work.experiment.sizes, work.mask
+    n, h, length, d = sizes.batch_size, sizes.num_heads, sizes.seq_len, sizes.head_dim
+    kv_heads, group = sizes.kv_heads, sizes.group_size
+    scale = 1.0 / math.sqrt(d)
+    lo, hi, bias = 0, sizes.source_len, None
+    if mask.masked:
+        allowed = mask.dense()  # (N, 1 or H, L, S): L is a handful of rows
+        keys = allowed.flatten(0, 2).any(dim=0).nonzero()
+        if len(keys):
+            lo, hi = int(keys[0]), int(keys[-1]) + 1
+        allowed = allowed[..., lo:hi].expand(n, h, length, hi - lo)
+        # (N, H, L, span) -> (N * H_kv, span, G * L): the layout of K @ Q^T, made once
+        layout = allowed.reshape(n, kv_heads, group, length, hi - lo).permute(0, 1, 4, 2, 3).reshape(n * kv_heads, hi - lo, group * length)
+        dtype = work.inputs.query.dtype
+        bias = torch.zeros(layout.shape, dtype=dtype, device=work.device).masked_fill_(~layout, float("-inf"))
+
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        queries = q.reshape(n * kv_heads, group * length, d)  # query heads h = kv * G + g, rows g * L + l
+        keys = k[:, :, lo:hi].reshape(n * kv_heads, hi - lo, d)  # a view: each head's span is contiguous
+        values = v[:, :, lo:hi].reshape(n * kv_heads, hi - lo, d)
+        scores = torch.bmm(keys, queries.transpose(1, 2)).mul_(scale)  # (N * H_kv, span, G * L)
+        if bias is not None:
+            scores.add_(bias)
+        weights = torch.softmax(scores, dim=1)  # over the keys
+        return torch.bmm(weights.transpose(1, 2), values).view(n, h, length, d)
+
+    return core
+
+
 def build_core(work: Workload) -> tuple[Core, float | None]:
     """The core, and the seconds its block plan took to build (None: full attention needs no plan)."""
     if work.mask_given:
         raise Unsupported("a mask given through Workload.with_mask has no block plan; blocked runs the experiment's own pattern")
+    experiment = work.experiment
+    if experiment.decoding and experiment.sizes.seq_len <= DECODE_MAX_QUERIES and not experiment.timing.trains:
+        return _decode_core(work), None
     if not work.experiment.needs_plan:
         return _full_core(work), None
     plan = work.prepared.plan

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..inputs import project_heads
+from ..inputs import append_to_cache, project_heads
 from ..workload import Workload
 from . import AttentionOutput, Forward
 
@@ -27,10 +27,15 @@ def layer_around(core: Core, work: Workload) -> Forward:
         return lambda: AttentionOutput(core(q, k, v), None)
     w, h = inputs.weights, experiment.sizes.num_heads
     x_q, x_k, x_v = (inputs.as_batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
-    batch_first = experiment.batch_first
+    batch_first, cache = experiment.batch_first, inputs.cache
+
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if cache is not None:  # decoding: only the new tokens were projected; they join the cache
+            k, v = append_to_cache(cache, k, v)
+        return core(q, k, v)
 
     def forward() -> AttentionOutput:
-        y = core(*project_heads(w, h, x_q, x_k, x_v)).transpose(1, 2).flatten(2)  # (N, L, E)
+        y = attend(*project_heads(w, h, x_q, x_k, x_v)).transpose(1, 2).flatten(2)  # (N, L, E)
         y = F.linear(y, w.out_weight, w.out_bias)
         return AttentionOutput(y if batch_first else y.transpose(0, 1), None)
 

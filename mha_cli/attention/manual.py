@@ -17,6 +17,7 @@ from ..experiment import Experiment
 from ..inputs import Weights
 from ..workload import Workload
 from . import AttentionOutput, Forward
+from .layer import layer_around
 
 
 class Steps(NamedTuple):
@@ -84,6 +85,8 @@ def build(work: Workload) -> Forward:
         q, k, v = inputs.projected()
         return lambda: AttentionOutput(attention(q, k, v, blocked)[3], None)
 
+    if experiment.decoding:  # the same steps around a KV cache: the shared projections, this core
+        return layer_around(lambda q, k, v: attention(q, k, v, blocked)[3], work)
     x_q, x_k, x_v = (inputs.as_batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
     num_heads, batch_first = experiment.sizes.num_heads, experiment.batch_first
     need_weights, average = experiment.need_weights, experiment.average_attn_weights

@@ -49,7 +49,10 @@ def reference_attention(
     weights: Weights,
     allowed: torch.Tensor,  # (N, 1 or H, L, S) bool, True = may attend
     num_heads: int,
+    cached: tuple[torch.Tensor, torch.Tensor] | None = None,  # decoding: the cache's K, V (N, H_kv, C, d)
 ) -> ReferenceSteps:
+    """The layer as formulas. Decoding: key and value are the new tokens, projected and appended to the
+    cache, and the queries attend over all S = C + L keys (a full recomputation over the concatenation)."""
     n, length, e = query.shape
     source = key.shape[1]
     d = e // num_heads
@@ -62,6 +65,8 @@ def reference_attention(
     q = split_heads(_linear(query, weights.q_weight, weights.q_bias), length, num_heads)
     k = split_heads(_linear(key, weights.k_weight, weights.k_bias), source, kv_heads)  # (N, H_kv, S, d)
     v = split_heads(_linear(value, weights.v_weight, weights.v_bias), source, kv_heads)
+    if cached is not None:
+        k, v = torch.cat([cached[0], k], dim=2), torch.cat([cached[1], v], dim=2)  # (N, H_kv, C + L, d)
     # Grouped heads: each key/value head repeated for its query heads, spelt out (h reads h // (H / H_kv)).
     k_per_query_head, v_per_query_head = repeat_kv(k, num_heads), repeat_kv(v, num_heads)
 

@@ -12,6 +12,8 @@ def unsupported(experiment: Experiment) -> str | None:
     if experiment.timing.scope == "core":
         return "nn.MultiheadAttention has no separate core: it always runs its projections (use timing.scope: layer)"
     sizes = experiment.sizes
+    if experiment.decoding:
+        return "nn.MultiheadAttention has no KV cache: it would project every cached token again on every call"
     if sizes.grouped:
         return (f"nn.MultiheadAttention has no grouped key/value heads (num_kv_heads {sizes.kv_heads} < num_heads "
                 f"{sizes.num_heads}): its K and V always have num_heads heads")
@@ -31,7 +33,7 @@ def build(work: Workload) -> Forward:
         attn_mask = blocked.expand(-1, sizes.num_heads, -1, -1).reshape(-1, *blocked.shape[-2:])
     else:
         if mask.causal:
-            attn_mask = ~causal_allowed(sizes.seq_len, sizes.source_len, mask.prefix, mask.causal_offset).to(device)
+            attn_mask = ~causal_allowed(sizes.seq_len, sizes.source_len, mask.prefix, mask.query_offset).to(device)
         if mask.key_lengths is not None:
             key_padding_mask = ~key_padding_allowed(mask.key_lengths, sizes.source_len).to(device)
     module = inputs.module

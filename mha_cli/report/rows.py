@@ -142,8 +142,9 @@ def pattern_words(config: dict[str, Any]) -> str:
 def summary_line(report: RunReport) -> str:
     config, env = report.config, report.env
     heads = config["num_heads"]
-    source = config["source_len"] or config["seq_len"]
-    mask = MaskSpec.of_saved(config["mask"]).names(source, seq_len=config["seq_len"])
+    decode = config.get("decode")
+    source = (decode["cache_len"] + config["seq_len"]) if decode else (config["source_len"] or config["seq_len"])
+    mask = MaskSpec.of_saved(config["mask"], decoding=bool(decode)).names(source, seq_len=config["seq_len"])
     density = next((r.density for r in report.results if r.density is not None), None)
     busy = any(r.busy for r in report.results)
     return (
@@ -151,7 +152,8 @@ def summary_line(report: RunReport) -> str:
         f"E={config['embed_dim']}, H={heads} (d={config['embed_dim'] // heads}), "
         + (f"H_kv={kv_heads} (grouped), " if (kv_heads := config.get("num_kv_heads")) not in (None, heads) else "")
         + f"N={config['batch_size']}, "
-        f"L={config['seq_len']}, S={source}, mask: {', '.join(mask) or 'none'}"
+        f"L={config['seq_len']}, S={source}" + (f" (decoding: {decode['cache_len']} cached + {config['seq_len']} new)" if decode else "")
+        + f", mask: {', '.join(mask) or 'none'}"
         + (f", density {density:.4g}" if density is not None and density < 1 else "")
         + f"; timing scope {config['timing']['scope']}, pass {config['timing'].get('pass', 'forward')}; "
         f"{config['dtype']} on {env['device']}, {env['num_threads']} threads, torch {env['torch']}"
