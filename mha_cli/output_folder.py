@@ -171,9 +171,12 @@ def claimed(path: Path, *, overwrite: bool = False, allow: tuple[str, ...] = (),
     try:
         found = [name for name in existing_results(path) if name not in allow]
         if found and not overwrite:
+            # A sweep's folder may be an interrupted one: finishing it is usually what is wanted.
+            resume = (f", or finish the sweep in it with `mha sweep --resume {path}`"
+                      if "sweep.json" in found and names is CLI_NAMES else "")
             raise UsageError(
                 f"output folder {path} already holds results ({', '.join(found)}); "
-                f"pass {names.overwrite} to replace them, or choose another folder"
+                f"pass {names.overwrite} to replace them, or choose another folder{resume}"
             )
         yield path
     except BaseException:

@@ -1,7 +1,7 @@
 """Safe YAML reading that remembers where every value came from.
 
-Only `yaml.SafeLoader` is used, so a `!!python/...` tag is an error and nothing
-is executed. Duplicate keys are an error (PyYAML silently keeps the last one).
+Only `yaml.SafeLoader` (with YAML 1.2's booleans: true and false) is used, so a
+`!!python/...` tag is an error and nothing is executed. Duplicate keys are an error (PyYAML silently keeps the last one).
 Each value's line is recorded under its path so that a validation problem can
 point at the line that caused it.
 
@@ -127,10 +127,24 @@ def _check_text(text: str, source: str) -> None:
                                    "(was a binary file given?)", line)])
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2's booleans: true and false only (in any of True, TRUE). YAML 1.1's yes, no,
+    on, off and y are strings here, so `bias: yes` is refused as not a boolean instead of read as true:
+    booleans are as strict as integers."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def load_yaml_text(text: str, source: str) -> YamlDocument:
     """Parse one YAML document. Raises ConfigError on any problem, hostile input included."""
     _check_text(text, source)
-    loader = yaml.SafeLoader(text)
+    loader = ConfigLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -300,3 +300,14 @@ def test_a_report_in_which_every_implementation_was_skipped_is_not_ok() -> None:
 def test_load_config_takes_a_shipped_example_by_name() -> None:
     config = mha_cli.load_config("example:local_window", ["local.window=16"])
     assert config.variant == "local" and config.local is not None and config.local.window == 16
+
+
+def test_a_sweep_summary_says_whether_it_passed_as_mha_sweep_would(small: mha_cli.Config) -> None:
+    def broken(q, k, v, spec):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    good = mha_cli.run_sweep(small, {"num_heads": [1, 2]})
+    assert good["ok"] and good["problem"] is None
+    config = small.model_copy(update={"impls": ["sdpa", "mine"], "implementations": {"mine": broken}})
+    bad = mha_cli.run_sweep(config, {"num_heads": [1, 2]})
+    assert bad["status"] == "complete" and not bad["ok"] and "mine failed the reference check or crashed" in bad["problem"]

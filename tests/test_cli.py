@@ -560,3 +560,20 @@ def test_a_tab_indented_config_through_the_command_line(tmp_path: Path) -> None:
     path.write_text("embed_dim: 64\nmask:\n\tcausal: true\n")
     result = invoke("validate", str(path))
     assert result.exit_code == 2 and f"{path}:3: not valid YAML: this line is indented with a tab" in result.stderr
+
+
+def test_no_color_means_no_escape_sequence_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from mha_cli.cli.common import stderr_console
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for no_color, escapes in (("1", False), ("", True)):
+        monkeypatch.setenv("NO_COLOR", no_color)
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        stderr_console().print("[bold red]error:[/] [italic]title[/]")
+        assert ("\x1b[" in terminal.getvalue()) is escapes, terminal.getvalue()

@@ -291,3 +291,10 @@ def test_every_message_starts_in_lower_case(tmp_path: Path) -> None:
 def test_a_missing_field_blames_the_override_that_made_it_needed() -> None:
     (problem,) = problems_of(None, ["variant=sparse", "sparse.pattern=custom"])
     assert problem.field == "sparse.mask_mod" and problem.source == "override `sparse.pattern=custom`"
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "y", "n"])
+def test_yaml_1_1_booleans_are_not_booleans(tmp_path: Path, word: str) -> None:
+    (problem,) = problems_of(write(tmp_path, f"embed_dim: 64\nbias: {word}\n"))
+    assert problem.field == "bias" and problem.line == 2 and problem.message == f"must be true or false (got {word!r})"
+    assert load_config(write(tmp_path, f"name: {word}\nbias: TRUE\n")).name == word  # a word stays a word

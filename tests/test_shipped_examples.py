@@ -55,7 +55,7 @@ def test_mha_help_points_at_the_examples_command() -> None:
 def test_examples_are_listed_a_line_each_from_an_empty_folder(empty_folder: Path) -> None:
     result = runner.invoke(app, ["examples"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    rows = [line for line in result.stdout.splitlines()[2:] if line.strip()]
+    rows = [line for line in result.stdout.splitlines()[1:] if line.strip()]
     assert [row.split()[0] for row in rows] == [example.name for example in examples()]
     assert len(examples()) == len(list((REPO / "configs").glob("*.yaml")))
     listed = json.loads(runner.invoke(app, ["examples", "list", "--json"]).stdout)

@@ -61,7 +61,9 @@ def _console(stderr: bool) -> "Console":
     # Created per call, not at import: the test runner swaps sys.stdout per invocation.
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH
-    return Console(stderr=stderr, highlight=False, width=width)
+    # NO_COLOR: no escape sequence at all. Rich's own NO_COLOR support drops colours but keeps bold and italic.
+    plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
+    return Console(stderr=stderr, highlight=False, width=width, **plain)
 
 
 def stdout_console() -> "Console":

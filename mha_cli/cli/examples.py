@@ -37,9 +37,6 @@ def list_examples(as_json: JsonOption = False) -> None:
 
       mha examples list --json
     """
-    from rich.markup import escape
-    from rich.table import Table
-
     from ..shipped_examples import PREFIX, examples
 
     found = examples()
@@ -49,13 +46,16 @@ def list_examples(as_json: JsonOption = False) -> None:
                     for e in found]
         console.file.write(json.dumps(document, indent=2) + "\n")
         return
-    table = Table(title="Shipped examples: mha run example:NAME, or mha examples copy NAME to edit",
-                  title_justify="left", box=None, pad_edge=False)
-    table.add_column("NAME", style="bold", no_wrap=True, min_width=max((len(e.name) for e in found), default=4))
-    table.add_column("what it shows", no_wrap=True, overflow="ellipsis")  # a line each, as promised
+    # A line each: name, then what it shows, cut with an ellipsis to a terminal's width (never in a pipe).
+    width = max((len(e.name) for e in found), default=4)
+    limit = console.width if console.is_terminal else None
+    lines = ["Shipped examples: mha run example:NAME, or mha examples copy NAME to edit"]
     for example in found:
-        table.add_row(escape(example.name), escape(example.summary))
-    console.print(table)
+        line = f"{example.name:<{width}}  {example.summary}"
+        if limit is not None and len(line) > limit:
+            line = line[: limit - 1].rstrip() + "…"
+        lines.append(line)
+    console.file.write("\n".join(lines) + "\n")
 
 
 @examples_app.command("copy", cls=PlainHelpCommand)
@@ -84,7 +84,7 @@ def copy_examples(
 
       mha examples copy my_attention --overwrite
     """
-    from ..shipped_examples import COPY_FOLDER, examples
+    from ..shipped_examples import COPY_FOLDER, examples, find
 
     if every and names:
         raise UsageError("give example names or --all, not both")
@@ -93,7 +93,7 @@ def copy_examples(
                          "`mha examples` lists them")
     from ..shipped_examples import copy
 
-    chosen = [e.name for e in examples()] if every else list(names or [])
+    chosen = [e.name for e in examples()] if every else [find(name).name for name in names or []]
     written = copy(chosen, Path.cwd(), overwrite=overwrite)
     err = stderr_console()
     for path in written:

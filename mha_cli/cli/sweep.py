@@ -172,9 +172,10 @@ def sweep(
         from ..report.sweep_tables import print_summary
 
         print_summary(stdout_console(), summary)
-    verdict = sweep_verdict(summary)
+    verdict = summary["problem"]
     if verdict:
-        err.print(f"error: {verdict}", highlight=False, markup=False)
+        err.print(f"error: {verdict}" + ("" if verdict.startswith("no point") else " (see the tables above)"),
+                  highlight=False, markup=False)
         raise typer.Exit(int(ExitCode.FAILED))
 
 
@@ -224,19 +225,3 @@ def _reprobe_peak(base: dict[str, Any], err) -> None:  # type: ignore[no-untyped
     threads = base["timing"].get("threads") or torch.get_num_threads()
     peak_gflops(base["dtype"], threads, resolve_device(base["device"]), reprobe=True,
                 probing=lambda: err.print("measuring the matmul peak (about half a second)"))
-
-
-def sweep_verdict(summary: dict[str, Any]) -> str | None:
-    """Why a finished sweep must not pass as a success (exit 1), or None when it may."""
-    counts = summary["counts"]
-    if counts["in_this_sweep"] and counts["done"] == 0:
-        reasons = [row["reason"] for row in sorted(summary["rows"], key=lambda row: row["point"]) if row.get("reason")]
-        because = f"; first reason: {reasons[0]}" if reasons else ""
-        return (f"no point produced a result ({counts['skipped']} skipped, {counts['crashed']} crashed, "
-                f"{counts['timeout']} timed out){because}")
-    failed = sorted({row["impl"] for row in summary["rows"] if row["status"] in ("fail", "error")})
-    problems = [f"{counts[status]} point(s) {words}" for status, words in (("crashed", "crashed"), ("timeout", "timed out"))
-                if counts[status]]
-    if failed:
-        problems.append(f"{', '.join(failed)} failed the reference check or crashed at some points")
-    return "; ".join(problems) + " (see the tables above)" if problems else None

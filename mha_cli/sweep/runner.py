@@ -191,13 +191,20 @@ class StoreFailed(MhaError):
 def new_sweep_folder(grid: Grid, shard: Shard, output_dir: Path | None, *, overwrite: bool = False,
                      names: Naming = CLI_NAMES) -> Iterator[SweepFolder]:
     """output_dir (None: a new outputs/<UTC time>-<name>-sweep/) claimed before any point runs, with its sweep.json;
-    outputs/latest points at it when the block ends, however it ends (its finished points are there), unless
-    the sweep was discarded inside (SweepFolder.discard). names: how a refusal names the overwrite option."""
+    outputs/latest points at it when the block ends, however it ends (its finished points are there).
+    A sweep that fails or is interrupted before any point was measured (a config error at the first point,
+    Ctrl-C while checking) leaves nothing: there is nothing to resume, and a sweep.json left behind would
+    refuse the retry. Points measured are kept. names: how a refusal names the overwrite option."""
     with claimed_output(output_dir, f"{grid.base['name']}-sweep", overwrite=overwrite, names=names) as target:
         folder = SweepFolder(target)
         folder.create(grid, shard, overwrite=overwrite, names=names)
         try:
             yield folder
+        except BaseException:
+            with contextlib.suppress(OSError):  # a disk that failed: the original error is the one to see
+                if not any(record["status"] == "done" for record in folder.records()):
+                    folder.discard()
+            raise
         finally:
             if (target / SWEEP_FILE).exists():
                 point_latest(DEFAULT_ROOT, target)
@@ -347,15 +354,7 @@ def run_sweep(
     if folder is None:
         return execute(points, Shard(1, 1), None, progress=reporter, memory_limit=memory_limit, plot=False)
     with new_sweep_folder(points, Shard(1, 1), folder, overwrite=overwrite, names=PYTHON_NAMES) as sweep_folder:
-        try:
-            return execute(points, Shard(1, 1), sweep_folder, progress=reporter, memory_limit=memory_limit)
-        except BaseException:
-            # Nothing measured yet (a config error at the first point, Ctrl-C while checking): nothing worth
-            # resuming, and a sweep.json left behind would refuse the retry. Points measured are kept.
-            with contextlib.suppress(OSError):  # a disk that failed: the original error is the one to see
-                if not any(record["status"] == "done" for record in sweep_folder.records()):
-                    sweep_folder.discard()
-            raise
+        return execute(points, Shard(1, 1), sweep_folder, progress=reporter, memory_limit=memory_limit)
 
 
 def progress_for(progress: Progress | Callable[[str], None] | None) -> Progress:

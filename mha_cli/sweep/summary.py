@@ -30,6 +30,8 @@ class SweepSummary(TypedDict):
     base_config: dict[str, Any]
     env: dict[str, Any] | None  # of the first point that ran
     counts: dict[str, int]  # points, in_this_sweep, done, skipped, crashed, timeout, pending
+    ok: bool  # what `mha sweep` exits 0 on: a point produced a result, and nothing crashed, timed out or failed
+    problem: str | None  # why not, in words (None when ok)
     rows: list[dict[str, Any]]  # one per (point, implementation): every result field, then the swept values
     fastest: list[dict[str, Any]]  # the fastest implementation per point
     scaling: list[dict[str, Any]]  # exponent of time in seq_len per (variant, implementation)
@@ -132,7 +134,25 @@ def summarize(grid: Grid, records: list[Record], *, shards: list[str], owned: in
         "base_config": grid.base,
         "env": env,
         "counts": tally,
+        "ok": (found := problem(tally, rows)) is None,
+        "problem": found,
         "rows": rows,
         "fastest": fastest_per_point(rows, axes),
         "scaling": scaling(rows, grid),
     }
+
+
+def problem(counts: dict[str, int], rows: list[dict[str, Any]]) -> str | None:
+    """Why a sweep must not pass as a success (`mha sweep` exits 1), or None when it may: no point produced a
+    result, a point crashed or timed out, or an implementation failed its check or crashed."""
+    if counts["in_this_sweep"] and counts["done"] == 0:
+        reasons = [row["reason"] for row in sorted(rows, key=lambda row: row["point"]) if row.get("reason")]
+        because = f"; first reason: {reasons[0]}" if reasons else ""
+        return (f"no point produced a result ({counts['skipped']} skipped, {counts['crashed']} crashed, "
+                f"{counts['timeout']} timed out){because}")
+    failed = sorted({row["impl"] for row in rows if row["status"] in ("fail", "error")})
+    problems = [f"{counts[status]} point(s) {words}" for status, words in (("crashed", "crashed"), ("timeout", "timed out"))
+                if counts[status]]
+    if failed:
+        problems.append(f"{', '.join(failed)} failed the reference check or crashed at some points")
+    return "; ".join(problems) if problems else None
