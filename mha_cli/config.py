@@ -573,6 +573,16 @@ def _default_document() -> YamlDocument:
     return load_yaml_text(text, DEFAULT_SOURCE)
 
 
+def _file_document(path: Path) -> YamlDocument:
+    """A config file; a missing one named like a shipped example says how to name or copy the example."""
+    from .shipped_examples import examples
+
+    if not path.exists() and path.stem in {example.name for example in examples()}:
+        raise ConfigError([Problem(str(path), "", f"no such file; the shipped example of that name is "
+                                   f"example:{path.stem} (`mha examples copy {path.stem}` puts a copy in configs/)")])
+    return load_yaml_file(path)
+
+
 def _example_document(reference: str) -> YamlDocument:
     """A shipped example named as example:NAME, its own code files found beside it."""
     from .shipped_examples import PREFIX, find, with_own_code_found
@@ -736,6 +746,8 @@ def describe_error(error: dict[str, Any]) -> str:
         return f"{error['input']!r} is not allowed; choose one of: {', '.join(allowed)}{hint}"
     if kind == "missing":
         return "is required"
+    if kind == "list_type" and isinstance(error["input"], str) and "," in error["input"]:
+        return f"must be a list: write [{error['input']}] (got the string {error['input']!r})"
     if kind == "bool_type":  # strict: YAML's 1, 0 and quoted strings are not booleans
         return f"must be true or false (got {error['input']!r})"
     if kind == "string_pattern_mismatch":
@@ -820,7 +832,7 @@ def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -
         document = _example_document(str(path))
     else:
         file = check_path("path", path)
-        document = _default_document() if file is None else load_yaml_file(file)
+        document = _default_document() if file is None else _file_document(file)
     data = document.data
     origins = _origins_from(document)
     problems: list[Problem] = []

@@ -577,3 +577,15 @@ def test_no_color_means_no_escape_sequence_even_on_a_terminal(monkeypatch: pytes
         monkeypatch.setattr(sys, "stderr", terminal)
         stderr_console().print("[bold red]error:[/] [italic]title[/]")
         assert ("\x1b[" in terminal.getvalue()) is escapes, terminal.getvalue()
+
+
+@pytest.mark.parametrize("columns", ["60", "80", "100", "160"])
+def test_tables_fit_the_terminal_by_leaving_columns_out_never_by_cutting_cells(columns: str) -> None:
+    result = runner.invoke(app, ["run", *FAST_OVERRIDES, "--no-save"], env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout  # no cell cut short
+    for impl in ("torch", "manual", "sdpa"):
+        assert re.search(rf"│ {impl} +│ ok +│ [\d.]+ (µs|ms) ", result.stdout), result.stdout
+    table_lines = [line for line in result.stdout.splitlines() if line.startswith(("┃", "│", "┏", "└"))]
+    assert all(len(line) <= int(columns) for line in table_lines)
+    assert ("left out at this width" in result.stdout) == (columns != "160")

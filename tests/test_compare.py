@@ -175,6 +175,9 @@ def test_a_slowdown_the_samples_cannot_decide_fails_as_undecided(tmp_path: Path,
         v * 1.3 for v in once.get("samples_s", [])] or None}])
     outcome = run_compare(str(base), str(current))
     assert outcome.exit_code == 3 and "UNDECIDED" in outcome.stdout and "rank test needs 4" in outcome.stdout
+    assert "REGRESSION:" not in outcome.stdout  # not called beyond the noise: the noise is what it cannot tell
+    counted = json.loads(run_compare(str(base), str(current), "--json").stdout)
+    assert (counted["regressions"], counted["undecided"], counted["exit_code"]) == (0, 1, 3)
     within = write_run(tmp_path / "within.json", [{**once, "median_s": 1.05}])
     assert run_compare(str(base), str(within)).exit_code == 0, "inside the threshold, nothing needs deciding"
 

@@ -118,3 +118,13 @@ def test_example_names_are_never_a_file_or_an_override(empty_folder: Path) -> No
 def test_an_unknown_example_is_exit_2(empty_folder: Path) -> None:
     result = runner.invoke(app, ["run", "example:quikstart"])
     assert result.exit_code == 2 and "did you mean 'quickstart'?" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["run", "quickstart"], "the shipped example of that name is example:quickstart"),
+    (["run", "local_window.yaml"], "no such file; the shipped example of that name is example:local_window"),
+    (["run", "impls=sdpa,manual"], "must be a list: write [sdpa,manual]"),
+])
+def test_a_newcomer_s_first_guesses_get_the_right_form(args: list[str], words: str, empty_folder: Path) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and words in result.stderr, result.stderr

@@ -148,6 +148,11 @@ def split_config_args(config: str | None, overrides: list[str] | None) -> tuple[
         return None, [config, *rest]
     if config is not None and not os.path.exists(config) and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", config) \
             and not config.endswith((".yaml", ".yml")):
+        from ..shipped_examples import examples
+
+        if config in {example.name for example in examples()}:
+            raise UsageError(f"{config!r} is no file; the shipped example of that name is example:{config} "
+                             f"(mha run example:{config})")
         raise UsageError(
             f"{config!r} is no file, and an override needs a value: write KEY=VALUE, e.g. {config}=4 "
             f"(or give the path of a YAML config)"

@@ -72,7 +72,9 @@ def comparison_notes(comparison: Comparison, thresholds: list[Threshold]) -> lis
     if code == ExitCode.FAILED and not comparison.failures:
         lines.append("FAIL: CURRENT is missing results BASE measured (exit 1)")
     elif code == ExitCode.REGRESSION:
-        lines.append(f"REGRESSION: {len(comparison.regressions)} point(s) beyond {gates} and the noise (exit 3)")
+        shown = len(comparison.regressions) - len(undecided)  # the undecided ones have their own line above
+        if shown:
+            lines.append(f"REGRESSION: {shown} point(s) beyond {gates} and the noise (exit 3)")
     elif code == ExitCode.OK:
         lines.append(f"OK: no regression beyond {gates} and the noise")
     return lines

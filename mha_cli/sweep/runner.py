@@ -414,7 +414,7 @@ class _Messages(Progress):
 
     def start(self, total: int, already_done: int) -> None:
         self.total, self.finished = total, already_done
-        self.say(f"sweep: {total} points" + (f", {already_done} already done" if already_done else ""))
+        self.say(f"sweep: {total} point{'' if total == 1 else 's'}" + (f", {already_done} already done" if already_done else ""))
 
     def point_started(self, point: Point) -> None:
         self.say(f"checking {point.label or f'point {point.index}'}")
