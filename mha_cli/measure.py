@@ -178,10 +178,27 @@ def count_flops(experiment: Experiment, allowed_pairs: int) -> FlopCount:
     forward (five matrix products against two), a projection's backward twice its forward."""
     sizes = experiment.sizes
     n, length, source, e = sizes.batch_size, sizes.seq_len, sizes.source_len, sizes.embed_dim
-    projections = 2 * n * length * e * e * 2 + 2 * n * source * e * (sizes.kdim + sizes.vdim)
+    projected = length if experiment.decoding else source  # decoding projects only the new tokens' keys
+    projections = 2 * n * length * e * e * 2 + 2 * n * projected * sizes.kv_width * (sizes.kdim + sizes.vdim)
     attention = 4 * allowed_pairs * sizes.head_dim
     attention_factor, projection_factor = PASS_FACTORS[experiment.timing.pass_]
     return FlopCount(projections=int(projections * projection_factor), attention=int(attention * attention_factor))
+
+
+def count_bytes(experiment: Experiment, keys_read: int) -> int:
+    """The bytes one forward must move at least, the way memory-bound kernels are judged: K and V read once per
+    key/value head (keys_read: the keys some query may attend, summed over batch items), q read and the output written;
+    at layer scope also the weights and the layer's input and output. keys_read is S unless a window or a
+    mask leaves keys no query reads."""
+    from .dtypes import DTYPE_BYTES
+
+    sizes, b = experiment.sizes, DTYPE_BYTES[experiment.dtype]
+    n, h, length, d, e = sizes.batch_size, sizes.num_heads, sizes.seq_len, sizes.head_dim, sizes.embed_dim
+    core = sizes.kv_heads * keys_read * d * 2 + 2 * n * h * length * d
+    if experiment.timing.scope == "core":
+        return b * core
+    weights = 2 * e * e + sizes.kv_width * (sizes.kdim + sizes.vdim)
+    return b * (core + weights + 2 * n * length * e)
 
 
 # (attention, projections) FLOPs of each pass, in forwards.

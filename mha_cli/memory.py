@@ -80,6 +80,7 @@ def blocked_keys_bound(experiment: Experiment) -> int | None:
     return min(experiment.sizes.source_len + largest, max(documents) + 2 * largest)
 
 
+DECODE_MAX_QUERIES = 64  # = attention.blocked.DECODE_MAX_QUERIES (no torch here; a test keeps them equal)
 TRAINING_FACTOR = {"torch": 2.0, "manual": 2.0}  # training peak / forward peak; the fused kernels: 1.5
 GENERIC_LARGEST_BLOCK = 512  # = max(block_plan.GENERIC_BLOCKS)
 MIN_GENERIC_BLOCK = 64  # = min(block_plan.GENERIC_BLOCKS)
@@ -118,6 +119,8 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
     weights = 2 * e * e + e * (sizes.kdim + sizes.vdim) + 4 * e
 
     shared = (b + 8) * (inputs + weights)
+    if experiment.decoding:  # the cache: float64 masters and the run dtype's buffers, made once and shared
+        shared += (b + 8) * 2 * n * source * sizes.kv_width
     # Scores, masked scores and softmax are alive together in a textbook forward.
     dense_forward = projected + 3 * scores + output
     # The pattern as a dense mask: (N, 1, L, S) bool, and per head for nn.MultiheadAttention.
@@ -134,6 +137,10 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
         per_impl["flex"] = b * (projected + 2 * output) + mask
     else:
         per_impl.update(_planned(experiment, blocked_keys, projected, output))
+    if experiment.decoding and length <= DECODE_MAX_QUERIES:
+        # blocked's decode path: views of the cache, and a bias, scores and weights over the keys it reads
+        keys = min(source, blocked_keys or blocked_keys_bound(experiment) or source) if experiment.pattern else source
+        per_impl["blocked"] = b * (n * h * length * e // max(h, 1) * 2 + 3 * n * h * length * keys) + mask
     for name in experiment.impls:
         if name not in per_impl:  # your own: what it declares, else the dense layer it most likely is
             per_impl[name] = (declared or {}).get(name, per_impl["manual"])
@@ -145,10 +152,14 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
         per_impl = {name: int(need * TRAINING_FACTOR.get(name, 1.5)) for name, need in per_impl.items()}
     rows = reference_row_count(experiment)
     row_scores = n * h * rows * source
-    # The reference repeats grouped K/V per query head: K and V of E features each, beside the H_kv-head ones.
-    reference_forward = n * (rows + 2 * source) * e + 2 * n * source * sizes.kv_width * sizes.grouped \
-        + 3 * row_scores + n * rows * e
+    # The reference projects the keys and values (decoding: only the new tokens', the cache is given), holds
+    # K and V of H_kv heads, and the scores of the rows it checks.
+    projected_rows = length if experiment.decoding else source
+    cached = 2 * n * source * sizes.kv_width  # K and V of H_kv heads
+    reference_forward = n * (rows + 2 * projected_rows) * e + 3 * row_scores + n * rows * e
     reference = 8 * reference_forward + b * reference_forward + n * rows * source
+    # Decoding: the float64 cache is the shared masters; the same math in the run dtype copies it once.
+    reference += b * cached if experiment.decoding else (8 + b) * cached
     return MemoryEstimate(
         shared=shared,
         reference=reference,

@@ -50,7 +50,7 @@ def cache_folder() -> Path:
     return Path(base) / "mha"
 
 
-def _device_model(device: Any) -> str:
+def device_model(device: Any) -> str:
     import torch
 
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
@@ -64,7 +64,7 @@ def _key(model: str, torch_version: str, dtype: str, threads: int) -> str:
     return f"{model} | torch {torch_version} | {dtype} | {threads} threads"
 
 
-def _read_cache(path: Path) -> dict[str, Any]:
+def read_cache(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # absent, unreadable or damaged: probe again and rewrite it
@@ -72,7 +72,7 @@ def _read_cache(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(path: Path, data: dict[str, Any]) -> None:
+def write_cache(path: Path, data: dict[str, Any]) -> None:
     """Best effort: a read-only or full cache folder costs a probe per run, never the run."""
     from .output_folder import write_atomic
 
@@ -113,10 +113,10 @@ def peak_gflops(
     `probing`, for a progress line) when absent or asked."""
     import torch
 
-    model = _device_model(device)
+    model = device_model(device)
     key = _key(model, torch.__version__, dtype_name, threads)
     path = cache_folder() / CACHE_FILE
-    cache = _read_cache(path)
+    cache = read_cache(path)
     entry = cache.get(key)
     if not reprobe and isinstance(entry, dict):
         try:
@@ -126,7 +126,7 @@ def peak_gflops(
     probing()
     size = _probe_size(device)
     peak = Peak(measure_peak(dtype_name, threads, device), model, torch.__version__, dtype_name, threads, size, utc_now_iso())
-    fresh = _read_cache(path)  # another process may have written meanwhile: keep its entries
+    fresh = read_cache(path)  # another process may have written meanwhile: keep its entries
     fresh[key] = {k: v for k, v in asdict(peak).items() if k != "cached"}
-    _write_cache(path, fresh)
+    write_cache(path, fresh)
     return peak

@@ -92,6 +92,16 @@ class Prepared:
         """Allowed pairs / (N * H * L * S)."""
         return self.allowed_pairs / self.experiment.sizes.scores
 
+    @functools.cached_property
+    def keys_read(self) -> int:
+        """Keys some query may attend, summed over batch items: what K and V reads count (measure.count_bytes).
+        Exact when the query rows are few (decoding: a window leaves most of the cache unread), else S per item."""
+        sizes = self.experiment.sizes
+        if sizes.seq_len * sizes.source_len * sizes.batch_size * self.groups[1] > 2**24:
+            return sizes.batch_size * sizes.source_len
+        allowed = self.dense_allowed()  # (N, 1 or H, L, S)
+        return int(allowed.any(dim=2).any(dim=1).sum())
+
     def allowed_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """(N, 1 or H, R, S) bool on the CPU for the given query rows."""
         return allowed_rows(self.rule, self.experiment.sizes, self.groups[1], rows)

@@ -57,6 +57,9 @@ class Result:
     compile_s: float | None = None  # FlexAttention: compilation before the first call, not in the median
     plan_s: float | None = None  # blocked: building its block plan (once per shape), not in the median
     peak_gflops: float | None = None  # this machine's matmul GFLOP/s in this dtype and thread count (peak.py)
+    bytes_moved: int | None = None  # what one call must read and write at least (measure.count_bytes)
+    gb_per_s: float | None = None  # bytes_moved / median, in 1e9
+    bandwidth_gb_per_s: float | None = None  # this machine's copy bandwidth at this thread count (bandwidth.py)
     checked_rows: int | None = None  # query rows compared with the reference (all, or evenly spread)
     ok: bool = False
 
@@ -92,7 +95,8 @@ class Result:
 
 # The numeric fields a reader checks: finite (non-finite reads as None), not booleans, within float range.
 NUMBERS = ("median_s", "iqr_s", "runs", "flops", "gflops", "peak_mem_bytes", "max_abs_err", "grad_max_abs_err", "atol",
-           "speedup_vs_torch", "density", "compile_s", "plan_s", "peak_gflops", "checked_rows", "load", "steal")
+           "speedup_vs_torch", "density", "compile_s", "plan_s", "peak_gflops", "checked_rows", "load", "steal",
+           "bytes_moved", "gb_per_s", "bandwidth_gb_per_s")
 LISTS = ("samples_s", "speedup_interval")  # lists of such numbers, every one finite
 NULLABLE = ("samples_s",)  # ... or null: a lost repetition
 

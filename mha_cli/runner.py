@@ -35,9 +35,10 @@ from .envinfo import run_env
 from .errors import ConfigError, Unsupported, first_line
 from .experiment import Experiment, resolve
 from .inputs import make_inputs, resolve_device
-from .measure import FlopCount, count_flops, measuring_threads, peak_memory_bytes
+from .measure import FlopCount, count_bytes, count_flops, measuring_threads, peak_memory_bytes
 from .memory import MemoryEstimate, check_fits, format_bytes, resolve_memory_limit
 from .output_folder import CLI_NAMES, PYTHON_NAMES, Naming
+from .bandwidth import Bandwidth, bandwidth
 from .peak import Peak, peak_gflops
 from .prepared import Prepared
 from .repetitions import Samples, can_fork_server, repetitions_in_a_process, rotated, start_server, time_slice
@@ -90,6 +91,8 @@ class _Rows:
     threads: int
     peak: Peak
     gradients: _Gradients | None
+    bytes_moved: int = 0
+    bandwidth: Bandwidth | None = None
 
     def fields(self, name: str) -> dict[str, Any]:
         return self.facts().fields(name)
@@ -134,7 +137,7 @@ class _Rows:
         """What the rows need once the checks are done (nothing of the inputs: a sweep keeps one per point)."""
         experiment = self.work.experiment
         return _Facts(experiment, str(self.work.device), self.reference.tolerance.atol, len(self.reference.rows),
-                      self.density, self.flops, self.peak, self.threads)
+                      self.density, self.flops, self.peak, self.threads, self.bytes_moved, self.bandwidth)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,8 @@ class _Facts:
     flops: FlopCount
     peak: Peak
     threads: int
+    bytes_moved: int = 0  # of one forward (0: not counted, a training pass)
+    bandwidth: Bandwidth | None = None
 
     def fields(self, name: str) -> dict[str, Any]:
         """What every row of this run says about itself, whatever became of it."""
@@ -183,6 +188,9 @@ class _Facts:
             load=load.others if load is not None else None, steal=load.steal if load is not None else None,
             busy=load.busy if load is not None else None, flops=total, gflops=total / median / 1e9,
             peak_gflops=self.peak.gflops, ok=ok, **checks,
+            **({"bytes_moved": self.bytes_moved, "gb_per_s": self.bytes_moved / median / 1e9,
+                "bandwidth_gb_per_s": self.bandwidth.gb_per_s if self.bandwidth is not None else None}
+               if self.bytes_moved else {}),
         )
 
 
@@ -454,4 +462,10 @@ def _shared_rows(prepared: Prepared, device: torch.device, threads: int, reprobe
     peak = peak_gflops(experiment.dtype, threads, device, reprobe=reprobe,
                        probing=lambda: progress("measuring this machine's matmul peak (once per dtype and thread count)"))
     pairs = prepared.allowed_pairs
-    return _Rows(work, reference, count_flops(experiment, pairs), prepared.density, threads, peak, gradients)
+    # Bytes for a forward pass: what memory-bound shapes (decoding) are judged by, against the copy bandwidth.
+    moved, memory = 0, None
+    if not experiment.timing.trains:
+        moved = count_bytes(experiment, prepared.keys_read)
+        memory = bandwidth(threads, device, reprobe=reprobe,
+                           probing=lambda: progress("measuring this machine's memory bandwidth (once per thread count)"))
+    return _Rows(work, reference, count_flops(experiment, pairs), prepared.density, threads, peak, gradients, moved, memory)

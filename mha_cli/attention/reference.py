@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..inputs import Weights, repeat_kv
+from ..inputs import Weights
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,14 @@ def reference_attention(
     v = split_heads(_linear(value, weights.v_weight, weights.v_bias), source, kv_heads)
     if cached is not None:
         k, v = torch.cat([cached[0], k], dim=2), torch.cat([cached[1], v], dim=2)  # (N, H_kv, C + L, d)
-    # Grouped heads: each key/value head repeated for its query heads, spelt out (h reads h // (H / H_kv)).
-    k_per_query_head, v_per_query_head = repeat_kv(k, num_heads), repeat_kv(v, num_heads)
-
-    scores = torch.einsum("nhld,nhsd->nhls", q, k_per_query_head) / math.sqrt(d)
+    # Grouped heads: query head h = j * G + g reads key/value head j (h // G), an index of the einsum, never
+    # a copy of K or V per query head (a long cache in float64 would not fit twice).
+    group = num_heads // kv_heads
+    grouped_q = q.reshape(n, kv_heads, group, length, d)
+    scores = torch.einsum("njgld,njsd->njgls", grouped_q, k).reshape(n, num_heads, length, -1) / math.sqrt(d)
     masked_scores = scores.masked_fill(~allowed, float("-inf"))
     attn = torch.softmax(masked_scores, dim=-1)  # NaN on rows with no allowed key
-    heads = torch.einsum("nhls,nhsd->nhld", attn, v_per_query_head)
+    heads = torch.einsum("njgls,njsd->njgld", attn.reshape(n, kv_heads, group, length, -1), v).reshape(n, num_heads, length, d)
     concat = heads.permute(0, 2, 1, 3).reshape(n, length, e)
     output = _linear(concat, weights.out_weight, weights.out_bias)
     return ReferenceSteps(q, k, v, scores, masked_scores, attn, heads, concat, output)

@@ -44,7 +44,8 @@ OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace the results already in the output folder (refused without it).")
 ]
 ReprobeOption = Annotated[
-    bool, typer.Option("--reprobe", help="Measure this machine's matmul peak again instead of reading it from the cache.")
+    bool, typer.Option("--reprobe", help="Measure this machine's matmul peak and memory bandwidth again instead of "
+                       "reading them from the cache.")
 ]
 MaxMemoryOption = Annotated[
     str | None,

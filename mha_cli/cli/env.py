@@ -16,7 +16,8 @@ from .common import (
 @handle_errors
 def env(as_json: JsonOption = False, reprobe: ReprobeOption = False) -> None:
     """Show torch, CUDA, threads, CPU and BLAS: what makes two machines time differently,
-    the matmul peak that GFLOP/s are shown against (float32, this many threads), and every
+    the matmul peak that GFLOP/s are shown against (float32, this many threads), the copy
+    bandwidth that GB/s are shown against, and every
     implementation `impls` can name: built in, or offered by an installed package.
 
     Examples:
@@ -28,6 +29,7 @@ def env(as_json: JsonOption = False, reprobe: ReprobeOption = False) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..bandwidth import bandwidth
     from ..envinfo import machine_report
     from ..peak import cache_folder, peak_gflops
 
@@ -37,6 +39,9 @@ def env(as_json: JsonOption = False, reprobe: ReprobeOption = False) -> None:
     peak = peak_gflops("float32", torch.get_num_threads(), torch.device("cpu"), reprobe=reprobe,
                        probing=lambda: stderr_console().print("measuring the matmul peak (about half a second)"))
     report["matmul_peak"] = asdict(peak) if as_json else peak.describe()
+    memory = bandwidth(torch.get_num_threads(), torch.device("cpu"), reprobe=reprobe,
+                       probing=lambda: stderr_console().print("measuring the memory bandwidth (about half a second)"))
+    report["memory_bandwidth"] = asdict(memory) if as_json else memory.describe()
     report["peak_cache"] = str(cache_folder())
     console = stdout_console()
     if as_json:

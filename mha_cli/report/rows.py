@@ -25,6 +25,26 @@ def gflops_cell(gflops: float | None, peak: float | None) -> str:
     return f"{gflops:.2f} ({100 * gflops / peak:.0f}%)" if peak else f"{gflops:.2f}"
 
 
+GBS_HEADER = "GB/s (% bandwidth)"
+
+
+def memory_bound(results: Sequence[Result]) -> bool:
+    """The shape's bound is memory, not arithmetic: fewer FLOPs per byte moved than this machine's matmul peak
+    per byte of its copy bandwidth (decoding against a long cache). Then GB/s is the figure that matters."""
+    for r in results:
+        if r.flops and r.bytes_moved and r.peak_gflops and r.bandwidth_gb_per_s:
+            return r.flops / r.bytes_moved < r.peak_gflops / r.bandwidth_gb_per_s
+    return False
+
+
+def gbs_cell(result: Result) -> str:
+    """GB/s and its share of the machine's copy bandwidth: "17.0 (51%)"."""
+    if result.gb_per_s is None:
+        return "-"
+    share = f" ({100 * result.gb_per_s / result.bandwidth_gb_per_s:.0f}%)" if result.bandwidth_gb_per_s else ""
+    return f"{result.gb_per_s:.2f}{share}"
+
+
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -71,9 +91,12 @@ def result_table(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]
     extras = [(header, name) for header, name in ((COMPILE_HEADER, "compile_s"), (PLAN_HEADER, "plan_s"))
               if any(getattr(r, name) is not None for r in results)]
     gradients = any(r.grad_max_abs_err is not None for r in results)
+    bandwidth_bound = memory_bound(results)
     headers = RESULT_HEADERS + ([GRAD_HEADER] if gradients else []) + [header for header, _ in extras]
+    if bandwidth_bound:  # the column that matters for this shape
+        headers = [GBS_HEADER if header == "GFLOP/s (% peak)" else header for header in headers]
     rows = [
-        result_row(r)
+        result_row(r, bandwidth_bound)
         + ([f"{r.grad_max_abs_err:.2e}" if r.grad_max_abs_err is not None else "-"] if gradients else [])
         + [format_seconds(getattr(r, name)) for _, name in extras]
         for r in results
@@ -81,7 +104,7 @@ def result_table(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]
     return headers, rows
 
 
-def result_row(result: Result) -> list[str]:
+def result_row(result: Result, bandwidth_bound: bool = False) -> list[str]:
     return [
         result.impl,
         result.status.upper() if result.status == "fail" else result.status,
@@ -90,7 +113,7 @@ def result_row(result: Result) -> list[str]:
         str(len([s for s in result.samples_s if s])) if result.samples_s else "-",
         str(result.runs) if result.runs is not None else "-",
         machine_cell(result),
-        gflops_cell(result.gflops, result.peak_gflops),
+        gbs_cell(result) if bandwidth_bound else gflops_cell(result.gflops, result.peak_gflops),
         speedup_cell(result),
         format_bytes(result.peak_mem_bytes) if result.peak_mem_bytes is not None else "-",
         f"{result.max_abs_err:.2e}" if result.max_abs_err is not None else "-",
@@ -109,7 +132,15 @@ def notes(results: Sequence[Result]) -> list[str]:
     """One line per result that has something to say (failures, skips, undefined rows, noise)."""
     lines = [f"{r.impl} ({r.status}): {r.reason}" for r in results if r.reason]
     peaks = {r.peak_gflops for r in results if r.peak_gflops and r.gflops is not None}
-    if peaks:
+    bandwidths = {r.bandwidth_gb_per_s for r in results if r.bandwidth_gb_per_s and r.gb_per_s is not None}
+    if memory_bound(results) and bandwidths:
+        lines.append(
+            f"memory-bound shape (fewer FLOPs per byte than the machine's balance): GB/s count the bytes K and V "
+            f"must be read (once per key/value head, only keys some query may attend), q and the output; % bandwidth "
+            f"is of this machine's copy bandwidth, {max(bandwidths):.1f} GB/s at this thread count (`mha env` shows the "
+            "probe; --reprobe measures it again); JSON has GFLOP/s too"
+        )
+    elif peaks:
         lines.append(
             f"GFLOP/s count allowed pairs only; % peak is of this machine's matmul peak, {max(peaks):.1f} GFLOP/s "
             "in this dtype and thread count (`mha env` shows the probe; --reprobe measures it again)"

@@ -127,7 +127,7 @@ def all_tables(summary: dict[str, Any]) -> list[Table]:
 def summary_csv(summary: dict[str, Any]) -> str:
     axes = [a["path"] for a in summary["axes"]]
     columns = ["point", *axes, "impl", "status", "median_s", "iqr_s", "runs", "noisy", "load", "steal", "busy", "gflops",
-               "peak_gflops", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
+               "peak_gflops", "gb_per_s", "bandwidth_gb_per_s", "peak_mem_bytes", "max_abs_err", "ok", "reason"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

@@ -14,7 +14,7 @@ _STATUS_STYLE = {"ok": "green", "FAIL": "bold red", "error": "bold red", "skippe
 
 # Columns left out, in this order, when a table is wider than the terminal: what a narrow terminal can spare.
 # The implementation, its status and median are never left out; --json and wider terminals keep every column.
-LEAST_NEEDED = ["atol", "machine", "reps", "runs", "GFLOP/s (% peak)", "peak mem", "IQR", "vs torch"]
+LEAST_NEEDED = ["atol", "machine", "reps", "runs", "GFLOP/s (% peak)", "GB/s (% bandwidth)", "peak mem", "IQR", "vs torch"]
 # The shape table: its note wraps; the axes, e.g. (L=10, N=5, E=64), say the shape with its names.
 SHAPES_LEAST_NEEDED = ["note", "shape"]
 WRAPPED_WIDTH = 24

@@ -1,0 +1,156 @@
+"""Decoding against a KV cache: the new tokens after the cache, checked against a full recomputation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mha_cli.attention.reference import reference_attention
+from mha_cli.config import load_config
+from mha_cli.errors import ConfigError
+from mha_cli.experiment import resolve
+from mha_cli.measure import count_bytes
+from mha_cli.memory import DECODE_MAX_QUERIES
+from mha_cli.prepared import Prepared
+from mha_cli.report.rows import memory_bound, result_table
+from mha_cli.runner import run_experiment
+
+from .helpers import FAST_OVERRIDES, workload
+
+DECODE = ["need_weights=false", "mask.key_padding=null", *FAST_OVERRIDES]
+
+
+def decoding(*extra: str):
+    return load_config(None, [*DECODE, *extra])
+
+
+def by_loop(work) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """The decode step written out: each new token's q against the cache's keys followed by the new tokens' own,
+    query i at position C + i, every index a loop (float64)."""
+    inputs, sizes = work.inputs, work.experiment.sizes
+    w = inputs.master_weights
+    x = inputs.master_query  # (N, L, E): the new tokens
+    n, length, e = x.shape
+    d, kv_heads, group = sizes.head_dim, sizes.kv_heads, sizes.group_size
+    cache_k, cache_v = inputs.master_cache
+    cached = cache_k.shape[2]
+    q = x @ w.q_weight.T + w.q_bias
+    k_new = x @ w.k_weight.T + w.k_bias
+    v_new = x @ w.v_weight.T + w.v_bias
+    out = torch.zeros(n, length, e, dtype=torch.float64)
+    causal = work.experiment.mask.causal
+    for b in range(n):
+        for h in range(sizes.num_heads):
+            j = h // group
+            keys = torch.cat([cache_k[b, j], k_new[b, :, j * d:(j + 1) * d]])
+            values = torch.cat([cache_v[b, j], v_new[b, :, j * d:(j + 1) * d]])
+            for i in range(length):
+                scores = keys @ q[b, i, h * d:(h + 1) * d] / math.sqrt(d)
+                if causal:
+                    scores[cached + i + 1:] = float("-inf")
+                out[b, i, h * d:(h + 1) * d] = torch.softmax(scores, 0) @ values
+    return out @ w.out_weight.T + w.out_bias
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cached=st.integers(1, 40), length=st.integers(1, 4), heads=st.sampled_from([(2, 2), (4, 2), (4, 1)]),
+       causal=st.booleans(), seed=st.integers(0, 99))
+def test_the_reference_is_a_full_recomputation_over_the_concatenated_keys(cached: int, length: int, heads: tuple,
+                                                                           causal: bool, seed: int) -> None:
+    config = decoding(f"decode.cache_len={cached}", f"seq_len={length}", f"num_heads={heads[0]}",
+                      f"num_kv_heads={heads[1]}", f"mask.causal={str(causal).lower()}", f"seed={seed}", "embed_dim=16")
+    work = workload(config)
+    inputs = work.inputs
+    got = reference_attention(inputs.master_query, inputs.master_key, inputs.master_value, inputs.master_weights,
+                              work.prepared.dense_allowed(), config.num_heads, inputs.master_cache).output
+    torch.testing.assert_close(got, by_loop(work), rtol=0, atol=1e-12)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cached=st.integers(1, 300), length=st.integers(1, 5), kv=st.sampled_from([1, 2, 4]),
+       window=st.sampled_from([None, 3, 16]), scope=st.sampled_from(["layer", "core"]), causal=st.booleans())
+def test_every_implementation_decodes_like_the_reference(cached: int, length: int, kv: int, window: int | None,
+                                                         scope: str, causal: bool) -> None:
+    extra = [f"decode.cache_len={cached}", f"seq_len={length}", "num_heads=4", f"num_kv_heads={kv}",
+             f"timing.scope={scope}", f"mask.causal={str(causal).lower()}", "impls=[torch,manual,sdpa,blocked]"]
+    if window is not None:
+        extra += ["variant=local", f"local.window={window}"]
+    for result in run_experiment(decoding(*extra)).results:
+        if result.impl == "torch":
+            assert result.status == "skipped" and ("no KV cache" in result.reason or "no separate core" in result.reason)
+        else:
+            assert result.ok, (result.impl, result.reason)
+
+
+def test_the_cache_is_filled_once_and_the_layer_writes_only_the_new_slots() -> None:
+    config = decoding("decode.cache_len=30", "seq_len=2", "num_heads=4", "num_kv_heads=2")
+    work = workload(config)
+    cache_k, cache_v = work.inputs.cache
+    assert cache_k.shape == (5, 2, 32, 16)
+    torch.testing.assert_close(cache_k[:, :, :30].double(), work.inputs.master_cache[0].float().double())
+    before = cache_k[:, :, :30].clone()
+    from mha_cli.attention import builtin
+
+    with torch.inference_mode():
+        builtin("sdpa").build(work)()
+    assert torch.equal(cache_k[:, :, :30], before)  # the cache is read, never rewritten
+    assert cache_k[:, :, 30:].abs().sum() > 0  # the new tokens' keys were appended
+
+
+def test_decoding_is_lower_right_and_says_so() -> None:
+    config = decoding("decode.cache_len=10", "seq_len=3", "mask.causal=true", "impls=[sdpa]")
+    experiment = resolve(config)
+    assert experiment.mask.query_offset == 10 and experiment.sizes.source_len == 13
+    allowed = Prepared(experiment).dense_allowed()[0, 0]
+    assert allowed.sum(dim=1).tolist() == [11, 12, 13]
+    from mha_cli.report.rows import summary_line
+
+    line = summary_line(run_experiment(config))
+    assert "S=13 (decoding: 10 cached + 3 new)" in line and "aligned lower right" in line
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    (["attention=cross", "source_len=9"], "decode"),
+    (["need_weights=true"], "need_weights"),
+    (["timing.pass=forward_backward"], "timing.pass"),
+    (["mask.causal=true", "mask.causal_alignment=upper_left"], "mask.causal_alignment"),
+    (["mask.documents.lengths=[1,1]", "seq_len=2"], "mask.documents"),
+])
+def test_decoding_refuses_what_it_does_not_mean(extra: list[str], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["decode.cache_len=8", "need_weights=false", "mask.key_padding=null", *extra])
+    assert field in [problem.field for problem in caught.value.problems]
+
+
+def test_bytes_moved_and_gb_per_s_arithmetic() -> None:
+    config = decoding("decode.cache_len=1000", "seq_len=1", "num_heads=8", "num_kv_heads=2", "embed_dim=64",
+                      "batch_size=3", "timing.scope=core", "impls=[sdpa]")
+    experiment = resolve(config)
+    # K and V of 2 heads over 1001 keys for each of 3 items, d = 8, float32; q and the output: 3 * 8 * 1 * 8 each.
+    expected = 4 * (2 * 3 * 1001 * 8 * 2 + 2 * 3 * 8 * 1 * 8)
+    assert count_bytes(experiment, Prepared(experiment).keys_read) == expected
+    (result,) = run_experiment(config).results
+    assert result.bytes_moved == expected and result.gb_per_s == pytest.approx(expected / result.median_s / 1e9)
+    assert result.bandwidth_gb_per_s > 0 and memory_bound([result])
+    headers, _ = result_table([result])
+    assert "GB/s (% bandwidth)" in headers and "GFLOP/s (% peak)" not in headers
+
+
+def test_a_window_reads_only_its_keys() -> None:
+    config = decoding("decode.cache_len=1000", "seq_len=1", "variant=local", "local.window=100", "batch_size=2")
+    assert Prepared(resolve(config)).keys_read == 2 * 101
+
+
+def test_a_compute_bound_shape_keeps_gflops() -> None:
+    (result,) = run_experiment(load_config(None, ["seq_len=256", "impls=[sdpa]", *FAST_OVERRIDES])).results
+    assert not memory_bound([result]) and "GFLOP/s (% peak)" in result_table([result])[0]
+
+
+def test_the_memory_guard_and_blocked_agree_on_the_decode_path_size() -> None:
+    from mha_cli.attention.blocked import DECODE_MAX_QUERIES as BLOCKED
+
+    assert BLOCKED == DECODE_MAX_QUERIES
