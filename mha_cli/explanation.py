@@ -16,6 +16,8 @@ import torch
 from .arguments import check_flag, check_memory_limit
 from .attention import builtin
 from .attention.manual import Steps, layer_steps
+from .attention.reference import reference_attention
+from .errors import UsageError
 from .experiment import Experiment, resolve
 from .inputs import make_inputs, resolve_device, ungrouped_module
 from .masks import fully_masked_rows
@@ -51,6 +53,7 @@ class Explanation:
     fully_masked_rows: int
     dtype: str
     backward: list[Step] = field(default_factory=list)  # `--backward`: the gradients, step by step
+    checked_against: str = "nn.MultiheadAttention on the same weights"
     max_abs_err_backward: float | None = None  # those gradients against autograd through the same layer
 
     @property
@@ -71,7 +74,7 @@ class Explanation:
                        **({"backward_flops": sum(s.flops for s in self.backward)} if self.backward else {})},
             **({"backward_steps": [asdict(s) for s in self.backward]} if self.backward else {}),
             "check": {
-                "against": "nn.MultiheadAttention, same weights",
+                "against": self.checked_against,
                 "dtype": self.dtype,
                 "max_abs_err_output": self.max_abs_err_output,
                 "max_abs_err_weights": self.max_abs_err_weights,
@@ -92,8 +95,11 @@ def run_steps(work: Workload) -> Steps:
     inputs = work.inputs
     blocked = ~work.mask.dense()  # (N, 1 or H, L, S)
     x_q, x_k, x_v = (inputs.as_batch_first(x) for x in (inputs.query, inputs.key, inputs.value))
+    experiment = work.experiment
+    # Decoding: the cache's keys and values as filled before any call (the new tokens' slots come from the step).
+    cached = tuple(c[:, :, : experiment.cache_len] for c in inputs.cache) if inputs.cache is not None else None
     with torch.inference_mode():
-        return layer_steps(x_q, x_k, x_v, inputs.weights, work.experiment.sizes.num_heads, blocked)
+        return layer_steps(x_q, x_k, x_v, inputs.weights, experiment.sizes.num_heads, blocked, cached)  # type: ignore[arg-type]
 
 
 def _weights_note(experiment: Experiment) -> str:
@@ -141,10 +147,13 @@ def _forward_steps(experiment: Experiment, steps: Steps, allowed: torch.Tensor) 
     )
     kv, grouped = sizes.kv_width, sizes.grouped
     kv_note = f"; K and V are {kv} wide (H_kv * d = {sizes.kv_heads} * {d}): the first {kv} rows of W_k, W_v" if grouped else ""
+    projected = length if experiment.decoding else source  # decoding projects the new tokens only
+    rows_note = (f"K and V of the {length} new tokens, appended to the {experiment.cache_len} cached (S={source})"
+                 if experiment.decoding else f"K and V have S={source} rows")
     rows = [
         ("input projections", "Q = x W_q^T + b_q,  K = x_k W_k^T + b_k,  V = x_v W_v^T + b_v", steps.q, "N L E",
-         f"{layout}; {packed}; K and V have S={source} rows{kv_note}", e * e + kv * (kdim + vdim) + (e + 2 * kv) * bias,
-         2 * n * (length * e * e + source * kv * (kdim + vdim))),
+         f"{layout}; {packed}; {rows_note}{kv_note}", e * e + kv * (kdim + vdim) + (e + 2 * kv) * bias,
+         2 * n * (length * e * e + projected * kv * (kdim + vdim))),
         ("split into heads", "Q.view(N, L, H, d).transpose(1, 2)", steps.q_heads, "N H L d",
          f"d = E / H = {e} / {h} = {d}; a view, nothing is copied; K and V likewise: {tuple(steps.k_heads.shape)}", 0, 0),
         *([("group query heads", "head h reads K[h // G], V[h // G],  G = H / H_kv", steps.k_heads, "N H_kv S d",
@@ -188,6 +197,9 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
     check_flag("backward", backward)
     memory_limit = check_memory_limit(memory_limit)
     experiment = resolve(config)
+    if backward and experiment.decoding:
+        raise UsageError("backward: the gradients are a training step's, and a decode step is inference; "
+                         "explain it without --backward (or backward=False)")
     # The manual layer and nn.MultiheadAttention are alive together, beside the reference-sized inputs.
     work = workload_for(experiment, memory_limit, together=("manual", "torch"))
     steps = run_steps(work)
@@ -196,12 +208,19 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
     per_head = experiment._replace(need_weights=True, average_attn_weights=False)
     # Grouped heads: nn.MultiheadAttention has none, so it runs with each key/value head's weights
     # repeated for its query heads, the same layer written as plain multi-head attention.
-    yardstick = replace(work.inputs, module=ungrouped_module(work.inputs.module, experiment.sizes))
-    with torch.inference_mode():
-        torch_out = builtin("torch").module.build(replace(work, experiment=per_head, inputs=yardstick))()
+    if experiment.decoding:  # nn.MultiheadAttention has no cache: the float64 reference is the yardstick
+        inputs = work.inputs
+        reference = reference_attention(inputs.master_query, inputs.master_key, inputs.master_value,
+                                        inputs.master_weights, allowed.cpu(), experiment.sizes.num_heads, inputs.master_cache)
+        expected_output, expected_weights = reference.output, reference.weights
+    else:
+        yardstick = replace(work.inputs, module=ungrouped_module(work.inputs.module, experiment.sizes))
+        with torch.inference_mode():
+            torch_out = builtin("torch").module.build(replace(work, experiment=per_head, inputs=yardstick))()
+        expected_output, expected_weights = work.inputs.as_batch_first(torch_out.output), torch_out.weights
     defined = ~fully_masked_rows(allowed)  # (N, L): compare only rows with an allowed key
-    diff_out = (steps.output.double() - work.inputs.as_batch_first(torch_out.output).double()).abs()  # (N, L, E)
-    diff_weights = (steps.weights.double() - torch_out.weights.double()).abs().transpose(1, 2)  # (N, L, H, S)
+    diff_out = (steps.output.double() - expected_output.double()).abs()  # (N, L, E)
+    diff_weights = (steps.weights.double() - expected_weights.double()).abs().transpose(1, 2)  # (N, L, H, S)
     backward_steps, backward_error = [], None
     if backward:
         from .backward_steps import backward_rows
@@ -216,6 +235,8 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
         dtype=experiment.dtype,
         backward=backward_steps,
         max_abs_err_backward=backward_error,
+        checked_against="the float64 reference (nn.MultiheadAttention has no KV cache)" if experiment.decoding
+        else "nn.MultiheadAttention on the same weights",
     )
 
 

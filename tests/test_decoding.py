@@ -154,3 +154,17 @@ def test_the_memory_guard_and_blocked_agree_on_the_decode_path_size() -> None:
     from mha_cli.attention.blocked import DECODE_MAX_QUERIES as BLOCKED
 
     assert BLOCKED == DECODE_MAX_QUERIES
+
+
+def test_explain_and_plot_weights_walk_a_decode_step() -> None:
+    from mha_cli.explanation import explain, weights_to_draw
+
+    config = decoding("decode.cache_len=20", "seq_len=2", "num_heads=4", "num_kv_heads=2", "mask.causal=true")
+    explanation = explain(config)
+    assert explanation.max_abs_err_output < 1e-5 and "float64 reference" in explanation.checked_against
+    scores = next(step for step in explanation.steps if step.step == "scores")
+    assert scores.shape == [5, 4, 2, 22]
+    weights, allowed = weights_to_draw(resolve(config), 0, [0, 3])
+    assert weights.shape == (2, 2, 22) and allowed[:, 0].sum(dim=-1).tolist() == [21, 21]
+    with pytest.raises(Exception, match="decode step is inference"):
+        explain(config, backward=True)

@@ -51,8 +51,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocked: torch.
     return scores, masked, weights, heads
 
 
-def layer_steps(x_q: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor, w: Weights, num_heads: int, blocked: torch.Tensor) -> Steps:
-    """x_q (N, L, E), x_k (N, S, kdim), x_v (N, S, vdim); blocked (N, 1 or H, L, S) True = NOT allowed."""
+def layer_steps(x_q: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor, w: Weights, num_heads: int, blocked: torch.Tensor,
+                cached: tuple[torch.Tensor, torch.Tensor] | None = None) -> Steps:
+    """x_q (N, L, E), x_k (N, S, kdim), x_v (N, S, vdim); blocked (N, 1 or H, L, S) True = NOT allowed.
+    cached: decoding, the cache's keys and values (N, H_kv, C, d), before the new tokens' own."""
     n, length, source = x_q.shape[0], x_q.shape[1], x_k.shape[1]
     e = w.q_weight.shape[0]
     d = e // num_heads
@@ -65,6 +67,8 @@ def layer_steps(x_q: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor, w: Weig
     q_heads = q.view(n, length, num_heads, d).transpose(1, 2)  # (N, H, L, d)   split into heads
     k_heads = k.view(n, source, kv_heads, d).transpose(1, 2)  # (N, H_kv, S, d)
     v_heads = v.view(n, source, kv_heads, d).transpose(1, 2)  # (N, H_kv, S, d)
+    if cached is not None:  # decoding: the cache, then the new tokens   (N, H_kv, C + L, d)
+        k_heads, v_heads = torch.cat([cached[0], k_heads], dim=2), torch.cat([cached[1], v_heads], dim=2)
     scores, masked, weights, heads = attention(q_heads, k_heads, v_heads, blocked)
     concat = heads.transpose(1, 2).reshape(n, length, e)  # (N, L, E)   concatenate heads
     output = concat @ w.out_weight.T  # (N, L, E)   output projection

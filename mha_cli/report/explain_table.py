@@ -32,5 +32,5 @@ def print_explanation(console: Console, name: str, found: Explanation) -> None:
                   "(masked pairs included, as computed)", highlight=False)
     weights = f", weights {found.max_abs_err_weights:.2e}" if found.max_abs_err_weights is not None else ""
     rows = f" (on the rows with an allowed key; {found.fully_masked_rows} rows have none)" if found.fully_masked_rows else ""
-    console.print(escape(f"manual == nn.MultiheadAttention on the same weights: max |difference| output "
+    console.print(escape(f"manual == {found.checked_against}: max |difference| output "
                          f"{found.max_abs_err_output:.2e}{weights}{rows}"), highlight=False)
