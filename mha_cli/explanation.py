@@ -158,7 +158,8 @@ def _forward_steps(experiment: Experiment, steps: Steps, allowed: torch.Tensor) 
          f"d = E / H = {e} / {h} = {d}; a view, nothing is copied; K and V likewise: {tuple(steps.k_heads.shape)}", 0, 0),
         *([("group query heads", "head h reads K[h // G], V[h // G],  G = H / H_kv", steps.k_heads, "N H_kv S d",
             f"grouped-query attention: G = {h} / {sizes.kv_heads} = {sizes.group_size} query heads share each key/value "
-            f"head, through a broadcast (no copy); K and V, and a KV cache, are {sizes.group_size}x smaller"
+            f"head: a group's query rows are stacked against it (K and V are not copied); K and V, and a KV cache, "
+            f"are {sizes.group_size}x smaller"
             + (" (multi-query: one K/V head)" if sizes.kv_heads == 1 else ""), 0, 0)] if grouped else []),
         ("scores", "S = Q K^T / sqrt(d)", steps.scores, "N H L S",
          f"one L x S map per head; dividing by sqrt(d) = {d ** 0.5:.3g} keeps the scores' spread independent of d", 0, 2 * pairs * d),

@@ -39,15 +39,14 @@ class Steps(NamedTuple):
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocked: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """q (N, H, L, d); k, v (N, H_kv, S, d): a key/value head serves H / H_kv query heads (grouped query
-    attention), through a broadcast, never a repeated copy of K or V."""
+    attention): the group's query rows are stacked against it, never a repeated copy of K or V."""
     n, num_heads, length, d = q.shape
     kv_heads, source = k.shape[1], k.shape[2]
-    grouped_q = q.view(n, kv_heads, num_heads // kv_heads, length, d)  # (N, H_kv, G, L, d)   heads by their K/V
-    k, v = k.unsqueeze(2), v.unsqueeze(2)  # (N, H_kv, 1, S, d)   one K/V head for its group
+    grouped_q = q.reshape(n, kv_heads, -1, d)  # (N, H_kv, G*L, d)   a group's queries as rows
     scores = (grouped_q @ k.transpose(-2, -1)).view(n, num_heads, length, source) / math.sqrt(d)  # (N, H, L, S)
     masked = scores.masked_fill(blocked, float("-inf"))  # (N, H, L, S)   mask: -inf where not allowed
     weights = torch.softmax(masked, dim=-1)  # (N, H, L, S)   softmax over keys
-    heads = (weights.view(n, kv_heads, -1, length, source) @ v).view(n, num_heads, length, d)  # weighted values
+    heads = (weights.view(n, kv_heads, -1, source) @ v).view(n, num_heads, length, d)  # (N, H, L, d)   weighted values
     return scores, masked, weights, heads
 
 
