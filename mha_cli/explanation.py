@@ -212,7 +212,7 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
     if experiment.decoding:  # nn.MultiheadAttention has no cache: the float64 reference is the yardstick
         inputs = work.inputs
         reference = reference_attention(inputs.master_query, inputs.master_key, inputs.master_value,
-                                        inputs.master_weights, allowed.cpu(), experiment.sizes.num_heads, inputs.master_cache)
+                                        inputs.master_weights, allowed.cpu(), experiment.sizes.num_heads, inputs.cached())
         expected_output, expected_weights = reference.output, reference.weights
     else:
         yardstick = replace(work.inputs, module=ungrouped_module(work.inputs.module, experiment.sizes))

@@ -110,10 +110,11 @@ class Inputs:
     master_weights: Weights
     batch_first: bool  # the user's layout: (N, T, features) when true, (T, N, features) otherwise
     num_heads: int
-    # Decoding: the KV cache as float64 masters (N, H_kv, C, d), and in the run dtype as buffers of all
-    # S = C + L slots whose last L the layer fills with the new tokens' keys and values on every call.
-    master_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+    # Decoding: the KV cache in the run dtype, buffers of all S = C + L slots whose first C hold the cached keys
+    # and values and whose last L the layer fills with the new tokens' on every call. Drawn in the run dtype:
+    # a cache of millions of tokens is never held in float64 (the reference reads its numbers, cached()).
     cache: tuple[torch.Tensor, torch.Tensor] | None = None
+    cache_len: int = 0
     _made: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -123,6 +124,13 @@ class Inputs:
     def as_batch_first(self, x: torch.Tensor) -> torch.Tensor:
         """The user's layout -> (N, T, features), a view."""
         return x if self.batch_first else x.transpose(0, 1)
+
+    def cached(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cache's keys and values as filled before any call, (N, H_kv, C, d) views in the run dtype (the
+        reference reads them a slice at a time in its own dtype), or None when not decoding."""
+        if self.cache is None:
+            return None
+        return tuple(x[:, :, : self.cache_len] for x in self.cache)  # type: ignore[return-value]
 
     def projected(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q (N, H, L, d), k and v (N, H_kv, S, d), contiguous: the input of `timing.scope: core` (decoding:
@@ -221,17 +229,17 @@ def make_inputs(experiment: Experiment, device: torch.device) -> Inputs:
         tensor = master.to(device=device, dtype=dtype)
         return tensor if experiment.batch_first else tensor.transpose(0, 1).contiguous()
 
-    master_cache = cache = None
+    cache = None
     if experiment.decoding:
-        # The cache's keys and values, drawn from the seed as already projected: a cache of millions of tokens
-        # is never a (N, S, E) input. Filled once here, outside every timed call.
-        cached = (n, sizes.kv_heads, experiment.cache_len, sizes.head_dim)
-        master_cache = (torch.randn(cached, dtype=torch.float64, generator=generator),
-                        torch.randn(cached, dtype=torch.float64, generator=generator))
+        # The cache's keys and values, drawn from the seed as already projected, in the run dtype: a cache of
+        # millions of tokens is never a (N, S, E) input, nor a float64 copy. Filled once here, outside every timed call.
         slots = (n, sizes.kv_heads, source, sizes.head_dim)
         cache = tuple(torch.empty(slots, dtype=dtype, device=device) for _ in range(2))
-        for buffer, master in zip(cache, master_cache):
-            buffer[:, :, : experiment.cache_len].copy_(master)
+        for buffer in cache:
+            drawn = torch.randn((*slots[:2], experiment.cache_len, slots[3]), generator=generator,
+                                dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+            buffer[:, :, : experiment.cache_len].copy_(drawn)
+            del drawn
     query = to_run(master_query)
     # Self attention passes the very same tensor three times, as a user would
     # (nn.MultiheadAttention takes its fused fast path only when query is key is value).
@@ -250,8 +258,8 @@ def make_inputs(experiment: Experiment, device: torch.device) -> Inputs:
         master_weights=master_weights,
         batch_first=experiment.batch_first,
         num_heads=sizes.num_heads,
-        master_cache=master_cache,
         cache=cache,  # type: ignore[arg-type]
+        cache_len=experiment.cache_len or 0,
     )
 
 

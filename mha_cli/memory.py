@@ -81,6 +81,7 @@ def blocked_keys_bound(experiment: Experiment) -> int | None:
 
 
 DECODE_MAX_QUERIES = 64  # = attention.blocked.DECODE_MAX_QUERIES (no torch here; a test keeps them equal)
+CACHE_SLICE = 2**16  # = attention.reference.CACHE_SLICE
 TRAINING_FACTOR = {"torch": 2.0, "manual": 2.0}  # training peak / forward peak; the fused kernels: 1.5
 GENERIC_LARGEST_BLOCK = 512  # = max(block_plan.GENERIC_BLOCKS)
 MIN_GENERIC_BLOCK = 64  # = min(block_plan.GENERIC_BLOCKS)
@@ -119,8 +120,8 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
     weights = 2 * e * e + e * (sizes.kdim + sizes.vdim) + 4 * e
 
     shared = (b + 8) * (inputs + weights)
-    if experiment.decoding:  # the cache: float64 masters and the run dtype's buffers, made once and shared
-        shared += (b + 8) * 2 * n * source * sizes.kv_width
+    if experiment.decoding:  # the cache, in the run dtype only, made once and shared
+        shared += b * 2 * n * source * sizes.kv_width
     # Scores, masked scores and softmax are alive together in a textbook forward.
     dense_forward = projected + 3 * scores + output
     # The pattern as a dense mask: (N, 1, L, S) bool, and per head for nn.MultiheadAttention.
@@ -158,8 +159,8 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
     cached = 2 * n * source * sizes.kv_width  # K and V of H_kv heads
     reference_forward = n * (rows + 2 * projected_rows) * e + 3 * row_scores + n * rows * e
     reference = 8 * reference_forward + b * reference_forward + n * rows * source
-    # Decoding: the float64 cache is the shared masters; the same math in the run dtype copies it once.
-    reference += b * cached if experiment.decoding else (8 + b) * cached
+    # Decoding: the reference reads the cache a slice of CACHE_SLICE keys at a time (attention/reference.py).
+    reference += (8 + b) * (min(cached, 2 * n * sizes.kv_width * CACHE_SLICE) if experiment.decoding else cached)
     return MemoryEstimate(
         shared=shared,
         reference=reference,
