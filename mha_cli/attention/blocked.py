@@ -48,6 +48,19 @@ def _attend_with_lse(
     return out, lse.masked_fill(no_key, float("-inf"))
 
 
+def _fold(x: torch.Tensor, group: int) -> torch.Tensor:
+    """(K*G, X, R, ...) per query head -> (K, X, G*R, ...): the rows of a group's G query heads stacked, to be
+    attended against their one key/value head in one call (grouped-query attention reads K and V once per group)."""
+    heads, blocks, rows, *rest = x.shape
+    return x.view(heads // group, group, blocks, rows, *rest).transpose(1, 2).reshape(heads // group, blocks, group * rows, *rest)
+
+
+def _unfold(x: torch.Tensor, group: int) -> torch.Tensor:
+    """The inverse of _fold: (K, X, G*R, ...) -> (K*G, X, R, ...)."""
+    kv_heads, blocks, rows, *rest = x.shape
+    return x.view(kv_heads, blocks, group, rows // group, *rest).transpose(1, 2).reshape(kv_heads * group, blocks, rows // group, *rest)
+
+
 class _PieceRunner:
     """One piece on the run's device, with its masks prepared once in the run's dtype."""
 
@@ -57,6 +70,7 @@ class _PieceRunner:
         self.allowed = allowed
         self.bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
         self.no_key = ~allowed.any(dim=-1)
+        self._folded: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (group, mask groups) -> folded masks
 
     def keys_for(self, x: torch.Tensor) -> torch.Tensor:
         return self.piece.keys_for(x, self.plan)
@@ -67,19 +81,40 @@ class _PieceRunner:
     def rows_back(self, x: torch.Tensor, length: int) -> torch.Tensor:
         return self.piece.rows_back(x, length)
 
-    def single(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float) -> torch.Tensor:
-        """The only piece: the public fused kernel, no merge needed. `pick`: the mask groups of these heads."""
+    def _masks(self, pick: slice, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The additive mask and the rows without a key for these heads, folded by groups of query heads."""
+        bias, no_key = self.bias[pick], self.no_key[pick]
+        if group == 1:
+            return bias, no_key
+        if bias.shape[0] == 1:  # one mask for every head (of this batch item): folded once, kept
+            key = (group, pick.start, pick.stop)
+            if key not in self._folded:
+                self._folded[key] = (_fold(bias.expand(group, *bias.shape[1:]), group),
+                                     _fold(no_key.expand(group, *no_key.shape[1:]), group))
+            return self._folded[key]
+        return _fold(bias, group), _fold(no_key, group)
+
+    def single(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float,
+               group: int = 1) -> torch.Tensor:
+        """The only piece: the public fused kernel, no merge needed. `pick`: the mask groups of these heads.
+        group > 1: k and v hold one head per G query heads of q, whose rows are stacked against it."""
         # The additive float mask made once in __init__: a bool mask would be converted
         # to one on every call, and a 4-D one keeps SDPA on its fused CPU kernel.
+        queries = self.queries_for(q)
         out = F.scaled_dot_product_attention(
-            self.queries_for(q), self.keys_for(k), self.keys_for(v), attn_mask=self.bias[pick], scale=scale
+            _fold(queries, group) if group > 1 else queries, self.keys_for(k), self.keys_for(v),
+            attn_mask=self._masks(pick, group)[0], scale=scale,
         )
-        return self.rows_back(out, q.shape[1])
+        return self.rows_back(_unfold(out, group) if group > 1 else out, q.shape[1])
 
-    def partial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        out, lse = _attend_with_lse(
-            self.queries_for(q), self.keys_for(k), self.keys_for(v), self.bias[pick], self.no_key[pick], scale
-        )
+    def partial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float,
+                group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        queries = self.queries_for(q)
+        bias, no_key = self._masks(pick, group)
+        out, lse = _attend_with_lse(_fold(queries, group) if group > 1 else queries, self.keys_for(k), self.keys_for(v),
+                                    bias, no_key, scale)
+        if group > 1:
+            out, lse = _unfold(out, group), _unfold(lse, group)
         return self.rows_back(out, q.shape[1]), self.rows_back(lse, q.shape[1])
 
     def keys_back_into(self, grad: torch.Tensor, target: torch.Tensor, first: bool) -> None:
@@ -151,21 +186,23 @@ class _SparseAttention:
                 yield slice(item * h + start, item * h + stop), slice(first, first + (stop - start) if plan.mask_heads > 1 else first + 1)
 
     def _chunk(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-               pick: slice, with_lse: bool) -> None:
-        """q (g, L, d), k and v (g, S, d) with masks[pick] (1 or g mask groups), written into out (g, L, d)
+               pick: slice, with_lse: bool, group: int = 1) -> None:
+        """q (g, L, d), k and v (g / group, S, d) with masks[pick] (1 or g mask groups), written into out (g, L, d)
         (and the log-sum-exp of every row into lse (g, L) when with_lse, or when pieces are merged)."""
         runners, scale = self.runners, self.scale
         if len(runners) == 1 and not with_lse:
-            out.copy_(runners[0].single(q, k, v, pick, scale))
+            out.copy_(runners[0].single(q, k, v, pick, scale, group))
         else:
             for index, runner in enumerate(runners):
-                part_out, part_lse = runner.partial(q, k, v, pick, scale)
+                part_out, part_lse = runner.partial(q, k, v, pick, scale, group)
                 if index == 0:
                     out.copy_(part_out)
                     lse.copy_(part_lse)
                 else:
                     _merge_into(out, lse, part_out, part_lse)
         if self.dense_rows is not None:
+            if group > 1:  # the rows the plan leaves dense (rare): their K/V per query head
+                k, v = k.repeat_interleave(group, dim=0), v.repeat_interleave(group, dim=0)
             rows, bias = self.dense_rows, self.dense_bias[pick]  # (1 or g, 1, R, S), see single()
             if with_lse:
                 no_key = torch.isinf(bias).all(dim=-1)
@@ -197,8 +234,16 @@ class _SparseAttention:
         flat_k, flat_v = (x.reshape(n * kv_heads, x.shape[2], d) for x in (k, v))
         out = torch.empty_like(flat_q)
         lse = torch.empty(n * h, length, dtype=torch.float64 if q.dtype == torch.float64 else torch.float32, device=q.device)
-        for heads, pick in self.chunks(n, h, self.heads_per_chunk):
-            rows = self.kv_rows(heads, h, kv_heads, q.device)
+        group = h // kv_heads
+        # Grouped heads: chunks of whole groups, whose query rows are stacked against their key/value heads
+        # (K and V read, padded and laid out once per group, not once per query head).
+        per_chunk = max(group, self.heads_per_chunk // group * group) if group > 1 else self.heads_per_chunk
+        for heads, pick in self.chunks(n, h, per_chunk):
+            if group > 1 and heads.start % group == 0 and (heads.stop - heads.start) % group == 0:
+                rows = slice(heads.start // group, heads.stop // group)
+                self._chunk(flat_q[heads], flat_k[rows], flat_v[rows], out[heads], lse[heads], pick, with_lse, group)
+                continue
+            rows = self.kv_rows(heads, h, kv_heads, q.device)  # type: ignore[assignment]
             self._chunk(flat_q[heads], self._take(flat_k, rows), self._take(flat_v, rows), out[heads], lse[heads], pick,
                         with_lse)
         return out.view(n, h, length, d), lse
