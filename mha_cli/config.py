@@ -304,7 +304,9 @@ class Config(Section):
     def key_lengths(self) -> list[int] | None:
         """Valid key count per batch item under key padding, or None without padding."""
         padding = self.mask.key_padding
-        return None if padding is None else padding.lengths_for(self.batch_size, self.source_length)
+        # Decoding: the lengths are each item's cache length (its new tokens are always there).
+        keys = self.decode.cache_len if self.decode is not None else self.source_length
+        return None if padding is None else padding.lengths_for(self.batch_size, keys)
 
     @property
     def head_dim(self) -> int:
@@ -339,6 +341,7 @@ class Config(Section):
             key_lengths=tuple(key_lengths) if key_lengths is not None else None,
             document_lengths=tuple(documents) if documents is not None else None,
             causal_alignment=self.causal_alignment,
+            new_keys_from=self.decode.cache_len if self.decode is not None else None,
             query_offset=self.source_length - self.seq_len if lower_right else 0,
         )
 
@@ -431,7 +434,7 @@ def _cross_only_fields(c: Config) -> list[tuple[str, str]]:
     ]
 
 
-@_rule("mask", "batch_size", "seq_len", "source_len", "attention")
+@_rule("mask", "batch_size", "seq_len", "source_len", "attention", "decode")
 def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
     padding = c.mask.key_padding
     if padding is None:
@@ -449,11 +452,12 @@ def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
                 "(or give `fractions` of the key length, which repeat over any batch size)",
             )
         )
-    s = c.source_length
+    s = c.source_length if c.decode is None else c.decode.cache_len
+    what = "the key length S" if c.decode is None else "the cache, decode.cache_len"
     for index, length in enumerate(padding.lengths):
         if length > s:
             problems.append(
-                (f"mask.key_padding.lengths[{index}]", f"{length} is longer than the key length S={s}; allowed 1..{s}")
+                (f"mask.key_padding.lengths[{index}]", f"{length} is longer than {what}={s}; allowed 1..{s}")
             )
     return problems
 

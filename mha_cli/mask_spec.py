@@ -13,11 +13,13 @@ class MaskSpec(NamedTuple):
     key_lengths: tuple[int, ...] | None = None  # valid keys per batch item (key padding), or None
     document_lengths: tuple[int, ...] | None = None  # packed documents (self attention), or None
     causal_alignment: str = "upper_left"  # or "lower_right": where the causal diagonal sits when L != S
+    # Decoding: keys from this index on are the new tokens, never padding (key_lengths are the cache's lengths).
+    new_keys_from: int | None = None
     query_offset: int = 0  # lower right: S - L, query i sits at key position i + offset for every rule (causal,
     # and the pattern's window); 0 for upper left
 
     @classmethod
-    def of_saved(cls, section: dict[str, Any], decoding: bool = False) -> MaskSpec:
+    def of_saved(cls, section: dict[str, Any], cache_len: int | None = None) -> MaskSpec:
         """The masks of a saved config's `mask:` section (a results.json), enough to name them: padding and
         documents given as fractions keep one entry per fraction."""
         padding, documents = section.get("key_padding"), section.get("documents")
@@ -25,8 +27,9 @@ class MaskSpec(NamedTuple):
         def entries(given: dict[str, Any] | None) -> tuple[Any, ...] | None:
             return None if not given else tuple(given.get("lengths") or given.get("fractions") or ())
 
+        decoding = cache_len is not None
         return cls(bool(section.get("causal")), section.get("prefix") or 0, entries(padding), entries(documents),
-                   section.get("causal_alignment") or ("lower_right" if decoding else "upper_left"))
+                   section.get("causal_alignment") or ("lower_right" if decoding else "upper_left"), cache_len)
 
     @property
     def plain_causal(self) -> bool:
@@ -52,7 +55,9 @@ class MaskSpec(NamedTuple):
             clauses.append(f"(query i at key position i + {self.query_offset}: after the cache)")
         if self.document_lengths is not None:
             clauses.append(f"and i, j in the same document ({len(self.document_lengths)} packed documents)")
-        if self.key_lengths is not None:
+        if self.key_lengths is not None and self.new_keys_from is not None:
+            clauses.append(f"and (j < the batch item's cache length or j >= {self.new_keys_from}: the new tokens)")
+        elif self.key_lengths is not None:
             clauses.append("and j < the batch item's key_padding length")
         return clauses
 
@@ -69,7 +74,10 @@ class MaskSpec(NamedTuple):
             names.append(name)
         if self.document_lengths is not None:
             names.append(f"{len(self.document_lengths)} packed documents")
-        if self.key_lengths is not None:
+        if self.key_lengths is not None and self.new_keys_from is not None:
+            names.append(f"cache lengths ({self.key_lengths[batch]} of {self.new_keys_from} cached keys valid)"
+                         if batch is not None else "cache lengths per item")
+        elif self.key_lengths is not None:
             names.append(f"key padding ({self.key_lengths[batch]} of {source_len} keys valid)" if batch is not None
                          else "key padding")
         return names

@@ -59,13 +59,16 @@ def and_masks(*rules: PairRule) -> PairRule:
     return rule
 
 
-def within_key_lengths(rule: PairRule, lengths: Sequence[int], device: torch.device | str = "cpu") -> PairRule:
-    """The rule, and j < the batch item's key length (key padding)."""
+def within_key_lengths(rule: PairRule, lengths: Sequence[int], device: torch.device | str = "cpu",
+                       new_keys_from: int | None = None) -> PairRule:
+    """The rule, and j < the batch item's key length (key padding); decoding (new_keys_from): the lengths are
+    the cache's, and the new tokens' keys, from new_keys_from on, are always there."""
     limits = torch.tensor(list(lengths), device=device, dtype=torch.int32)
 
     def padded(n: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         # torch.where, not &: Inductor mis-compiles `& (j < lengths[n])` in a compiled block mask.
-        return torch.where(j < limits[n], rule(n, h, i, j), False)
+        present = j < limits[n] if new_keys_from is None else (j < limits[n]) | (j >= new_keys_from)
+        return torch.where(present, rule(n, h, i, j), False)
 
     return padded
 
@@ -83,7 +86,9 @@ def pair_rule(pattern: PairRule | None, mask: MaskSpec, device: torch.device | s
     if mask.document_lengths is not None:
         rules.append(documents_rule(mask.document_lengths, device))
     combined = and_masks(*rules)
-    return within_key_lengths(combined, mask.key_lengths, device) if mask.key_lengths is not None else combined
+    if mask.key_lengths is None:
+        return combined
+    return within_key_lengths(combined, mask.key_lengths, device, mask.new_keys_from)
 
 
 def mask_groups(sizes: Sizes, mask: MaskSpec, varies: tuple[bool, bool]) -> tuple[int, int]:
@@ -123,7 +128,7 @@ def fully_masked_rows(allowed: torch.Tensor) -> torch.Tensor:
 
 def full_pair_count(sizes: Sizes, mask: MaskSpec, rule: PairRule) -> int:
     """Allowed (query, key) pairs of full attention (no pattern) over the batch, for one head, without an L x S mask."""
-    if mask.document_lengths is not None:
+    if mask.document_lengths is not None or (mask.new_keys_from is not None and mask.key_lengths is not None):
         return _counted_row_by_row(rule, sizes)
     length, source = sizes.seq_len, sizes.source_len
     limits = mask.key_lengths or [source] * sizes.batch_size

@@ -170,3 +170,16 @@ def test_explain_and_plot_weights_walk_a_decode_step() -> None:
     assert weights.shape == (2, 2, 22) and allowed[:, 0].sum(dim=-1).tolist() == [21, 21]
     with pytest.raises(Exception, match="decode step is inference"):
         explain(config, backward=True)
+
+
+def test_per_item_cache_lengths_pad_the_cache_not_the_new_tokens() -> None:
+    config = load_config(None, ["decode.cache_len=10", "seq_len=2", "need_weights=false", "mask.causal=true",
+                                "batch_size=3", "mask.key_padding.lengths=[10,4,1]", "impls=[torch,manual,sdpa,blocked]",
+                                *FAST_OVERRIDES])
+    allowed = Prepared(resolve(config)).dense_allowed()[:, 0]  # (N, L, S)
+    assert allowed[1, 0].tolist() == [True] * 4 + [False] * 6 + [True, False]  # 4 cached keys, then its new token
+    assert allowed[2, 1].tolist() == [True] + [False] * 9 + [True, True]
+    for result in run_experiment(config).results:
+        assert result.ok or result.status == "skipped", (result.impl, result.reason)
+    with pytest.raises(ConfigError, match="longer than the cache"):
+        load_config(None, ["decode.cache_len=10", "need_weights=false", "batch_size=2", "mask.key_padding.lengths=[11,2]"])

@@ -107,6 +107,21 @@ class _PieceRunner:
         )
         return self.rows_back(_unfold(out, group) if group > 1 else out, q.shape[1])
 
+    def single_into(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float, group: int,
+                    into: torch.Tensor) -> None:
+        """single() written into `into` (g, L, d) through a view in the stacked layout: one copy fewer of the
+        output, where this piece's query rows are plain blocks with no padding rows (else single, copied)."""
+        queries = self.queries_for(q)
+        heads, blocks, rows = queries.shape[:3]
+        plain = type(self.piece).rows_back is Piece.rows_back and blocks * rows == q.shape[1]
+        if group == 1 or not plain:
+            into.copy_(self.single(q, k, v, pick, scale, group))
+            return
+        out = F.scaled_dot_product_attention(_fold(queries, group), self.keys_for(k), self.keys_for(v),
+                                             attn_mask=self._masks(pick, group)[0], scale=scale)
+        target = into.view(heads // group, group, blocks, rows, -1).transpose(1, 2)  # (K, X, G, R, d), a view of into
+        target.copy_(out.view(heads // group, blocks, group, rows, -1))
+
     def partial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float,
                 group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         queries = self.queries_for(q)
@@ -191,7 +206,7 @@ class _SparseAttention:
         (and the log-sum-exp of every row into lse (g, L) when with_lse, or when pieces are merged)."""
         runners, scale = self.runners, self.scale
         if len(runners) == 1 and not with_lse:
-            out.copy_(runners[0].single(q, k, v, pick, scale, group))
+            runners[0].single_into(q, k, v, pick, scale, group, out)
         else:
             for index, runner in enumerate(runners):
                 part_out, part_lse = runner.partial(q, k, v, pick, scale, group)

@@ -175,7 +175,7 @@ def summary_line(report: RunReport) -> str:
     heads = config["num_heads"]
     decode = config.get("decode")
     source = (decode["cache_len"] + config["seq_len"]) if decode else (config["source_len"] or config["seq_len"])
-    mask = MaskSpec.of_saved(config["mask"], decoding=bool(decode)).names(source, seq_len=config["seq_len"])
+    mask = MaskSpec.of_saved(config["mask"], decode["cache_len"] if decode else None).names(source, seq_len=config["seq_len"])
     density = next((r.density for r in report.results if r.density is not None), None)
     busy = any(r.busy for r in report.results)
     return (
