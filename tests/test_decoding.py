@@ -183,3 +183,13 @@ def test_per_item_cache_lengths_pad_the_cache_not_the_new_tokens() -> None:
         assert result.ok or result.status == "skipped", (result.impl, result.reason)
     with pytest.raises(ConfigError, match="longer than the cache"):
         load_config(None, ["decode.cache_len=10", "need_weights=false", "batch_size=2", "mask.key_padding.lengths=[11,2]"])
+
+
+def test_flops_of_a_decode_step_project_only_the_new_tokens_and_grouped_heads_count_h_kv() -> None:
+    from mha_cli.measure import count_flops
+
+    experiment = resolve(decoding("decode.cache_len=100", "seq_len=2", "embed_dim=16", "num_heads=4", "num_kv_heads=2",
+                                  "batch_size=3"))
+    flops = count_flops(experiment, allowed_pairs=0)
+    # q and output: 2*N*L*E*E each; k and v: 2*N*L*(H_kv*d)*E each, over the 2 new tokens only.
+    assert flops.projections == 2 * (2 * 3 * 2 * 16 * 16) + 2 * (2 * 3 * 2 * 8 * 16)

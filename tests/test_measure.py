@@ -3,6 +3,7 @@ import torch
 from torch.utils import benchmark
 
 from mha_cli import measure
+from mha_cli.experiment import resolve
 from mha_cli.measure import Timing, count_flops, peak_memory_bytes, time_call
 
 from .helpers import small_config
@@ -89,7 +90,7 @@ def test_noisy_flag() -> None:
 
 def test_flops_count_allowed_pairs_and_projections() -> None:
     config = small_config(embed_dim=16, num_heads=2, batch_size=2, seq_len=5)
-    flops = count_flops(config, allowed_pairs=2 * 2 * 5 * 5)  # over batch items and heads
+    flops = count_flops(resolve(config), allowed_pairs=2 * 2 * 5 * 5)  # over batch items and heads
     # q and output projections 2*N*L*E*E each; k and v 2*N*S*E*E each (kdim = vdim = E).
     assert flops.projections == 4 * (2 * 2 * 5 * 16 * 16)
     # QK^T and PV: 2 * 2 * pairs * d.
