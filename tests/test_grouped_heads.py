@@ -140,3 +140,24 @@ def test_kv_heads_sweep_skips_the_points_that_do_not_divide() -> None:
     summary = json.loads(result.stdout)
     statuses = {row["num_kv_heads"]: row["status"] for row in summary["rows"]}
     assert statuses[1] == statuses[2] == "ok" and statuses[3] == "skipped"
+
+
+@pytest.mark.parametrize("heads_per_chunk", [1, 2, 3, 8])
+@pytest.mark.parametrize("padding", [None, {"lengths": [40, 23]}])
+def test_blocked_stacks_whole_or_part_groups_whatever_its_chunk(heads_per_chunk: int, padding, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A chunk's budget decides how many of a group's query heads share one call: all G, or a part of G that
+    divides it (G = 4 here), or a single head; every one computes the same layer."""
+    from mha_cli.attention import blocked
+    from mha_cli.check import check_against_reference, run_reference
+
+    config = small_config(embed_dim=32, num_heads=8, num_kv_heads=2, seq_len=40, variant="local", local={"window": 5},
+                          mask={"key_padding": padding, "causal": True}, timing={**FAST_TIMING, "scope": "core"})
+    work = workload(config)
+    per_head = max(r.bytes_per_head(40, 4, 4) for r in blocked._SparseAttention(
+        work.prepared.plan, 40, 40, 4, torch.float32, torch.device("cpu")).runners)
+    monkeypatch.setattr(blocked, "CHUNK_BYTES", per_head * heads_per_chunk)
+    reference = run_reference(work)
+    with torch.inference_mode():
+        got = blocked.build(work)()
+    verdict = check_against_reference(work.experiment, got, reference)
+    assert verdict.ok, verdict.problems

@@ -250,13 +250,17 @@ class _SparseAttention:
         out = torch.empty_like(flat_q)
         lse = torch.empty(n * h, length, dtype=torch.float64 if q.dtype == torch.float64 else torch.float32, device=q.device)
         group = h // kv_heads
-        # Grouped heads: chunks of whole groups, whose query rows are stacked against their key/value heads
-        # (K and V read, padded and laid out once per group, not once per query head).
-        per_chunk = max(group, self.heads_per_chunk // group * group) if group > 1 else self.heads_per_chunk
-        for heads, pick in self.chunks(n, h, per_chunk):
-            if group > 1 and heads.start % group == 0 and (heads.stop - heads.start) % group == 0:
-                rows = slice(heads.start // group, heads.stop // group)
-                self._chunk(flat_q[heads], flat_k[rows], flat_v[rows], out[heads], lse[heads], pick, with_lse, group)
+        # Grouped heads: the query rows of a group's heads are stacked against their key/value head (K and V read,
+        # padded and laid out once per `stack` query heads, not once per query head). A whole group when the
+        # chunk's budget holds it, else the largest part of one that fits (the stacked rows are copies).
+        stack = group if self.heads_per_chunk >= group else max(f for f in range(1, group + 1)
+                                                                 if group % f == 0 and f <= self.heads_per_chunk)
+        per_chunk = self.heads_per_chunk // group * group if stack == group else stack
+        for heads, pick in self.chunks(n, h, per_chunk if group > 1 else self.heads_per_chunk):
+            count = heads.stop - heads.start
+            if group > 1 and heads.start % stack == 0 and count % stack == 0 and (count == stack or stack == group):
+                rows = slice(heads.start // group, heads.start // group + max(1, count // group))
+                self._chunk(flat_q[heads], flat_k[rows], flat_v[rows], out[heads], lse[heads], pick, with_lse, stack)
                 continue
             rows = self.kv_rows(heads, h, kv_heads, q.device)  # type: ignore[assignment]
             self._chunk(flat_q[heads], self._take(flat_k, rows), self._take(flat_v, rows), out[heads], lse[heads], pick,
