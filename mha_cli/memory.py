@@ -130,8 +130,9 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
         # nn.MultiheadAttention also merges its masks into an (N, H, L, S) float mask.
         "torch": b * (dense_forward + scores) + mask + h * pattern_mask,
         "manual": b * dense_forward + mask,
-        # A fused kernel needs no L x S buffer, but `auto` may fall back to math.
-        "sdpa": b * dense_forward + mask,
+        # A fused kernel needs no L x S buffer, but `auto` may fall back to math. With grouped heads PyTorch's
+        # enable_gqa repeats K and V for every query head (on the CPU): H heads of S keys each.
+        "sdpa": b * (dense_forward + 2 * n * source * e * sizes.grouped) + mask,
     }
     if not experiment.needs_plan:
         per_impl["blocked"] = b * (projected + 2 * output) + pattern_mask
