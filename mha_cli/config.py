@@ -420,6 +420,9 @@ def _decode_is_self_attention_inference(c: Config) -> list[tuple[str, str]]:
         problems.append(("need_weights", "a decode step returns no attention weights: set need_weights: false"))
     if c.timing.pass_ != "forward":
         problems.append(("timing.pass", "decoding is inference: timing.pass must be forward"))
+    if c.variant == "sparse" and getattr(c.sparse_settings, "pattern", None) == "bigbird":
+        problems.append(("sparse.pattern", "BigBird lays its blocks over the new tokens only, so it has no meaning "
+                                           "against a cache; decode with variant local or sparse.pattern strided"))
     return problems
 
 
@@ -462,11 +465,15 @@ def _key_padding_lengths(c: Config) -> list[tuple[str, str]]:
     return problems
 
 
-@_rule("mask")
+@_rule("mask", "variant", "sparse", "seq_len", "source_len", "attention")
 def _alignment_needs_causal(c: Config) -> list[tuple[str, str]]:
     if c.mask.causal_alignment is not None and not c.mask.causal:
         return [("mask.causal_alignment", "the alignment places the causal mask's diagonal: it only means something "
                  "with mask.causal: true; set mask.causal=true or remove it")]
+    shifted = c.mask.causal_alignment == "lower_right" and c.source_length != c.seq_len
+    if shifted and c.variant == "sparse" and getattr(c.sparse_settings, "pattern", None) == "bigbird":
+        return [("mask.causal_alignment", "BigBird's blocks are laid over the L queries; aligned lower right the "
+                 "queries sit past them (use upper_left, or a local or strided pattern)")]
     return []
 
 
@@ -644,13 +651,16 @@ def _apply_override(
 
 
 def _origin(loc: PathKey, origins: dict[PathKey, tuple[str, int | None]], default_source: str) -> tuple[str, int | None]:
-    for end in range(len(loc), 0, -1):
+    if loc in origins:
+        return origins[loc]
+    # Set below the failing path (`mask.documents.lengths=[4,4]` for a problem with mask.documents, or an unknown
+    # section `foo.bar=1`): where it was set, an override before a file line.
+    below = [origin for path, origin in origins.items() if len(path) > len(loc) and path[: len(loc)] == loc]
+    if below:
+        return min(below, key=lambda origin: (not origin[0].startswith("override"), origin[1] or 0))
+    for end in range(len(loc) - 1, 0, -1):
         if loc[:end] in origins:
             return origins[loc[:end]]
-    # An unknown section set by an override (`foo.bar=1`) is recorded below the failing path.
-    for path, origin in origins.items():
-        if path[: len(loc)] == loc:
-            return origin
     # A field nobody set, missing because of a sibling someone did set (`sparse.pattern=custom` needs
     # sparse.mask_mod): the sibling's source is where to look, an override before a file line.
     siblings = [origin for path, origin in origins.items() if len(loc) > 1 and path[: len(loc) - 1] == loc[:-1]]

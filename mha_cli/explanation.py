@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .arguments import check_flag, check_memory_limit
+from .arguments import ArgumentValueError, check_flag, check_memory_limit
 from .attention import builtin
 from .attention.manual import Steps, layer_steps
 from .attention.reference import reference_attention
-from .errors import UsageError
 from .experiment import Experiment, resolve
 from .inputs import make_inputs, resolve_device, ungrouped_module
 from .masks import fully_masked_rows
@@ -199,8 +198,8 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
     memory_limit = check_memory_limit(memory_limit)
     experiment = resolve(config)
     if backward and experiment.decoding:
-        raise UsageError("backward: the gradients are a training step's, and a decode step is inference; "
-                         "explain it without --backward (or backward=False)")
+        raise ArgumentValueError("backward: the gradients are a training step's, and a decode step is inference; "
+                                 "explain it without backward (--backward on the command line)")
     # The manual layer and nn.MultiheadAttention are alive together, beside the reference-sized inputs.
     work = workload_for(experiment, memory_limit, together=("manual", "torch"))
     steps = run_steps(work)

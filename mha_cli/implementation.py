@@ -75,6 +75,8 @@ class AttentionMask:
     # With causal: query i sees keys j <= i + query_offset; 0 upper-left aligned, S - L lower-right aligned
     # (mask.causal_alignment: lower_right, query i at position S - L + i).
     query_offset: int = 0
+    # Decoding: keys from this index on are the new tokens', never padding (key_lengths are the cache's); else None.
+    new_keys_from: int | None = None
 
     def dense(self) -> torch.Tensor:
         """(N, 1 or H, L, S) bool on the run device, True = may attend. Built on first call, then kept:

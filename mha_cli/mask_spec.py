@@ -45,7 +45,8 @@ class MaskSpec(NamedTuple):
     def words(self) -> list[str]:
         """Each rule beside the pattern, as a clause of the exact rule: "and j <= i (causal)"."""
         clauses = []
-        diagonal = f"j <= i + {self.query_offset}" if self.query_offset else "j <= i"
+        offset = self.query_offset
+        diagonal = f"j <= i + {offset}" if offset > 0 else f"j <= i - {-offset}" if offset < 0 else "j <= i"
         aligned = ", aligned lower right: query i at key position i + S - L" if self.causal_alignment == "lower_right" else ""
         if self.causal and self.prefix:
             clauses.append(f"and ({diagonal} or j < {self.prefix}) (causal{aligned}, prefix LM)")

@@ -167,7 +167,9 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
         reference=reference,
         per_impl=per_impl,
         largest_term=(
-            f"attention scores N*H*L*S = {n}*{h}*{length}*{source}"
+            f"KV cache N*H_kv*S*d = {n}*{sizes.kv_heads}*{source}*{sizes.head_dim} and the float64 reference reading it"
+            if experiment.decoding
+            else f"attention scores N*H*L*S = {n}*{h}*{length}*{source}"
             if scores >= inputs
             else f"inputs N*(L*E + S*kdim + S*vdim) = {inputs:,} elements"
         ),
@@ -227,7 +229,7 @@ def check_fits(
             f"this would need about {format_bytes(need)} {what} "
             f"(dominated by the {found.largest_term}), "
             f"but only {format_bytes(limit_bytes)} is {limit_source}. "
-            "Lower seq_len (and source_len), batch_size or num_heads, use a local or sparse variant "
+            "Lower seq_len (and source_len, or decode.cache_len), batch_size or num_heads, use a local or sparse variant "
             "with the blocked implementation, or set a different limit with --max-memory."
         )
     return found

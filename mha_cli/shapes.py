@@ -94,12 +94,14 @@ def shape_table(experiment: Experiment) -> tuple[list[ShapeRow], dict[str, list[
     seq_first = not experiment.batch_first
     query_axes = "L N E" if seq_first else "N L E"
     source_note = "self attention: the query tensor" if experiment.attention == "self" else "cross attention source"
-    if experiment.decoding:
+    steps_axis = "S"
+    if experiment.decoding:  # key and value are the new tokens (L of them); the other S - L are in the cache
+        steps_axis = "L"
         source_note = f"the {experiment.sizes.seq_len} new tokens; {experiment.cache_len} more keys and values are in the cache"
     rows = [
         _row("query", traced.query, query_axes, "batch_first=false: sequence first" if seq_first else "batch_first=true"),
-        _row("key", traced.key, "S N kdim" if seq_first else "N S kdim", source_note),
-        _row("value", traced.value, "S N vdim" if seq_first else "N S vdim", source_note),
+        _row("key", traced.key, f"{steps_axis} N kdim" if seq_first else f"N {steps_axis} kdim", source_note),
+        _row("value", traced.value, f"{steps_axis} N vdim" if seq_first else f"N {steps_axis} vdim", source_note),
         _row("Q per head", steps.q, "N H L d", "projected, split into heads; d = E/H"),
         *(
             [_row("K per head", steps.k, "N H_kv S d", f"grouped: {sizes.kv_heads} key heads, each read by "

@@ -75,6 +75,7 @@ def attention_mask(prepared: Prepared, device: torch.device) -> AttentionMask:
         is_causal=form.is_causal,
         causal=spec.causal,
         query_offset=spec.query_offset,
+        new_keys_from=spec.new_keys_from,
         prefix=spec.prefix,
         key_lengths=spec.key_lengths,
         document_lengths=spec.document_lengths,

@@ -193,3 +193,20 @@ def test_flops_of_a_decode_step_project_only_the_new_tokens_and_grouped_heads_co
     flops = count_flops(experiment, allowed_pairs=0)
     # q and output: 2*N*L*E*E each; k and v: 2*N*L*(H_kv*d)*E each, over the 2 new tokens only.
     assert flops.projections == 2 * (2 * 3 * 2 * 16 * 16) + 2 * (2 * 3 * 2 * 8 * 16)
+
+
+def test_stranger_findings_bigbird_sweeps_and_blame() -> None:
+    from typer.testing import CliRunner
+
+    from mha_cli.cli import app
+
+    with pytest.raises(ConfigError, match="BigBird lays its blocks over the new tokens"):
+        load_config(None, ["decode.cache_len=24", "need_weights=false", "seq_len=8", "variant=sparse", "sparse.block=2"])
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["decode.cache_len=100", "need_weights=false", "seq_len=8", "mask.documents.lengths=[4,4]"])
+    assert any(p.source == "override `mask.documents.lengths=[4,4]`" for p in caught.value.problems)
+    result = CliRunner().invoke(app, ["sweep", "decode.cache_len=300", "need_weights=false", "seq_len=1",
+                                      "mask.key_padding=null", "--batch", "1,2", "impls=[sdpa]", *FAST_OVERRIDES, "--no-save"])
+    assert result.exit_code == 0 and "GB/s (% bandwidth)" in result.stdout, result.output
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert rows and "GFLOP/s (% peak)" not in result.stdout

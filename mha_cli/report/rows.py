@@ -28,21 +28,34 @@ def gflops_cell(gflops: float | None, peak: float | None) -> str:
 GBS_HEADER = "GB/s (% bandwidth)"
 
 
+def bound_by_memory(flops: float | None, moved: float | None, peak: float | None, bandwidth: float | None) -> bool | None:
+    """Fewer FLOPs per byte moved than this machine's matmul peak per byte of its copy bandwidth: the time is
+    reading memory, and GB/s is the figure that matters. None when a number is missing (training, old results)."""
+    if not (flops and moved and peak and bandwidth):
+        return None
+    return flops / moved < peak / bandwidth
+
+
 def memory_bound(results: Sequence[Result]) -> bool:
-    """The shape's bound is memory, not arithmetic: fewer FLOPs per byte moved than this machine's matmul peak
-    per byte of its copy bandwidth (decoding against a long cache). Then GB/s is the figure that matters."""
+    """The shape's bound is memory, not arithmetic (decoding against a long cache), judged on the first row
+    that says: one shape, one bound for the table."""
     for r in results:
-        if r.flops and r.bytes_moved and r.peak_gflops and r.bandwidth_gb_per_s:
-            return r.flops / r.bytes_moved < r.peak_gflops / r.bandwidth_gb_per_s
+        found = bound_by_memory(r.flops, r.bytes_moved, r.peak_gflops, r.bandwidth_gb_per_s)
+        if found is not None:
+            return found
     return False
 
 
 def gbs_cell(result: Result) -> str:
     """GB/s and its share of the machine's copy bandwidth: "17.0 (51%)"."""
-    if result.gb_per_s is None:
+    return gbs_text(result.gb_per_s, result.bandwidth_gb_per_s)
+
+
+def gbs_text(gb_per_s: float | None, bandwidth: float | None) -> str:
+    if gb_per_s is None:
         return "-"
-    share = f" ({100 * result.gb_per_s / result.bandwidth_gb_per_s:.0f}%)" if result.bandwidth_gb_per_s else ""
-    return f"{result.gb_per_s:.2f}{share}"
+    share = f" ({100 * gb_per_s / bandwidth:.0f}%)" if bandwidth else ""
+    return f"{gb_per_s:.2f}{share}"
 
 
 def format_seconds(seconds: float | None) -> str:

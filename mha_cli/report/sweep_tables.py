@@ -8,7 +8,7 @@ from typing import Any
 
 from ..machine_load import BUSY_SHARE
 from ..results import MIN_RUNS, NOISY_IQR_RATIO
-from .rows import format_seconds, gflops_cell, iqr_cell, machine_cell
+from .rows import GBS_HEADER, bound_by_memory, format_seconds, gbs_text, gflops_cell, iqr_cell, machine_cell
 
 Table = tuple[str, list[str], list[list[str]]]  # title, headers, rows
 
@@ -51,7 +51,12 @@ def impl_tables(summary: dict[str, Any]) -> list[Table]:
             body = [[str(a)] + [cells.get((a, b), "-") for b in second["values"]] for a in first["values"]]
             tables.append((f"{impl}: median time", headers, body))
         else:
-            headers = axes + ["status", "median", "IQR", "reps", "runs", "machine", "GFLOP/s (% peak)", "peak mem"]
+            # The bound that matters for these shapes, as `mha run` shows it: GB/s when every timed point is memory-bound.
+            bounds = [bound_by_memory(r.get("flops"), r.get("bytes_moved"), r.get("peak_gflops"), r.get("bandwidth_gb_per_s"))
+                      for r in rows if r["status"] == "ok"]
+            by_memory = bool(bounds) and all(bounds)
+            headers = axes + ["status", "median", "IQR", "reps", "runs", "machine",
+                              GBS_HEADER if by_memory else "GFLOP/s (% peak)", "peak mem"]
             body = [
                 [str(r[a]) for a in axes]
                 + [
@@ -61,7 +66,8 @@ def impl_tables(summary: dict[str, Any]) -> list[Table]:
                     str(len([v for v in r["samples_s"] if v])) if r.get("samples_s") else "-",
                     str(r["runs"]) if r.get("runs") is not None else "-",
                     machine_cell(r),
-                    gflops_cell(r["gflops"], r.get("peak_gflops")),
+                    gbs_text(r.get("gb_per_s"), r.get("bandwidth_gb_per_s")) if by_memory
+                    else gflops_cell(r["gflops"], r.get("peak_gflops")),
                     f"{r['peak_mem_bytes'] / 2**20:.1f} MiB" if r["peak_mem_bytes"] is not None else "-",
                 ]
                 for r in rows
