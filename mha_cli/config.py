@@ -420,10 +420,18 @@ def _decode_is_self_attention_inference(c: Config) -> list[tuple[str, str]]:
         problems.append(("need_weights", "a decode step returns no attention weights: set need_weights: false"))
     if c.timing.pass_ != "forward":
         problems.append(("timing.pass", "decoding is inference: timing.pass must be forward"))
-    if c.variant == "sparse" and getattr(c.sparse_settings, "pattern", None) == "bigbird":
-        problems.append(("sparse.pattern", "BigBird lays its blocks over the new tokens only, so it has no meaning "
-                                           "against a cache; decode with variant local or sparse.pattern strided"))
+    unshiftable = _not_shiftable(c)
+    if unshiftable:
+        problems.append((f"{c.variant}", f"{unshiftable}: it has no meaning against a cache; decode with another pattern"))
     return problems
+
+
+def _not_shiftable(c: Config) -> str:
+    """Why the config's pattern cannot be placed after a cache (patterns/base.Pattern.NOT_SHIFTABLE), or ""."""
+    if c.variant == "full":
+        return ""
+    pattern = pattern_class(c.variant, getattr(c.pattern_settings, "pattern", None))
+    return pattern.NOT_SHIFTABLE if pattern is not None else ""
 
 
 @_rule("attention", "source_len", "kdim", "vdim")
@@ -471,9 +479,9 @@ def _alignment_needs_causal(c: Config) -> list[tuple[str, str]]:
         return [("mask.causal_alignment", "the alignment places the causal mask's diagonal: it only means something "
                  "with mask.causal: true; set mask.causal=true or remove it")]
     shifted = c.mask.causal_alignment == "lower_right" and c.source_length != c.seq_len
-    if shifted and c.variant == "sparse" and getattr(c.sparse_settings, "pattern", None) == "bigbird":
-        return [("mask.causal_alignment", "BigBird's blocks are laid over the L queries; aligned lower right the "
-                 "queries sit past them (use upper_left, or a local or strided pattern)")]
+    unshiftable = _not_shiftable(c) if shifted and c.decode is None else ""
+    if unshiftable:
+        return [("mask.causal_alignment", f"{unshiftable} (use upper_left, or another pattern)")]
     return []
 
 

@@ -70,3 +70,11 @@ def test_an_alignment_without_causal_is_an_error() -> None:
     assert caught.value.problems[0].field == "mask.causal_alignment"
     with pytest.raises(ConfigError):
         load_config(None, ["mask.causal=true", "mask.causal_alignment=lower_left"])
+
+
+def test_a_pattern_laid_over_the_queries_cannot_be_aligned_lower_right() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["attention=cross", "seq_len=8", "source_len=16", "mask.causal=true", "variant=sparse",
+                           "sparse.block=4", "mask.causal_alignment=lower_right", "mask.key_padding=null"])
+    assert any(problem.field == "mask.causal_alignment" and "BigBird lays its blocks over the L queries" in problem.message
+               for problem in caught.value.problems), caught.value.problems

@@ -200,7 +200,7 @@ def test_stranger_findings_bigbird_sweeps_and_blame() -> None:
 
     from mha_cli.cli import app
 
-    with pytest.raises(ConfigError, match="BigBird lays its blocks over the new tokens"):
+    with pytest.raises(ConfigError, match="BigBird lays its blocks over the L queries.*no meaning against a cache"):
         load_config(None, ["decode.cache_len=24", "need_weights=false", "seq_len=8", "variant=sparse", "sparse.block=2"])
     with pytest.raises(ConfigError) as caught:
         load_config(None, ["decode.cache_len=100", "need_weights=false", "seq_len=8", "mask.documents.lengths=[4,4]"])

@@ -42,6 +42,9 @@ class Pattern(NamedTuple):
     # Its rule is code the config names (custom): only known by importing and evaluating it, which
     # `mha validate` never does.
     IMPORTS_USER_CODE = False
+    # Why the pattern has no meaning when its queries sit after a KV cache (aligned lower right: query i at key
+    # position S - L + i), or "" when it has one: a rule of positions shifts, a table laid over the L queries does not.
+    NOT_SHIFTABLE = ""
 
     def rule(self) -> PatternRule:
         """The single definition of the pattern; every dense mask, blocked's pieces and flex's mask_mod derive from it."""

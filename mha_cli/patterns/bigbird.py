@@ -68,6 +68,7 @@ class BigBird(Pattern):  # its fields and frozen behaviour are Pattern's
     NAME = "bigbird"
     SECTION = "sparse"
     Settings = BigBirdSettings
+    NOT_SHIFTABLE = "BigBird lays its blocks over the L queries, so queries placed after a cache fall outside them"
 
     def table(self) -> torch.Tensor:
         settings = self.settings
