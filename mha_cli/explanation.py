@@ -102,6 +102,9 @@ def run_steps(work: Workload) -> Steps:
 
 
 def _weights_note(experiment: Experiment) -> str:
+    if experiment.decoding:
+        return (f"each new token's row sums to 1 over all S keys: the {experiment.cache_len} cached, then the new "
+                "tokens'; a decode step returns no weights (need_weights: false)")
     returned = (
         "nothing (need_weights: false lets it use a fused kernel)"
         if not experiment.need_weights

@@ -166,6 +166,8 @@ def test_explain_and_plot_weights_walk_a_decode_step() -> None:
     assert explanation.max_abs_err_output < 1e-5 and "float64 reference" in explanation.checked_against
     scores = next(step for step in explanation.steps if step.step == "scores")
     assert scores.shape == [5, 4, 2, 22]
+    softmax = next(step for step in explanation.steps if step.step == "softmax")
+    assert "the 20 cached, then the new tokens'" in softmax.note and "nn.MultiheadAttention" not in softmax.note
     weights, allowed = weights_to_draw(resolve(config), 0, [0, 3])
     assert weights.shape == (2, 2, 22) and allowed[:, 0].sum(dim=-1).tolist() == [21, 21]
     with pytest.raises(Exception, match="decode step is inference"):
