@@ -10,11 +10,11 @@ It is cached beside the matmul peak (peak.py: per CPU or GPU model, torch versio
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from .clock import utc_now_iso
-from .peak import cache_folder, device_model, read_cache, write_cache
+from .peak import cached_probe, device_model
 
 PROBE_BYTES = {"cpu": 256 * 2**20, "cuda": 1024 * 2**20}  # far beyond any cache, short to copy
 PROBE_SECONDS = 0.3
@@ -63,18 +63,10 @@ def bandwidth(threads: int, device: Any, *, reprobe: bool = False, probing: Call
     import torch
 
     model = device_model(device)
-    key = f"{model} | torch {torch.__version__} | {threads} threads"
-    path = cache_folder() / CACHE_FILE
-    entry = read_cache(path).get(key)
-    if not reprobe and isinstance(entry, dict):
-        try:
-            return Bandwidth(**{**entry, "cached": True})
-        except TypeError:  # an entry from another version of this file: probe again
-            pass
-    probing()
-    found = Bandwidth(measure_bandwidth(threads, device), model, torch.__version__, threads,
-                      PROBE_BYTES["cuda" if device.type == "cuda" else "cpu"], utc_now_iso())
-    fresh = read_cache(path)  # another process may have written meanwhile: keep its entries
-    fresh[key] = {k: v for k, v in asdict(found).items() if k != "cached"}
-    write_cache(path, fresh)
-    return found
+
+    def measured() -> Bandwidth:
+        return Bandwidth(measure_bandwidth(threads, device), model, torch.__version__, threads,
+                         PROBE_BYTES["cuda" if device.type == "cuda" else "cpu"], utc_now_iso())
+
+    return cached_probe(CACHE_FILE, f"{model} | torch {torch.__version__} | {threads} threads", Bandwidth, measured,
+                        reprobe=reprobe, probing=probing)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .clock import utc_now_iso
 from .envinfo import cpu_model
@@ -114,19 +114,32 @@ def peak_gflops(
     import torch
 
     model = device_model(device)
-    key = _key(model, torch.__version__, dtype_name, threads)
-    path = cache_folder() / CACHE_FILE
-    cache = read_cache(path)
-    entry = cache.get(key)
+
+    def measured() -> Peak:
+        return Peak(measure_peak(dtype_name, threads, device), model, torch.__version__, dtype_name, threads,
+                    _probe_size(device), utc_now_iso())
+
+    return cached_probe(CACHE_FILE, _key(model, torch.__version__, dtype_name, threads), Peak, measured,
+                        reprobe=reprobe, probing=probing)
+
+
+ProbeT = TypeVar("ProbeT")
+
+
+def cached_probe(file: str, key: str, kind: Callable[..., ProbeT], measured: Callable[[], ProbeT], *,
+                 reprobe: bool, probing: Callable[[], None]) -> ProbeT:
+    """A probe's figure from the cache file (its `key` entry, as `kind(**entry, cached=True)`), or measured now
+    (after calling `probing`, for a progress line) when absent, unreadable or asked for, and stored."""
+    path = cache_folder() / file
+    entry = read_cache(path).get(key)
     if not reprobe and isinstance(entry, dict):
         try:
-            return Peak(**{**entry, "cached": True})
+            return kind(**{**entry, "cached": True})
         except TypeError:  # an entry from another version of this file: probe again
             pass
     probing()
-    size = _probe_size(device)
-    peak = Peak(measure_peak(dtype_name, threads, device), model, torch.__version__, dtype_name, threads, size, utc_now_iso())
+    found = measured()
     fresh = read_cache(path)  # another process may have written meanwhile: keep its entries
-    fresh[key] = {k: v for k, v in asdict(peak).items() if k != "cached"}
+    fresh[key] = {k: v for k, v in asdict(found).items() if k != "cached"}  # type: ignore[call-overload]
     write_cache(path, fresh)
-    return peak
+    return found
