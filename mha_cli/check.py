@@ -154,6 +154,7 @@ def run_reference(work: Workload, rows: torch.Tensor | None = None) -> Reference
 
     def in_dtype(dtype: torch.dtype) -> ReferenceSteps:
         cached = inputs.cached()
+        mod = work.prepared.applied_mod({name: table.to(dtype) for name, table in inputs.master_mod_tables.items()})
         return reference_attention(
             inputs.master_query[:, rows].to(dtype),
             inputs.master_key.to(dtype),
@@ -162,6 +163,7 @@ def run_reference(work: Workload, rows: torch.Tensor | None = None) -> Reference
             allowed,
             experiment.sizes.num_heads,
             cached,  # type: ignore[arg-type]
+            (lambda scores: mod.apply(scores, rows)) if mod is not None else None,
         )
 
     reference = in_dtype(torch.float64)

@@ -25,6 +25,7 @@ from pydantic import (
     PlainValidator,
     Tag,
     ValidationError,
+    BeforeValidator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -47,6 +48,7 @@ from .mask_spec import MaskSpec
 from .patterns import DEFAULT_SPARSE_PATTERN, SPARSE_SETTINGS, pattern_class
 from .patterns.local import LocalSettings
 from .registry import BUILTIN_IMPLS, USABLE_NAME
+from .score_mods import SCORE_MOD_SETTINGS, ScoreModConfig, shorthand
 from .sizes import Sizes
 from .user_code import REFERENCE_PATTERN, reference_of
 from .yaml_source import (
@@ -233,6 +235,9 @@ class Config(Section):
     decode: DecodeSection | None = None
     local: LocalSettings | None = None  # only with variant: local (defaults apply when left out)
     sparse: SparseConfig | None = None  # only with variant: sparse
+    # A score modification beside the masks (alibi, softcap, relative_bias, or your own score_mod): changes the
+    # scores of the pairs that may attend, before the softmax. `score_mod: alibi` is short for {kind: alibi}.
+    score_mod: Annotated[ScoreModConfig | None, BeforeValidator(shorthand)] = None
     impls: list[ImplName] = Field(default_factory=lambda: ["torch", "manual", "sdpa"], min_length=1)
     # Your own implementations by name (imported by `mha run`, never by `mha validate`); list them in impls.
     implementations: dict[ImplName, ImplGiven] = Field(default_factory=dict)
@@ -690,12 +695,13 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 def _models_at(parent: PathKey) -> list[type[BaseModel]]:
     """The models whose fields may live at `parent`: one, or each member of a union (`sparse`).
 
-    A pattern tag in the path (pydantic's loc for the union: ("sparse", "strided", ...)) picks its member.
+    A tag in the path (pydantic's loc for the union: ("sparse", "strided", ...)) picks its member.
     """
     models: list[type[BaseModel]] = [Config]
-    for part in parent:
-        if part in SPARSE_SETTINGS and SPARSE_SETTINGS[part] in models:
-            models = [SPARSE_SETTINGS[part]]
+    for index, part in enumerate(parent):
+        members = _UNION_SECTIONS.get(parent[index - 1], {}) if index else {}
+        if part in members and members[part] in models:
+            models = [members[part]]
             continue
         fields = [model.model_fields[part] for model in models if isinstance(part, str) and part in model.model_fields]
         models = [model for field in fields for model in _models_in(field.annotation)]
@@ -704,9 +710,15 @@ def _models_at(parent: PathKey) -> list[type[BaseModel]]:
     return models
 
 
+# Sections that are one of several models, chosen by a tag: the settings of each pattern and of each score mod.
+_UNION_SECTIONS: dict[str, dict[str, Any]] = {"sparse": SPARSE_SETTINGS, "score_mod": SCORE_MOD_SETTINGS}
+_TAG_KEYS = {"sparse": "pattern", "score_mod": "kind"}
+
+
 def without_tags(loc: PathKey) -> PathKey:
     """pydantic's loc for a union member carries its tag (sparse.strided.stride); a user writes sparse.stride."""
-    return tuple(part for index, part in enumerate(loc) if not (index and loc[index - 1] == "sparse" and part in SPARSE_SETTINGS))
+    return tuple(part for index, part in enumerate(loc)
+                 if not (index and part in _UNION_SECTIONS.get(loc[index - 1], {})))
 
 
 def field_at(path: str) -> Any:
@@ -752,10 +764,12 @@ def describe_error(error: dict[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        if len(loc) == 3 and loc[0] == "sparse" and loc[1] in SPARSE_SETTINGS:
-            owner = next((name for name, model in SPARSE_SETTINGS.items() if key in model.model_fields), None)
+        members = _UNION_SECTIONS.get(loc[0], {}) if len(loc) == 3 else {}
+        if loc[1:2] and loc[1] in members:
+            tag = _TAG_KEYS[loc[0]]
+            owner = next((name for name, model in members.items() if key in model.model_fields), None)
             if owner is not None:
-                return f"{key} belongs to pattern: {owner}, not pattern: {loc[1]}; remove it or change the pattern"
+                return f"{key} belongs to {tag}: {owner}, not {tag}: {loc[1]}; remove it or change the {tag}"
         models = _models_at(loc[:-1])
         valid = [info.alias or name for name, info in models[0].model_fields.items()] if len(models) == 1 else []
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .mask_spec import MaskForm, MaskSpec
 from .patterns import Pattern, pattern_class
+from .score_mods import SCORE_MODS, ScoreMod
 from .sizes import Sizes
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Experiment(NamedTuple):
     config: dict[str, Any]  # the Config as JSON: what results record
     # Decoding: keys and values already in the KV cache (S = cache_len + L); None when not decoding.
     cache_len: int | None = None
+    # A score modification beside the masks (score_mods/), bound to its settings; None when scores are left as they are.
+    score_mod: ScoreMod | None = None
 
     @property
     def decoding(self) -> bool:
@@ -112,4 +115,6 @@ def resolve(config: Config) -> Experiment:
                               timing.max_row_time),
         config=config.to_dict(),
         cache_len=config.decode.cache_len if config.decode is not None else None,
+        score_mod=(SCORE_MODS[config.score_mod.kind](config.score_mod, sizes, config.seed)
+                   if config.score_mod is not None else None),
     )

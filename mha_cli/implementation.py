@@ -26,6 +26,10 @@ The named object is one of two things:
   bytes it needs at most (`memory_bytes(experiment) -> int`, for the memory
   guard; otherwise it is estimated as the dense textbook layer).
 
+With a `score_mod:` in the config, spec.score_mod says how to change the
+scores (AttentionSpec below); an implementation that cannot apply it raises
+Unsupported saying so, or its output fails the check against float64.
+
 Raise `mha_cli.Unsupported("why")` (or NotImplementedError) from either to skip
 the row with that reason. At layer scope `mha` runs the same projections and
 weights around your core. Installed packages offer implementations through the
@@ -48,6 +52,8 @@ from .sizes import Sizes
 
 if TYPE_CHECKING:
     import torch
+
+    from .score_mods.applied import AppliedMod
 
 __all__ = ["AttentionMask", "AttentionSpec", "Core", "CoreFunction", "Factory", "Unsupported", "factory"]
 
@@ -93,6 +99,11 @@ class AttentionSpec:
     mask: AttentionMask
     scale: float  # multiply q k^T by this: 1 / sqrt(d)
     experiment: Experiment  # the whole experiment: sizes, dtype, device, timing (scope, pass), seed, ...
+    # The config's score_mod, or None: apply it to the scores (q k^T * scale) of the allowed pairs before the
+    # softmax. score_mod.score_mod is FlexAttention's form (score, b, h, q_idx, kv_idx) -> score, to pass to
+    # flex_attention as is; for a bias (score_mod.is_bias), score_mod.bias(b, h, q_idx, kv_idx) is the added
+    # term, with q_idx a key position (row + score_mod.query_offset). Ignoring it fails the check.
+    score_mod: AppliedMod | None = None
 
     @property
     def sizes(self) -> Sizes:

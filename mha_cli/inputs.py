@@ -115,6 +115,10 @@ class Inputs:
     # a cache of millions of tokens is never held in float64 (the reference reads its numbers, cached()).
     cache: tuple[torch.Tensor, torch.Tensor] | None = None
     cache_len: int = 0
+    # The score mod's numbers (ALiBi's slopes, a relative bias's table) by name: run dtype and device, and the
+    # float64 CPU masters the reference reads. Empty without a score_mod.
+    mod_tables: dict[str, torch.Tensor] = field(default_factory=dict)
+    master_mod_tables: dict[str, torch.Tensor] = field(default_factory=dict)
     _made: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -240,6 +244,9 @@ def make_inputs(experiment: Experiment, device: torch.device) -> Inputs:
                                 dtype=torch.float64 if dtype == torch.float64 else torch.float32)
             buffer[:, :, : experiment.cache_len].copy_(drawn)
             del drawn
+    mod = experiment.score_mod
+    master_mod_tables = mod.tables(torch.float64) if mod is not None else {}
+    mod_tables = {name: table.to(device=device, dtype=dtype) for name, table in master_mod_tables.items()}
     query = to_run(master_query)
     # Self attention passes the very same tensor three times, as a user would
     # (nn.MultiheadAttention takes its fused fast path only when query is key is value).
@@ -260,6 +267,8 @@ def make_inputs(experiment: Experiment, device: torch.device) -> Inputs:
         num_heads=sizes.num_heads,
         cache=cache,  # type: ignore[arg-type]
         cache_len=experiment.cache_len or 0,
+        mod_tables=mod_tables,
+        master_mod_tables=master_mod_tables,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import replace
+from typing import Any
 
 import torch
 
@@ -19,6 +20,8 @@ from .experiment import Experiment
 from .memory import blocked_keys_bound
 from .masks import PairRule, allowed_rows, full_pair_count, mask_groups, pair_rule
 from .patterns import PatternRule
+from .score_mods import Tables
+from .score_mods.applied import AppliedMod
 
 
 class Prepared:
@@ -31,6 +34,20 @@ class Prepared:
         """The pattern's own rule (None for full attention); a rule the config names is imported and checked here."""
         pattern = self.experiment.pattern
         return pattern.rule() if pattern is not None else None
+
+    @functools.cached_property
+    def score_mod_loaded(self) -> Any:
+        """What the score mod is made from: your own score_mod imported and checked here, once; None otherwise."""
+        mod = self.experiment.score_mod
+        return mod.load() if mod is not None else None
+
+    def applied_mod(self, tables: Tables) -> AppliedMod | None:
+        """The experiment's score mod bound to these numbers (the inputs' run-dtype tables, or the float64
+        masters), or None without one."""
+        mod = self.experiment.score_mod
+        if mod is None:
+            return None
+        return AppliedMod(mod, tables, self.score_mod_loaded, self.experiment.mask.query_offset)
 
     @functools.cached_property
     def groups(self) -> tuple[int, int]:

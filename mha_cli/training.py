@@ -33,18 +33,36 @@ Leaves = dict[str, torch.Tensor]  # what the gradients are taken with respect to
 INPUT_LEAVES = ("d(query=key=value)", "d(query)", "d(key)", "d(value)")  # the layer's inputs, in the user's layout
 
 
+def mod_leaf_name(mod_name: str, table: str) -> str:
+    """How a learned score mod's table is named among the gradients: "d(relative_bias.table)"."""
+    return f"d({mod_name}.{table})"
+
+
+def _learned_tables(work: Workload) -> tuple[dict[str, torch.Tensor], Leaves]:
+    """A learned score mod's tables as leaves that require grad (the mod is a parameter of the layer), by table
+    name and by gradient name; both empty otherwise."""
+    mod = work.experiment.score_mod
+    if mod is None or not mod.learned:
+        return {}, {}
+    tables = {name: table.detach().clone().requires_grad_() for name, table in work.inputs.mod_tables.items()}
+    return tables, {mod_leaf_name(mod.NAME, name): table for name, table in tables.items()}
+
+
 def training_workload(work: Workload) -> tuple[Workload, Leaves]:
     """A copy of the workload whose differentiable tensors are leaves that require grad: the core's
-    projected q, k, v, or for the whole layer its inputs and every parameter of a copy of the module."""
-    inputs = work.inputs
+    projected q, k, v, or for the whole layer its inputs and every parameter of a copy of the module;
+    and a learned score mod's table, in both."""
+    tables, table_leaves = _learned_tables(work)
+    inputs = replace(work.inputs, mod_tables=tables) if tables else work.inputs
     if work.experiment.timing.scope == "core":
         q, k, v = (x.detach().clone().requires_grad_() for x in inputs.projected())
-        return work.with_inputs(inputs.with_projected(q, k, v)), {"dq": q, "dk": k, "dv": v}
+        return work.with_inputs(inputs.with_projected(q, k, v)), {"dq": q, "dk": k, "dv": v, **table_leaves}
     module = copy.deepcopy(inputs.module).requires_grad_(True)
     query, key, value, leaves = _input_leaves(work.experiment, inputs.query, inputs.key, inputs.value)
     leaves.update({f"d({name})": parameter for name, parameter in module.named_parameters()})
     sizes = work.experiment.sizes
     weights = Weights.of(module, detach=False, kv_width=sizes.kv_width if sizes.grouped else None)
+    leaves.update(table_leaves)
     trained = replace(inputs, query=query, key=key, value=value, module=module, weights=weights, _made={})
     return work.with_inputs(trained), leaves
 
@@ -83,9 +101,13 @@ class GradientReference:
     tolerance: Tolerance
 
 
-def _dense_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+def _dense_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
+                modify: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     k, v = repeat_kv(k, q.shape[1]), repeat_kv(v, q.shape[1])  # the reference repeats grouped K/V explicitly
-    scores = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(~allowed, float("-inf"))
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if modify is not None:
+        scores = modify(scores)
+    scores = scores.masked_fill(~allowed, float("-inf"))
     return torch.softmax(scores, dim=-1).nan_to_num(0.0) @ v
 
 
@@ -122,20 +144,31 @@ def _reference_parameters(weights: Weights, packed: bool) -> tuple[dict[str, tor
                                k_bias, v_bias, parameters.get("out_proj.bias"))
 
 
-def _reference_grads(experiment: Experiment, inputs: Inputs, reference: Reference, rows: torch.Tensor,
+def _reference_grads(work: Workload, reference: Reference, rows: torch.Tensor,
                      upstream: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    experiment, inputs = work.experiment, work.inputs
     w, heads = inputs.master_weights.to(dtype), experiment.sizes.num_heads
     allowed = reference.allowed[:, :, torch.isin(reference.rows, rows)]
     masters = (inputs.master_query.to(dtype), inputs.master_key.to(dtype), inputs.master_value.to(dtype))
+    # The score mod on the masters' numbers in this dtype; a learned table is a leaf like the weights.
+    tables = {name: table.to(dtype) for name, table in inputs.master_mod_tables.items()}
+    table_leaves: Leaves = {}
+    if experiment.score_mod is not None and experiment.score_mod.learned:
+        tables = {name: table.requires_grad_() for name, table in tables.items()}
+        table_leaves = {mod_leaf_name(experiment.score_mod.NAME, name): table for name, table in tables.items()}
+    mod = work.prepared.applied_mod(tables)
+    modify = (lambda scores: mod.apply(scores, rows)) if mod is not None else None
     if experiment.timing.scope == "core":
         q, k, v = (x.detach().requires_grad_() for x in project_heads(w, heads, *masters))
-        out = _dense_core(q[:, :, rows], k, v, allowed)
+        out = _dense_core(q[:, :, rows], k, v, allowed, modify)
         loss = (out * upstream[:, :, rows].to(dtype)).sum()
-        return dict(zip(("dq", "dk", "dv"), torch.autograd.grad(loss, (q, k, v)), strict=True))
+        leaves = {"dq": q, "dk": k, "dv": v, **table_leaves}
+        return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
     query, key, value, leaves = _input_leaves(experiment, *masters)
     parameters, weights = _reference_parameters(w, packed=inputs.module._qkv_same_embed_dim)
     leaves.update({f"d({name})": tensor for name, tensor in parameters.items()})
-    out = reference_attention(query[:, rows], key, value, weights, allowed, heads).output
+    leaves.update(table_leaves)
+    out = reference_attention(query[:, rows], key, value, weights, allowed, heads, modify=modify).output
     loss = (out * upstream[:, rows].to(dtype)).sum()
     return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
 
@@ -147,10 +180,10 @@ def gradient_reference(work: Workload, reference: Reference, upstream: torch.Ten
     defined = ~fully_masked_rows(reference.allowed).any(dim=0)  # (R,): a key in every item and head
     rows = reference.rows[defined]
     upstream = upstream.detach().cpu().double()
-    exact = _reference_grads(experiment, inputs, reference, rows, upstream, torch.float64)
+    exact = _reference_grads(work, reference, rows, upstream, torch.float64)
     gap = None
     if experiment.dtype != "float64":
-        twin = _reference_grads(experiment, inputs, reference, rows, upstream, torch_dtype(experiment.dtype))
+        twin = _reference_grads(work, reference, rows, upstream, torch_dtype(experiment.dtype))
         gap = max(float((twin[name].double() - exact[name]).abs().max()) for name in exact if exact[name].numel())
     return GradientReference(rows, exact, Tolerance.for_dtype(experiment.dtype, gap))
 

@@ -17,6 +17,7 @@ from .implementation import AttentionMask, AttentionSpec
 from .inputs import Inputs
 from .mask_spec import MaskForm
 from .prepared import Prepared
+from .score_mods.applied import AppliedMod
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,15 @@ class Workload:
         return self.inputs.device
 
     @property
+    def score_mod(self) -> AppliedMod | None:
+        """The experiment's score mod on the run device, in the run dtype (its tables: the inputs'), or None."""
+        return self.prepared.applied_mod(self.inputs.mod_tables)
+
+    @property
     def spec(self) -> AttentionSpec:
         """What a core is called with besides q, k and v."""
-        return AttentionSpec(self.mask, 1.0 / math.sqrt(self.experiment.sizes.head_dim), self.experiment)
+        return AttentionSpec(self.mask, 1.0 / math.sqrt(self.experiment.sizes.head_dim), self.experiment,
+                             self.score_mod)
 
     @property
     def form(self) -> MaskForm:

@@ -154,7 +154,7 @@ def test_blocked_stacks_whole_or_part_groups_whatever_its_chunk(heads_per_chunk:
                           mask={"key_padding": padding, "causal": True}, timing={**FAST_TIMING, "scope": "core"})
     work = workload(config)
     per_head = max(r.bytes_per_head(40, 4, 4) for r in blocked._SparseAttention(
-        work.prepared.plan, 40, 40, 4, torch.float32, torch.device("cpu")).runners)
+        work.prepared.plan, work.experiment.sizes, torch.float32, torch.device("cpu")).runners)
     monkeypatch.setattr(blocked, "CHUNK_BYTES", per_head * heads_per_chunk)
     reference = run_reference(work)
     with torch.inference_mode():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,14 +22,17 @@ from ..block_plan import BlockPlan
 from ..errors import Unsupported
 from ..experiment import Experiment
 from ..pieces import Piece
+from ..score_mods.applied import AppliedMod
 from ..sizes import Sizes
 from ..workload import Workload
 from . import Forward
-from .layer import Core, layer_around
+from .layer import Core, additive_mask, layer_around, mod_not_a_bias
 
 
 def unsupported(experiment: Experiment) -> str | None:
-    return None  # every pattern has a plan, full attention defers to SDPA, other devices take the autograd path
+    # Every pattern has a plan, full attention defers to SDPA, other devices take the autograd path; a score
+    # mod reaches the fused kernels only as an additive bias.
+    return mod_not_a_bias(experiment, "blocked (fused kernels with an additive mask)")
 
 
 def _attend_with_lse(
@@ -61,16 +65,71 @@ def _unfold(x: torch.Tensor, group: int) -> torch.Tensor:
     return x.view(kv_heads, blocks, group, rows // group, *rest).transpose(1, 2).reshape(kv_heads * group, blocks, rows // group, *rest)
 
 
-class _PieceRunner:
-    """One piece on the run's device, with its masks prepared once in the run's dtype."""
+@dataclass(frozen=True)
+class _Groups:
+    """The mask groups blocked works with: the plan's (where the mask differs by item or head), split further
+    where a score mod's bias differs (ALiBi: per head). For each: its batch item, head and plan group."""
 
-    def __init__(self, piece: Piece, plan: BlockPlan, length: int, dtype: torch.dtype, device: torch.device) -> None:
+    batch: int  # N where the mask or the bias differs per batch item, else 1
+    heads: int  # H where either differs per head, else 1
+    item: torch.Tensor  # (G, 1, 1, 1) the batch item of each group (0 where it does not matter)
+    head: torch.Tensor  # (G, 1, 1, 1) its head
+    plan_group: torch.Tensor  # (G,) the plan's mask group it reads
+
+    @classmethod
+    def of(cls, plan: BlockPlan, sizes: Sizes, mod: AppliedMod | None, device: torch.device) -> _Groups:
+        by_batch, by_head = mod.varies() if mod is not None else (False, False)
+        batch = sizes.batch_size if plan.mask_batch > 1 or by_batch else 1
+        heads = sizes.num_heads if plan.mask_heads > 1 or by_head else 1
+        pairs = [(item, head) for item in range(batch) for head in range(heads)]
+        item = torch.tensor([p[0] for p in pairs], device=device)[:, None, None, None]
+        head = torch.tensor([p[1] for p in pairs], device=device)[:, None, None, None]
+        plan_group = torch.tensor([plan.group(i, h) for i, h in pairs], device=device)
+        return cls(batch, heads, item, head, plan_group)
+
+    def index(self, item: int, head: int) -> int:
+        return (item if self.batch > 1 else 0) * self.heads + (head if self.heads > 1 else 0)
+
+
+# A score mod's biases are made once for every piece while they take at most this many bytes together; beyond,
+# each chunk of heads makes its own on every call (slower, but no L x keys-per-query x H tensor is kept).
+MOD_BIAS_BYTES = 256 * 2**20
+
+
+class _PieceRunner:
+    """One piece on the run's device, with its masks prepared once in the run's dtype. With a score mod that
+    is a bias, its mask is that bias where allowed (-inf elsewhere), evaluated on the positions of the
+    piece's own layout: no L x S tensor."""
+
+    def __init__(self, piece: Piece, plan: BlockPlan, length: int, source: int, dtype: torch.dtype, device: torch.device,
+                 groups: _Groups | None = None, mod: AppliedMod | None = None, made_once: bool = True) -> None:
         self.piece, self.plan = piece.to(device), plan
         allowed = piece.kernel_allowed(length).to(device)
-        self.allowed = allowed
-        self.bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
-        self.no_key = ~allowed.any(dim=-1)
+        self.allowed, self.dtype, self.mod, self.groups = allowed, dtype, mod, groups
         self._folded: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (group, mask groups) -> folded masks
+        if mod is None or groups is None:
+            self.bias: torch.Tensor | None = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(
+                ~allowed, float("-inf"))
+            self.no_key = ~allowed.any(dim=-1)
+            return
+        # Where each (row, key) of the layout sits: padding rows and keys read position 0, and are not allowed.
+        self.query_at = self.piece.queries_for(torch.arange(length, device=device)[None, :, None], plan)[..., 0, None]
+        self.key_at = self.piece.keys_for(torch.arange(source, device=device)[None, :, None], plan)[..., 0][..., None, :]
+        self.no_key = (~allowed.any(dim=-1)).index_select(0, groups.plan_group)
+        self.bias = None
+        self.bias = self.bias_of(slice(0, len(groups.plan_group))) if made_once else None
+
+    def bias_of(self, pick: slice, mod: AppliedMod | None = None) -> torch.Tensor:
+        """The additive mask of the mask groups `pick`: kept, or made from positions (with `mod`, another
+        binding of the same mod: the backward's copy of a learned table)."""
+        if mod is None and self.bias is not None:
+            return self.bias[pick]
+        mod = mod or self.mod
+        groups = self.groups
+        assert mod is not None and mod.bias is not None and groups is not None
+        allowed = self.allowed.index_select(0, groups.plan_group[pick])
+        term = mod.bias(groups.item[pick], groups.head[pick], self.query_at + mod.query_offset, self.key_at)
+        return term.to(self.dtype).expand(allowed.shape).masked_fill(~allowed, float("-inf"))
 
     def keys_for(self, x: torch.Tensor) -> torch.Tensor:
         return self.piece.keys_for(x, self.plan)
@@ -83,7 +142,7 @@ class _PieceRunner:
 
     def _masks(self, pick: slice, group: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The additive mask and the rows without a key for these heads, folded by groups of query heads."""
-        bias, no_key = self.bias[pick], self.no_key[pick]
+        bias, no_key = self.bias_of(pick), self.no_key[pick]
         if group == 1:
             return bias, no_key
         if bias.shape[0] == 1:  # one mask for every head (of this batch item): folded once, kept
@@ -169,16 +228,23 @@ CHUNK_BYTES = 8 * 2**20
 class _SparseAttention:
     """A block plan made ready to run: forward (with or without the log-sum-exp) and backward."""
 
-    def __init__(self, plan: BlockPlan, length: int, source: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device) -> None:
-        self.plan = plan
-        self.runners = [_PieceRunner(piece, plan, length, dtype, device) for piece in plan.pieces]
+    def __init__(self, plan: BlockPlan, sizes: Sizes, dtype: torch.dtype, device: torch.device,
+                 mod: AppliedMod | None = None) -> None:
+        length, source, head_dim = sizes.seq_len, sizes.source_len, sizes.head_dim
+        self.plan, self.mod, self.dtype = plan, mod, dtype
+        self.groups = _Groups.of(plan, sizes, mod, device)
+        # A score mod's biases: made once when they fit MOD_BIAS_BYTES and are not trained, else per chunk.
+        element = torch.empty((), dtype=dtype).element_size()
+        elements = sum(piece.kernel_allowed(length)[0].numel() for piece in plan.pieces) * len(self.groups.plan_group)
+        made_once = mod is None or (not mod.trained and elements * element <= MOD_BIAS_BYTES)
+        self.runners = [_PieceRunner(piece, plan, length, source, dtype, device, self.groups if mod else None, mod,
+                                     made_once) for piece in plan.pieces]
         self.scale = 1.0 / math.sqrt(head_dim)
         self.dense_rows = plan.dense_rows.to(device) if plan.dense_rows is not None and len(plan.dense_rows) else None
         self.dense_bias = None
         if self.dense_rows is not None:
-            allowed = plan.dense_allowed.to(device)
-            self.dense_bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))[:, None]
+            self.dense_allowed = plan.dense_allowed.to(device)
+            self.dense_bias = self.dense_bias_of(slice(None)) if mod is None or not mod.trained else None
         element = torch.empty((), dtype=dtype).element_size()
         shape = source, head_dim, element
         self.heads_per_chunk = max(1, CHUNK_BYTES // max(r.bytes_per_head(*shape) for r in self.runners))
@@ -186,10 +252,26 @@ class _SparseAttention:
         self.backward_heads_per_chunk = max(1, CHUNK_BYTES // max(r.backward_bytes_per_head(*shape) for r in self.runners))
         self.fused_backward = True  # False: the autograd surrogate (what other devices use), for tests
 
+    def dense_bias_of(self, pick: slice, mod: AppliedMod | None = None) -> torch.Tensor:
+        """The dense rows' additive mask (g, 1, R, S) for the mask groups `pick`: kept, or made (see bias_of)."""
+        if mod is None and self.dense_bias is not None:
+            return self.dense_bias[pick]
+        mod = mod or self.mod
+        if mod is None:  # the plan's groups are the groups
+            allowed = self.dense_allowed[pick]
+            return torch.zeros(allowed.shape, dtype=self.dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))[:, None]
+        assert mod.bias is not None and self.dense_rows is not None
+        groups = self.groups
+        allowed = self.dense_allowed.index_select(0, groups.plan_group[pick])  # (g, R, S)
+        i = (self.dense_rows + mod.query_offset)[None, None, :, None]
+        j = torch.arange(allowed.shape[-1], device=allowed.device)[None, None, None, :]
+        term = mod.bias(groups.item[pick], groups.head[pick], i, j)[:, 0]
+        return term.to(self.dtype).expand(allowed.shape).masked_fill(~allowed, float("-inf"))[:, None]
+
     def chunks(self, n: int, h: int, heads_per_chunk: int) -> Iterator[tuple[slice, slice]]:
         """(flat heads, mask groups) to work on together: a few heads at a time, with their masks."""
-        plan = self.plan
-        if plan.mask_batch == 1 and plan.mask_heads == 1:  # one mask for every head of every item
+        plan = self.groups
+        if plan.batch == 1 and plan.heads == 1:  # one mask for every head of every item
             for start in range(0, n * h, heads_per_chunk):
                 yield slice(start, min(start + heads_per_chunk, n * h)), slice(0, 1)
             return
@@ -197,8 +279,8 @@ class _SparseAttention:
         for item in range(n):
             for start in range(0, h, heads_per_chunk):
                 stop = min(start + heads_per_chunk, h)
-                first = plan.group(item, start)
-                yield slice(item * h + start, item * h + stop), slice(first, first + (stop - start) if plan.mask_heads > 1 else first + 1)
+                first = plan.index(item, start)
+                yield slice(item * h + start, item * h + stop), slice(first, first + (stop - start) if plan.heads > 1 else first + 1)
 
     def _chunk(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                pick: slice, with_lse: bool, group: int = 1) -> None:
@@ -218,7 +300,7 @@ class _SparseAttention:
         if self.dense_rows is not None:
             if group > 1:  # the rows the plan leaves dense (rare): their K/V per query head
                 k, v = k.repeat_interleave(group, dim=0), v.repeat_interleave(group, dim=0)
-            rows, bias = self.dense_rows, self.dense_bias[pick]  # (1 or g, 1, R, S), see single()
+            rows, bias = self.dense_rows, self.dense_bias_of(pick)  # (1 or g, 1, R, S), see single()
             if with_lse:
                 no_key = torch.isinf(bias).all(dim=-1)
                 part_out, part_lse = _attend_with_lse(q[:, None, rows], k[:, None], v[:, None], bias, no_key, scale)
@@ -268,19 +350,26 @@ class _SparseAttention:
         return out.view(n, h, length, d), lse
 
     def backward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-                 grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 grad_out: torch.Tensor, tables: dict[str, torch.Tensor] | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """dQ, dK, dV piece by piece, FlashAttention's way: each piece's probabilities are recomputed from
         the merged log-sum-exp, P = exp(S - lse), and dS = P * (dO V^T - rowsum(dO * O)), so no L x S
         tensor is ever made. On the CPU each piece goes through PyTorch's fused flash-attention backward
         given the merged output and log-sum-exp (which is exactly this), and its key gradients are summed
         back through the piece's view of the keys (keys_back). Elsewhere, autograd on a per-piece sum with
-        these derivatives (_surrogate) does the same."""
+        these derivatives (_surrogate) does the same; so does a learned score mod's table (`tables`), whose
+        gradient the fused kernel does not give: the sum of dS over the pairs that read each entry."""
         n, h, length, d = q.shape
         kv_heads = k.shape[1]
         flat_q, flat_out, flat_grad = (x.reshape(n * h, x.shape[2], d) for x in (q, out, grad_out))
         flat_k, flat_v = (x.reshape(n * kv_heads, x.shape[2], d) for x in (k, v))
         # Rows without an allowed key have lse = -inf and P = 0: use 0 there to avoid inf - inf.
-        fused = q.device.type == "cpu" and self.fused_backward  # the fused kernel forms rowsum(dO * O) itself
+        # The fused kernel forms rowsum(dO * O) itself, but gives no gradient for the mask.
+        fused = q.device.type == "cpu" and self.fused_backward and not tables
+        # A learned table: a copy that requires grad, bound to the same mod, so the surrogate reaches it.
+        copies = {name: table.detach().requires_grad_() for name, table in (tables or {}).items()}
+        table_mod = self.mod.with_tables(copies) if copies and self.mod is not None else None
+        table_grads = {name: torch.zeros_like(table) for name, table in copies.items()}
         delta = None if fused else (flat_grad * flat_out).sum(dim=-1)
         lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype, device=lse.device))  # float32 or 64
         grouped = kv_heads < h
@@ -298,14 +387,19 @@ class _SparseAttention:
                 with torch.enable_grad():
                     leaves = [x.detach().requires_grad_() for x in (flat_q[heads], k_part, v_part)]
                     assert delta is not None
-                    total = self._surrogate(*leaves, lse[heads].to(q.dtype), delta[heads], flat_grad[heads], pick)
-                    for target, grad in zip((dq[heads], dk_part, dv_part), torch.autograd.grad(total, leaves)):
+                    total = self._surrogate(*leaves, lse[heads].to(q.dtype), delta[heads], flat_grad[heads], pick,
+                                            table_mod)
+                    grads = torch.autograd.grad(total, [*leaves, *copies.values()], allow_unused=True)
+                    for target, grad in zip((dq[heads], dk_part, dv_part), grads[:3]):
                         target.copy_(grad)
+                    for name, grad in zip(copies, grads[3:]):
+                        if grad is not None:
+                            table_grads[name] += grad
             if grouped:
                 assert isinstance(rows, torch.Tensor)
                 dk.index_add_(0, rows, dk_part)
                 dv.index_add_(0, rows, dv_part)
-        return dq.view(n, h, length, d), dk.view(n, kv_heads, -1, d), dv.view(n, kv_heads, -1, d)
+        return dq.view(n, h, length, d), dk.view(n, kv_heads, -1, d), dv.view(n, kv_heads, -1, d), table_grads
 
     def _fused_backward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                         grad_out: torch.Tensor, pick: slice, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor) -> None:
@@ -317,7 +411,7 @@ class _SparseAttention:
             gq, gk, gv = backward(
                 runner.queries_for(grad_out), runner.queries_for(q), runner.keys_for(k), runner.keys_for(v),
                 runner.queries_for(out), lse_p, 0.0, False,
-                attn_mask=runner.bias[pick], scale=self.scale,
+                attn_mask=runner.bias_of(pick), scale=self.scale,
             )
             part = runner.rows_back(gq, length)
             dq.copy_(part) if index == 0 else dq.add_(part)
@@ -328,25 +422,26 @@ class _SparseAttention:
             gq, gk, gv = backward(
                 grad_out[:, None, rows].contiguous(), q[:, None, rows].contiguous(), k[:, None], v[:, None],
                 out[:, None, rows].contiguous(), lse[:, None, rows].contiguous(), 0.0, False,
-                attn_mask=self.dense_bias[pick], scale=self.scale,
+                attn_mask=self.dense_bias_of(pick), scale=self.scale,
             )
             dq.index_add_(1, rows, gq[:, 0])
             dk += gk[:, 0]
             dv += gv[:, 0]
 
     def _surrogate(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lse: torch.Tensor, delta: torch.Tensor,
-                   grad_out: torch.Tensor, pick: slice) -> torch.Tensor:
+                   grad_out: torch.Tensor, pick: slice, mod: AppliedMod | None = None) -> torch.Tensor:
         """sum(P V * dO) - sum(P * delta) over every piece, with P = exp(S - lse) and lse held fixed: its
         gradient in S is P * (dO V^T - delta), the softmax's backward through the merged normalisation."""
         total = torch.zeros((), dtype=q.dtype, device=q.device)
         for runner in self.runners:
             qp, kp, vp = runner.queries_for(q), runner.keys_for(k), runner.keys_for(v)
             lse_p, delta_p = (runner.queries_for(x[..., None])[..., 0] for x in (lse, delta))
-            probabilities = torch.exp((qp @ kp.transpose(-2, -1)) * self.scale + runner.bias[pick] - lse_p[..., None])
+            bias = runner.bias_of(pick, mod)  # with a learned table's copy: its gradient is the sum of dS per entry
+            probabilities = torch.exp((qp @ kp.transpose(-2, -1)) * self.scale + bias - lse_p[..., None])
             total = total + ((probabilities @ vp) * runner.queries_for(grad_out)).sum() - (probabilities * delta_p[..., None]).sum()
         if self.dense_rows is not None:
             rows = self.dense_rows
-            scores = (q[:, rows] @ k.transpose(-2, -1)) * self.scale + self.dense_bias[pick][:, 0]
+            scores = (q[:, rows] @ k.transpose(-2, -1)) * self.scale + self.dense_bias_of(pick, mod)[:, 0]
             probabilities = torch.exp(scores - lse[:, rows, None])
             total = total + ((probabilities @ v) * grad_out[:, rows]).sum() - (probabilities * delta[:, rows, None]).sum()
         return total
@@ -356,25 +451,31 @@ class _BlockedFunction(torch.autograd.Function):
     """Autograd for blocked: the forward keeps the log-sum-exp, the backward walks the same pieces."""
 
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, engine: _SparseAttention) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, engine: _SparseAttention,  # type: ignore[override]
+                *tables: torch.Tensor) -> torch.Tensor:
         out, lse = engine.forward(q, k, v, with_lse=True)
-        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.save_for_backward(q, k, v, out, lse, *tables)
         ctx.engine = engine
         return out
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
-        q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = ctx.engine.backward(q, k, v, out, lse, grad_out.contiguous())
-        return dq, dk, dv, None
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        q, k, v, out, lse, *tables = ctx.saved_tensors
+        engine = ctx.engine
+        names = list(engine.mod.tables) if tables else []
+        dq, dk, dv, table_grads = engine.backward(q, k, v, out, lse, grad_out.contiguous(), dict(zip(names, tables)))
+        return (dq, dk, dv, None, *(table_grads[name] for name in names))
 
 
-def _sparse_core(plan: BlockPlan, sizes: Sizes, dtype: torch.dtype, device: torch.device) -> Core:
-    engine = _SparseAttention(plan, sizes.seq_len, sizes.source_len, sizes.head_dim, dtype, device)
+def _sparse_core(plan: BlockPlan, sizes: Sizes, dtype: torch.dtype, device: torch.device,
+                 mod: AppliedMod | None = None) -> Core:
+    engine = _SparseAttention(plan, sizes, dtype, device, mod)
+    # A learned score mod's table in a training pass: an input of the autograd function, for its gradient.
+    tables = tuple(mod.tables.values()) if mod is not None and mod.trained else ()
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
-            return _BlockedFunction.apply(q, k, v, engine)
+        if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, *tables)):
+            return _BlockedFunction.apply(q, k, v, engine, *tables)
         return engine.forward(q, k, v)[0]
 
     core.engine = engine  # type: ignore[attr-defined]  # for tests: the backward's path can be chosen
@@ -384,12 +485,16 @@ def _sparse_core(plan: BlockPlan, sizes: Sizes, dtype: torch.dtype, device: torc
 def _full_core(work: Workload) -> Core:
     """Full attention has no structure to exploit: the fused SDPA kernel is already the blocked algorithm."""
     is_causal = work.form.is_causal
-    mask = work.mask.dense() if work.form.needs_dense else None
+    dense = work.mask.dense() if work.form.needs_dense else None
+    # A bias mod under full attention: every pair is read anyway, so the bias goes in as SDPA's float mask.
+    additive = additive_mask(work) if work.score_mod is not None else None
 
     grouped = work.experiment.sizes.grouped
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=grouped)
+        if additive is not None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=additive(), enable_gqa=grouped)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=dense, is_causal=is_causal, enable_gqa=grouped)
 
     return core
 
@@ -413,16 +518,23 @@ def _decode_core(work: Workload) -> Core:
     kv_heads, group = sizes.kv_heads, sizes.group_size
     scale = 1.0 / math.sqrt(d)
     lo, hi, bias = 0, sizes.source_len, None
-    if mask.masked:
+    mod = work.score_mod
+    if mask.masked or mod is not None:
         allowed = mask.dense()  # (N, 1 or H, L, S): L is a handful of rows
         keys = allowed.flatten(0, 2).any(dim=0).nonzero()
         if len(keys):
             lo, hi = int(keys[0]), int(keys[-1]) + 1
         allowed = allowed[..., lo:hi].expand(n, h, length, hi - lo)
-        # (N, H, L, span) -> (N * H_kv, span, G * L): the layout of K @ Q^T, made once
-        layout = allowed.reshape(n, kv_heads, group, length, hi - lo).permute(0, 1, 4, 2, 3).reshape(n * kv_heads, hi - lo, group * length)
         dtype = work.inputs.query.dtype
-        bias = torch.zeros(layout.shape, dtype=dtype, device=work.device).masked_fill_(~layout, float("-inf"))
+        # The mask (and a bias mod's term) as one additive mask over the span: (N, H, L, span)
+        additive = torch.zeros(allowed.shape, dtype=dtype, device=work.device)
+        if mod is not None:
+            rows = torch.arange(length, device=work.device)
+            additive = additive + mod.dense_bias(n, h, rows, hi, dtype)[..., lo:hi]
+        additive = additive.masked_fill(~allowed, float("-inf"))
+        # (N, H, L, span) -> (N * H_kv, span, G * L): the layout of K @ Q^T, made once
+        bias = additive.reshape(n, kv_heads, group, length, hi - lo).permute(0, 1, 4, 2, 3).reshape(
+            n * kv_heads, hi - lo, group * length)
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         queries = q.reshape(n * kv_heads, group * length, d)  # query heads h = kv * G + g, rows g * L + l
@@ -447,7 +559,7 @@ def build_core(work: Workload) -> tuple[Core, float | None]:
     if not work.experiment.needs_plan:
         return _full_core(work), None
     plan = work.prepared.plan
-    return _sparse_core(plan, work.experiment.sizes, work.inputs.query.dtype, work.device), plan.plan_s
+    return _sparse_core(plan, work.experiment.sizes, work.inputs.query.dtype, work.device, work.score_mod), plan.plan_s
 
 
 def build(work: Workload) -> Forward:

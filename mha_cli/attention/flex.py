@@ -56,9 +56,11 @@ def build(work: Workload) -> Forward:
             compiled = torch.compile(flex_attention, dynamic=False)
 
             grouped = sizes.grouped  # FlexAttention maps query head h to K/V head h // G itself
+            # The score mod goes in as flex's own score_mod: the same function the reference applies.
+            score_mod = work.score_mod.score_mod if work.score_mod is not None else None
 
             def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-                return compiled(q, k, v, block_mask=block_mask, enable_gqa=grouped)
+                return compiled(q, k, v, score_mod=score_mod, block_mask=block_mask, enable_gqa=grouped)
 
             forward = layer_around(core, work)
             with torch.no_grad():  # no backward for FlexAttention on the CPU

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,7 @@ class ReferenceSteps:
     k: torch.Tensor  # (N, H_kv, S, d): H_kv = H unless grouped (decoding with a long cache: the new tokens' only)
     v: torch.Tensor  # (N, H_kv, S, d)
     scores: torch.Tensor  # (N, H, L, S), q.k / sqrt(d)
+    modified_scores: torch.Tensor  # (N, H, L, S), after the score mod (the scores themselves without one)
     masked_scores: torch.Tensor  # (N, H, L, S), -inf where not allowed
     weights: torch.Tensor  # (N, H, L, S), softmax over S
     heads: torch.Tensor  # (N, H, L, d), weights @ v
@@ -62,9 +63,11 @@ def reference_attention(
     allowed: torch.Tensor,  # (N, 1 or H, L, S) bool, True = may attend
     num_heads: int,
     cached: tuple[torch.Tensor, torch.Tensor] | None = None,  # decoding: the cache's K, V (N, H_kv, C, d)
+    modify: Callable[[torch.Tensor], torch.Tensor] | None = None,  # the score mod on (N, H, L, S) scores
 ) -> ReferenceSteps:
     """The layer as formulas. Decoding: key and value are the new tokens, projected and appended to the
-    cache, and the queries attend over all S = C + L keys (a full recomputation over the concatenation)."""
+    cache, and the queries attend over all S = C + L keys (a full recomputation over the concatenation).
+    A score mod changes the scores before the mask, as FlexAttention applies score_mod before mask_mod."""
     n, length, e = query.shape
     source = key.shape[1]
     d = e // num_heads
@@ -87,7 +90,8 @@ def reference_attention(
     value_parts = [v] if cached is None else itertools.chain(_slices(cached[1], q), [v])
     scores = torch.cat([torch.einsum("njgld,njsd->njgls", grouped_q, part) for part in key_parts], dim=-1)
     scores = scores.reshape(n, num_heads, length, -1) / math.sqrt(d)
-    masked_scores = scores.masked_fill(~allowed, float("-inf"))
+    modified = modify(scores) if modify is not None else scores
+    masked_scores = modified.masked_fill(~allowed, float("-inf"))
     attn = torch.softmax(masked_scores, dim=-1)  # NaN on rows with no allowed key
     grouped_attn = attn.reshape(n, kv_heads, group, length, -1)
     heads, start = torch.zeros_like(grouped_q), 0
@@ -99,4 +103,4 @@ def reference_attention(
         k, v = torch.cat([cached[0].to(k), k], dim=2), torch.cat([cached[1].to(v), v], dim=2)  # (N, H_kv, C + L, d)
     concat = heads.permute(0, 2, 1, 3).reshape(n, length, e)
     output = _linear(concat, weights.out_weight, weights.out_bias)
-    return ReferenceSteps(q, k, v, scores, masked_scores, attn, heads, concat, output)
+    return ReferenceSteps(q, k, v, scores, modified, masked_scores, attn, heads, concat, output)

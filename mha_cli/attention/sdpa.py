@@ -20,7 +20,7 @@ from ..errors import Unsupported, first_line
 from ..experiment import Experiment
 from ..workload import Workload
 from . import Forward
-from .layer import layer_around
+from .layer import additive_mask, layer_around, mod_not_a_bias
 
 BACKENDS = {
     "math": SDPBackend.MATH,
@@ -32,6 +32,9 @@ CUDA_ONLY = ("efficient", "cudnn")
 
 
 def unsupported(experiment: Experiment) -> str | None:
+    reason = mod_not_a_bias(experiment, "scaled_dot_product_attention")
+    if reason is not None:
+        return reason
     backend = experiment.sdpa_backend
     if backend in CUDA_ONLY and experiment.device == "cpu":
         return f"sdpa_backend '{backend}' cannot run here: PyTorch has it on CUDA only, and this experiment runs on the CPU"
@@ -42,7 +45,11 @@ def build(work: Workload) -> Forward:
     # SDPA's bool mask means True = allowed, our own meaning: pass it as is.
     # A purely causal mask goes as is_causal so fused kernels can skip the mask tensor.
     is_causal = work.form.is_causal
-    attn_mask = work.mask.dense() if work.form.needs_dense else None
+    dense = work.mask.dense() if work.form.needs_dense else None
+    # A bias mod (ALiBi, a relative bias) goes in as a float additive mask that says the mask too.
+    additive = additive_mask(work) if work.score_mod is not None else None
+    if additive is not None:
+        is_causal = False
     backend = work.experiment.sdpa_backend
 
     def backend_context() -> contextlib.AbstractContextManager[None]:
@@ -53,6 +60,7 @@ def build(work: Workload) -> Forward:
     grouped = work.experiment.sizes.grouped  # enable_gqa: query head h reads K/V head h // (H / H_kv)
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        attn_mask = additive() if additive is not None else dense
         with backend_context():
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, enable_gqa=grouped)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import torch
+
 from ..experiment import Experiment
 from ..masks import causal_allowed, key_padding_allowed
 from ..workload import Workload
 from . import AttentionOutput, Forward
+from .layer import additive_mask, mod_not_a_bias
 
 
 def unsupported(experiment: Experiment) -> str | None:
@@ -14,6 +17,9 @@ def unsupported(experiment: Experiment) -> str | None:
     sizes = experiment.sizes
     if experiment.decoding:
         return "nn.MultiheadAttention has no KV cache: it would project every cached token again on every call"
+    reason = mod_not_a_bias(experiment, "nn.MultiheadAttention")
+    if reason is not None:
+        return reason
     if sizes.grouped:
         return (f"nn.MultiheadAttention has no grouped key/value heads (num_kv_heads {sizes.kv_heads} < num_heads "
                 f"{sizes.num_heads}): its K and V always have num_heads heads")
@@ -26,7 +32,11 @@ def build(work: Workload) -> Forward:
     # nn.MultiheadAttention's bool masks mean True = NOT allowed: invert ours.
     attn_mask = None
     key_padding_mask = None
-    if not work.form.native:
+    additive = None
+    if work.score_mod is not None:
+        # A bias mod: its float attn_mask (N * H, L, S) is added to the scores, -inf where not allowed.
+        additive = additive_mask(work)
+    elif not work.form.native:
         # Its attn_mask can be (L, S) or per head (N * H, L, S): the pattern (or a mask given
         # through Workload.with_mask) goes per item and head.
         blocked = ~work.mask.dense()  # (N, 1 or H, L, S)
@@ -40,13 +50,23 @@ def build(work: Workload) -> Forward:
     query, key, value = inputs.query, inputs.key, inputs.value
     need_weights, average = experiment.need_weights, experiment.average_attn_weights
 
+    def per_item_and_head() -> torch.Tensor | None:
+        if additive is None:
+            return attn_mask
+        made = additive()  # (N or 1, H, L, S)
+        return made.expand(sizes.batch_size, *made.shape[1:]).reshape(-1, *made.shape[-2:])
+
+    if additive is not None and not work.score_mod.trained:  # type: ignore[union-attr]
+        attn_mask = per_item_and_head()  # made once: only a trained table's mask is made on every call
+        additive = None
+
     def forward() -> AttentionOutput:
         output, weights = module(
             query,
             key,
             value,
             key_padding_mask=key_padding_mask,
-            attn_mask=attn_mask,
+            attn_mask=per_item_and_head(),
             need_weights=need_weights,
             average_attn_weights=average,
         )
