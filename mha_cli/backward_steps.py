@@ -8,6 +8,7 @@ through the same manual layer: a student sees the formulas, and that they are th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -40,8 +41,12 @@ def backward_rows(work: Workload, steps: Steps) -> tuple[list[tuple], float]:
         d_v_heads = group_sum(p.transpose(-2, -1) @ d_heads, sizes.kv_heads)  # (N, H_kv, S, d)
         d_p = d_heads @ v_heads.transpose(-2, -1)  # (N, H, L, S)
         d_s = p * (d_p - (d_heads * steps.heads).sum(dim=-1, keepdim=True))  # softmax backward
-        d_q_heads = d_s @ k_heads / math.sqrt(d)
-        d_k_heads = group_sum(d_s.transpose(-2, -1) @ steps.q_heads / math.sqrt(d), sizes.kv_heads)
+    # A score mod: the gradient of the scores before it, dS' times its derivative (1 for a bias), elementwise.
+    mod = work.score_mod
+    d_raw = _through_mod(mod.apply, steps.scores, d_s) if mod is not None else d_s
+    with torch.inference_mode():
+        d_q_heads = d_raw @ k_heads / math.sqrt(d)
+        d_k_heads = group_sum(d_raw.transpose(-2, -1) @ steps.q_heads / math.sqrt(d), sizes.kv_heads)
         d_q, d_k, d_v = (g.transpose(1, 2).flatten(2) for g in (d_q_heads, d_k_heads, d_v_heads))
         d_weights = [torch.einsum("nle,nlf->ef", g, x) for g, x in ((d_q, x_q), (d_k, x_k), (d_v, x_v))]
         d_inputs = [g @ weight for g, weight in ((d_q, w.q_weight), (d_k, w.k_weight), (d_v, w.v_weight))]
@@ -62,6 +67,10 @@ def backward_rows(work: Workload, steps: Steps) -> tuple[list[tuple], float]:
         ("softmax, backward", "dS = P * (dP - rowsum(dO_h * O_h))", d_s, "N H L S",
          "masked pairs have P = 0 and so dS = 0; rowsum(dO_h * O_h) is FlashAttention's D, no L x S needed for it", 0,
          3 * pairs + 2 * n * h * length * d),
+        *([("score mod, backward", "dS = dS' * dS'/dS  (elementwise)", d_raw, "N H L S",
+            "a bias adds a term that does not depend on the score, so dS = dS'" if mod.is_bias else
+            f"through {mod.name}: each score's gradient times the mod's derivative at that score", 0, pairs)]
+          if mod is not None else []),
         ("dQ, dK", "dQ_h = dS K_h / sqrt(d);  dK_h = dS^T Q_h / sqrt(d)", d_k_heads, kv_axes,
          f"dQ_h is {tuple(d_q_heads.shape)}; FlashAttention recomputes P from the saved log-sum-exp instead of keeping it"
          + summed, 0,
@@ -70,6 +79,15 @@ def backward_rows(work: Workload, steps: Steps) -> tuple[list[tuple], float]:
          "with self attention x_q = x_k = x_v, so their three gradients add up", 0, 2 * projections),
     ]
     return rows, error
+
+
+def _through_mod(modify: Callable[[torch.Tensor], torch.Tensor], scores: torch.Tensor,
+                 d_modified: torch.Tensor) -> torch.Tensor:
+    """The vector-Jacobian product of the score mod at these scores: dS from dS' (outside inference mode)."""
+    with torch.enable_grad():
+        leaf = scores.clone().requires_grad_()
+        (d_scores,) = torch.autograd.grad(modify(leaf), leaf, d_modified.clone())
+    return d_scores.nan_to_num(0.0)
 
 
 def group_sum(per_query_head: torch.Tensor, kv_heads: int) -> torch.Tensor:
@@ -85,7 +103,9 @@ def _against_autograd(work: Workload, dy: torch.Tensor, explicit: list[torch.Ten
     weights = Weights(**{f: (t.detach().clone().requires_grad_() if t is not None else None)
                          for f, t in vars(inputs.weights).items()})
     blocked = ~work.mask.dense()
-    output = layer_steps(x_q, x_k, x_v, weights, work.experiment.sizes.num_heads, blocked).output
+    mod = work.score_mod
+    output = layer_steps(x_q, x_k, x_v, weights, work.experiment.sizes.num_heads, blocked,
+                         modify=mod.apply if mod is not None else None).output
     leaves = [x_q, x_k, x_v, weights.q_weight, weights.k_weight, weights.v_weight, weights.out_weight]
     grads = torch.autograd.grad(output, leaves, dy.clone())
     finite = [(a, b) for a, b in zip(explicit, grads, strict=True) if torch.isfinite(b).all()]

@@ -97,8 +97,10 @@ def run_steps(work: Workload) -> Steps:
     experiment = work.experiment
     # Decoding: the cache's keys and values as filled before any call (the new tokens' slots come from the step).
     cached = tuple(c[:, :, : experiment.cache_len] for c in inputs.cache) if inputs.cache is not None else None
+    mod = work.score_mod
     with torch.inference_mode():
-        return layer_steps(x_q, x_k, x_v, inputs.weights, experiment.sizes.num_heads, blocked, cached)  # type: ignore[arg-type]
+        return layer_steps(x_q, x_k, x_v, inputs.weights, experiment.sizes.num_heads, blocked, cached,  # type: ignore[arg-type]
+                           modify=mod.apply if mod is not None else None)
 
 
 def _weights_note(experiment: Experiment) -> str:
@@ -165,7 +167,9 @@ def _forward_steps(experiment: Experiment, steps: Steps, allowed: torch.Tensor) 
             + (" (multi-query: one K/V head)" if sizes.kv_heads == 1 else ""), 0, 0)] if grouped else []),
         ("scores", "S = Q K^T / sqrt(d)", steps.scores, "N H L S",
          f"one L x S map per head; dividing by sqrt(d) = {d ** 0.5:.3g} keeps the scores' spread independent of d", 0, 2 * pairs * d),
-        ("mask applied", "S[~allowed] = -inf", steps.masked, "N H L S", _mask_note(allowed), 0, 0),
+        *([_mod_row(experiment, steps)] if experiment.score_mod is not None else []),
+        ("mask applied", "S[~allowed] = -inf" if experiment.score_mod is None else "S'[~allowed] = -inf", steps.masked,
+         "N H L S", _mask_note(allowed), 0, 0),
         ("softmax", "P = softmax(S, over keys)", steps.weights, "N H L S", _weights_note(experiment), 0, 5 * pairs),
         ("weighted sum", "O_h = P V", steps.heads, "N H L d", "each query row mixes the value rows by its weights", 0, 2 * pairs * d),
         ("concatenate heads", "O = O_h.transpose(1, 2).reshape(N, L, E)", steps.concat, "N L E",
@@ -175,6 +179,31 @@ def _forward_steps(experiment: Experiment, steps: Steps, allowed: torch.Tensor) 
          e * e + e * bias, 2 * n * length * e * e),
     ]
     return [_step(*row) for row in rows]
+
+
+def _mod_row(experiment: Experiment, steps: Steps) -> tuple:
+    """The score mod as its own step: what it does, where, and which implementations apply it how."""
+    mod = experiment.score_mod
+    assert mod is not None
+    where = ("a bias: manual, flex and the float64 reference add it to the scores; sdpa and nn.MultiheadAttention get "
+             "it as an additive float mask (N or 1, H, L, S) with -inf where masked; blocked builds it per piece from "
+             "positions (no L x S)" if mod.is_bias else
+             "not a bias: only manual, flex and the float64 reference can apply a function of the scores; sdpa, "
+             "nn.MultiheadAttention and blocked are skipped saying so")
+    offset = experiment.mask.query_offset
+    position = f"; query i sits at key position i + {offset}" if offset else ""
+    return ("score mod", mod.FORMULA, steps.modified, "N H L S",
+            f"{mod.words()}; on every (query, key) score before the mask, masked pairs included{position}; {where}",
+            _mod_params(experiment),
+            mod.FLOPS_PER_SCORE * experiment.sizes.scores)
+
+
+def _mod_params(experiment: Experiment) -> int:
+    """The learned numbers of a score mod (a learned relative bias's table), 0 for fixed ones."""
+    mod = experiment.score_mod
+    if mod is None or not mod.learned:
+        return 0
+    return sum(table.numel() for table in mod.tables(torch.float64).values())
 
 
 def _step(name: str, formula: str, tensor: torch.Tensor, axes: str, note: str, params: int, flops: int) -> Step:
@@ -211,10 +240,16 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
     per_head = experiment._replace(need_weights=True, average_attn_weights=False)
     # Grouped heads: nn.MultiheadAttention has none, so it runs with each key/value head's weights
     # repeated for its query heads, the same layer written as plain multi-head attention.
-    if experiment.decoding:  # nn.MultiheadAttention has no cache: the float64 reference is the yardstick
+    mod = experiment.score_mod
+    # nn.MultiheadAttention has no cache, and applies no function of the scores: then the float64 reference is
+    # the yardstick.
+    beyond_torch = experiment.decoding or (mod is not None and not mod.is_bias)
+    if beyond_torch:
         inputs = work.inputs
+        master_mod = work.prepared.applied_mod(inputs.master_mod_tables)
         reference = reference_attention(inputs.master_query, inputs.master_key, inputs.master_value,
-                                        inputs.master_weights, allowed.cpu(), experiment.sizes.num_heads, inputs.cached())
+                                        inputs.master_weights, allowed.cpu(), experiment.sizes.num_heads, inputs.cached(),
+                                        master_mod.apply if master_mod is not None else None)
         expected_output, expected_weights = reference.output, reference.weights
     else:
         yardstick = replace(work.inputs, module=ungrouped_module(work.inputs.module, experiment.sizes))
@@ -239,6 +274,7 @@ def explain(config: Config, *, memory_limit: int | None = None, backward: bool =
         backward=backward_steps,
         max_abs_err_backward=backward_error,
         checked_against="the float64 reference (nn.MultiheadAttention has no KV cache)" if experiment.decoding
+        else f"the float64 reference (nn.MultiheadAttention cannot apply score_mod {mod.NAME})" if beyond_torch and mod
         else "nn.MultiheadAttention on the same weights",
     )
 

@@ -85,6 +85,7 @@ CACHE_SLICE = 2**16  # = attention.reference.CACHE_SLICE
 TRAINING_FACTOR = {"torch": 2.0, "manual": 2.0}  # training peak / forward peak; the fused kernels: 1.5
 GENERIC_LARGEST_BLOCK = 512  # = max(block_plan.GENERIC_BLOCKS)
 MIN_GENERIC_BLOCK = 64  # = min(block_plan.GENERIC_BLOCKS)
+MOD_BIAS_BYTES = 256 * 2**20  # = attention.blocked.MOD_BIAS_BYTES
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,22 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
         per_impl["flex"] = b * (projected + 2 * output) + mask
     else:
         per_impl.update(_planned(experiment, blocked_keys, projected, output))
+    mod = experiment.score_mod
+    if mod is not None:
+        # The modified scores are one more L x S tensor of the textbook forward (manual, the reference).
+        per_impl["manual"] += b * scores
+        if mod.is_bias:
+            # A bias reaches the dense kernels as an additive float mask (N or 1, H, L, S), per item with key
+            # padding; nn.MultiheadAttention's is (N * H, L, S). blocked's pieces hold it per head for the keys
+            # each query reads, at most MOD_BIAS_BYTES together (beyond, each chunk makes its own).
+            additive = (n if experiment.mask.key_lengths is not None else 1) * h * length * source
+            per_impl["torch"] += b * scores
+            per_impl["sdpa"] += b * additive
+            if not experiment.needs_plan:
+                per_impl["blocked"] += b * additive
+            else:
+                keys = blocked_keys or blocked_keys_bound(experiment) or min(source, MIN_GENERIC_BLOCK)
+                per_impl["blocked"] += min(MOD_BIAS_BYTES, b * (n if experiment.mask.key_lengths else 1) * h * length * keys)
     if experiment.decoding and length <= DECODE_MAX_QUERIES:
         # blocked's decode path: views of the cache, and a bias, scores and weights over the keys it reads
         keys = min(source, blocked_keys or blocked_keys_bound(experiment) or source) if experiment.pattern else source
@@ -158,7 +175,8 @@ def estimate(experiment: Experiment, blocked_keys: int | None = None, declared: 
     # K and V of H_kv heads, and the scores of the rows it checks.
     projected_rows = length if experiment.decoding else source
     cached = 2 * n * source * sizes.kv_width  # K and V of H_kv heads
-    reference_forward = n * (rows + 2 * projected_rows) * e + 3 * row_scores + n * rows * e
+    row_tensors = 3 if mod is None else 4  # scores, (modified,) masked, weights
+    reference_forward = n * (rows + 2 * projected_rows) * e + row_tensors * row_scores + n * rows * e
     reference = 8 * reference_forward + b * reference_forward + n * rows * source
     # Decoding: the reference reads the cache a slice of CACHE_SLICE keys at a time (attention/reference.py).
     reference += (8 + b) * (min(cached, 2 * n * sizes.kv_width * CACHE_SLICE) if experiment.decoding else cached)

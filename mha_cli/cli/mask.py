@@ -69,6 +69,10 @@ def mask(
     out.print(escape(f"{experiment.name}: variant {experiment.variant}, L={length}, S={source}, batch item {batch} of {sizes.batch_size}{heads}"))
     out.print(escape(f"rule: {experiment.rule_in_words()}"))
     out.print(f"density: {prepared.density:.4g} ({pairs:,} of {total:,} pairs over the batch and heads)")
+    if experiment.score_mod is not None:
+        out.print(escape(f"score mod: {experiment.score_mod.words()}. Masks and score mods are separate: the mod "
+                         "changes the scores of the pairs shown here, never which pairs attend (`mha plot weights` "
+                         "shows the weights with it, `mha explain` its step)"))
     for line in text_picture(grid, length, source):
         out.print(escape(line), highlight=False)
     if png is not None:

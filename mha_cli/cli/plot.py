@@ -88,7 +88,9 @@ def weights(
 
     maps, allowed = weights_to_draw(experiment, batch, chosen, memory_limit=limit)  # (h, L, S) each
     summary = (f"{experiment.name}: E={sizes.embed_dim}, H={sizes.num_heads}, L={sizes.seq_len}, "
-               f"S={sizes.source_len}, batch item {batch}; masks: {experiment.masks_in_words(batch)}")
+               f"S={sizes.source_len}, batch item {batch}; masks: {experiment.masks_in_words(batch)}"
+               + (f"; score mod: {experiment.score_mod.brief(experiment.score_mod.settings)} (in these weights)"
+                  if experiment.score_mod is not None else ""))
     if png is not None:
         from ..report.attention_plots import save_weights_png
 

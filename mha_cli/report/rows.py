@@ -184,6 +184,8 @@ def pattern_words(config: dict[str, Any]) -> str:
 
 
 def summary_line(report: RunReport) -> str:
+    from ..score_mods import brief as mod_brief
+
     config, env = report.config, report.env
     heads = config["num_heads"]
     decode = config.get("decode")
@@ -198,6 +200,7 @@ def summary_line(report: RunReport) -> str:
         + f"N={config['batch_size']}, "
         f"L={config['seq_len']}, S={source}" + (f" (decoding: {decode['cache_len']} cached + {config['seq_len']} new)" if decode else "")
         + f", mask: {', '.join(mask) or 'none'}"
+        + (f", score mod: {mod_brief(config['score_mod'])}" if config.get("score_mod") else "")
         + (f", density {density:.4g}" if density is not None and density < 1 else "")
         + f"; timing scope {config['timing']['scope']}, pass {config['timing'].get('pass', 'forward')}; "
         f"{config['dtype']} on {env['device']}, {env['num_threads']} threads, torch {env['torch']}"

@@ -46,6 +46,7 @@ class ScoreMod(NamedTuple):
     NAME = ""
     Settings = None  # the settings model (a class attribute: annotated, it would be a field)
     FORMULA = ""
+    FLOPS_PER_SCORE = 1  # floating-point operations per (query, key) score, as explain counts them
     # Its function is code the config names: only known by importing it, which `mha validate` never does.
     IMPORTS_USER_CODE = False
 

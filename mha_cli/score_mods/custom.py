@@ -123,6 +123,7 @@ def _call(settings: CustomModSettings) -> str:
 class CustomMod(ScoreMod):
     NAME = "custom"
     Settings = CustomModSettings
+    FLOPS_PER_SCORE = 1  # unknown: counted as one
     FORMULA = "S' = f(S, b, h, i, j)"
     IMPORTS_USER_CODE = True
 

@@ -23,6 +23,7 @@ class SoftcapSettings(Section):
 class Softcap(ScoreMod):
     NAME = "softcap"
     Settings = SoftcapSettings
+    FLOPS_PER_SCORE = 3  # a divide, the tanh and a multiply
     FORMULA = "S' = c tanh(S / c)"
 
     def function(self, loaded: Any, tables: Tables) -> ScoreFunction:
