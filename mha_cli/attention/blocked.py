@@ -59,6 +59,13 @@ def _fold(x: torch.Tensor, group: int) -> torch.Tensor:
     return x.view(heads // group, group, blocks, rows, *rest).transpose(1, 2).reshape(heads // group, blocks, group * rows, *rest)
 
 
+def _fold_mask(x: torch.Tensor, group: int) -> torch.Tensor:
+    """_fold for a mask whose first dimension may be 1 (one mask for every head of the chunk)."""
+    if group == 1:
+        return x
+    return _fold(x.expand(group, *x.shape[1:]) if x.shape[0] == 1 else x, group)
+
+
 def _unfold(x: torch.Tensor, group: int) -> torch.Tensor:
     """The inverse of _fold: (K, X, G*R, ...) -> (K*G, X, R, ...)."""
     kv_heads, blocks, rows, *rest = x.shape
@@ -96,6 +103,22 @@ class _Groups:
 MOD_BIAS_BYTES = 256 * 2**20
 
 
+def _shared_distance(query_at: torch.Tensor, key_at: torch.Tensor, allowed: torch.Tensor,
+                     rows: int = 256) -> torch.Tensor | None:
+    """j - i of one problem (1, 1, rows, keys) when every problem's allowed pairs have the same (a band's
+    windows slide with their query block), else None. The middle problem is the one read: the first and last
+    hold padding (position 0) where others hold keys. Compared a few problems at a time."""
+    middle = query_at.shape[1] // 2
+    first = key_at[:, middle:middle + 1] - query_at[:, middle:middle + 1]
+    used = allowed.any(dim=0, keepdim=True)  # pairs some mask group allows (the rest read padding)
+    for start in range(0, query_at.shape[1], rows):
+        stop = min(start + rows, query_at.shape[1])
+        distance = key_at[:, start:stop] - query_at[:, start:stop]
+        if not bool(((distance == first) | ~used[:, start:stop]).all()):
+            return None
+    return first
+
+
 class _PieceRunner:
     """One piece on the run's device, with its masks prepared once in the run's dtype. With a score mod that
     is a bias, its mask is that bias where allowed (-inf elsewhere), evaluated on the positions of the
@@ -106,7 +129,8 @@ class _PieceRunner:
         self.piece, self.plan = piece.to(device), plan
         allowed = piece.kernel_allowed(length).to(device)
         self.allowed, self.dtype, self.mod, self.groups = allowed, dtype, mod, groups
-        self._folded: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (group, mask groups) -> folded masks
+        self._folded: dict[tuple, list[tuple[slice, torch.Tensor]]] = {}  # (group, mask groups) -> folded masks
+        self.segments: list[tuple[slice, torch.Tensor]] | None = None
         if mod is None or groups is None:
             self.bias: torch.Tensor | None = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(
                 ~allowed, float("-inf"))
@@ -116,20 +140,65 @@ class _PieceRunner:
         self.query_at = self.piece.queries_for(torch.arange(length, device=device)[None, :, None], plan)[..., 0, None]
         self.key_at = self.piece.keys_for(torch.arange(source, device=device)[None, :, None], plan)[..., 0][..., None, :]
         self.no_key = (~allowed.any(dim=-1)).index_select(0, groups.plan_group)
+        # A mod that reads only j - i (ALiBi, a relative bias) over a layout where j - i is the same in every
+        # problem (a band's windows): its term is one (g, 1, rows, keys) block, added to the mask's -inf/0.
+        self.distance = _shared_distance(self.query_at, self.key_at, allowed) if mod.mod.RELATIVE else None
+        self.mask_bias = (torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+                          if self.distance is not None else None)
         self.bias = None
-        self.bias = self.bias_of(slice(0, len(groups.plan_group))) if made_once else None
+        if self.distance is not None:
+            self.segments = self._made_segments(mod)
+            if not mod.trained:
+                self.mask_bias = None  # in the segments now; a trained table's backward makes its biases again
+        elif made_once:
+            self.bias = self.bias_of(slice(0, len(groups.plan_group)))
 
-    def bias_of(self, pick: slice, mod: AppliedMod | None = None) -> torch.Tensor:
-        """The additive mask of the mask groups `pick`: kept, or made from positions (with `mod`, another
-        binding of the same mod: the backward's copy of a learned table)."""
+    def _made_segments(self, mod: AppliedMod) -> list[tuple[slice, torch.Tensor]]:
+        """The problems cut into runs, each with its additive mask for every mask group: the run around the
+        middle whose masks all equal the middle problem's (a band's interior: all but a few problems at either
+        end) holds one (G, 1, rows, keys) mask, read through a view that repeats it; the ends hold their own."""
+        allowed, problems = self.allowed, self.allowed.shape[1]
+        middle = problems // 2
+        same = torch.empty(problems, dtype=torch.bool, device=allowed.device)
+        for start in range(0, problems, 256):
+            stop = min(start + 256, problems)
+            same[start:stop] = (allowed[:, start:stop] == allowed[:, middle:middle + 1]).flatten(2).all(dim=-1).all(dim=0)
+        differ = (~same).nonzero().flatten()
+        lo = int(differ[differ < middle].max()) + 1 if bool((differ < middle).any()) else 0
+        hi = int(differ[differ > middle].min()) if bool((differ > middle).any()) else problems
+        everything = slice(0, len(self.groups.plan_group))  # type: ignore[union-attr]
+        fixed = mod.with_tables({name: table.detach() for name, table in mod.tables.items()})
+        runs = []
+        for run in (slice(0, lo), slice(lo, hi), slice(hi, problems)):
+            if run.stop > run.start:
+                shown = slice(middle, middle + 1) if run.start == lo else run  # the interior: its one mask
+                runs.append((run, self.bias_of(everything, fixed, shown)))
+        return runs
+
+    def bias_of(self, pick: slice, mod: AppliedMod | None = None, problems: slice = slice(None)) -> torch.Tensor:
+        """The additive mask of the mask groups `pick` (and of these problems): kept, or made from positions
+        (with `mod`, another binding of the same mod: the backward's copy of a learned table)."""
         if mod is None and self.bias is not None:
             return self.bias[pick]
         mod = mod or self.mod
         groups = self.groups
         assert mod is not None and mod.bias is not None and groups is not None
-        allowed = self.allowed.index_select(0, groups.plan_group[pick])
+        plan_groups = groups.plan_group[pick]
+        if self.distance is not None:  # j - i alone: key position `distance` for a query at position 0
+            assert self.mask_bias is not None
+            origin = torch.tensor(mod.query_offset, device=self.distance.device)
+            term = mod.bias(groups.item[pick], groups.head[pick], origin, self.distance).to(self.dtype)
+            # One pass: the mask's -inf/0 (one group for every head, or the chunk's own) plus the term, broadcast.
+            mask = self.mask_bias[:, problems]
+            mask = mask if mask.shape[0] == 1 else mask.index_select(0, plan_groups)
+            return torch.add(mask, term)
+        allowed = self.allowed.index_select(0, plan_groups)
         term = mod.bias(groups.item[pick], groups.head[pick], self.query_at + mod.query_offset, self.key_at)
         return term.to(self.dtype).expand(allowed.shape).masked_fill(~allowed, float("-inf"))
+
+    def bias_bytes_per_group(self) -> int:
+        """What bias_of makes per mask group: one additive mask in the layout."""
+        return self.allowed[0].numel() * torch.empty((), dtype=self.dtype).element_size()
 
     def keys_for(self, x: torch.Tensor) -> torch.Tensor:
         return self.piece.keys_for(x, self.plan)
@@ -140,18 +209,46 @@ class _PieceRunner:
     def rows_back(self, x: torch.Tensor, length: int) -> torch.Tensor:
         return self.piece.rows_back(x, length)
 
-    def _masks(self, pick: slice, group: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The additive mask and the rows without a key for these heads, folded by groups of query heads."""
-        bias, no_key = self.bias_of(pick), self.no_key[pick]
-        if group == 1:
-            return bias, no_key
-        if bias.shape[0] == 1:  # one mask for every head (of this batch item): folded once, kept
-            key = (group, pick.start, pick.stop)
-            if key not in self._folded:
-                self._folded[key] = (_fold(bias.expand(group, *bias.shape[1:]), group),
-                                     _fold(no_key.expand(group, *no_key.shape[1:]), group))
+    def _no_key(self, pick: slice, group: int) -> torch.Tensor:
+        """The rows without an allowed key for these heads, folded by groups of query heads."""
+        return _fold_mask(self.no_key[pick], group)
+
+    def runs(self, pick: slice, group: int) -> list[tuple[slice, torch.Tensor]]:
+        """(problems, additive mask) for these heads, folded by groups of query heads: one run of every problem,
+        or (a mod's term shared by every problem) the ends' own masks and the interior's one mask repeated."""
+        key = (group, pick.start, pick.stop)
+        if key in self._folded:
             return self._folded[key]
-        return _fold(bias, group), _fold(no_key, group)
+        if self.segments is None:
+            made = [(slice(None), _fold_mask(self.bias_of(pick), group))]
+        else:
+            made = []
+            for run, bias in self.segments:
+                mask = _fold_mask(bias[pick], group)
+                made.append((run, mask.expand(mask.shape[0], run.stop - run.start, *mask.shape[2:])))
+        # Kept when it is small (a mask shared by every head, or runs of the interior's one mask): not a whole
+        # layout per chunk of heads, which the next call would make again anyway.
+        if self.segments is not None or (self.bias is not None and (group == 1 or self.bias.shape[0] == 1)):
+            self._folded[key] = made
+        return made
+
+    def _kernel(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, pick: slice, group: int,
+                scale: float, with_lse: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The fused kernel on problems in layout (queries already folded), run by run; out (and lse)."""
+        outs, lses = [], []
+        no_key = self._no_key(pick, group) if with_lse else None
+        for run, bias in self.runs(pick, group):
+            q_run, k_run, v_run = queries[:, run], keys[:, run], values[:, run]
+            if with_lse:
+                assert no_key is not None
+                out, lse = _attend_with_lse(q_run, k_run, v_run, bias, no_key[:, run], scale)
+                lses.append(lse)
+            else:
+                out = F.scaled_dot_product_attention(q_run, k_run, v_run, attn_mask=bias, scale=scale)
+            outs.append(out)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        lse = None if not with_lse else lses[0] if len(lses) == 1 else torch.cat(lses, dim=1)
+        return out, lse
 
     def single(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float,
                group: int = 1) -> torch.Tensor:
@@ -160,10 +257,8 @@ class _PieceRunner:
         # The additive float mask made once in __init__: a bool mask would be converted
         # to one on every call, and a 4-D one keeps SDPA on its fused CPU kernel.
         queries = self.queries_for(q)
-        out = F.scaled_dot_product_attention(
-            _fold(queries, group) if group > 1 else queries, self.keys_for(k), self.keys_for(v),
-            attn_mask=self._masks(pick, group)[0], scale=scale,
-        )
+        out, _ = self._kernel(_fold(queries, group) if group > 1 else queries, self.keys_for(k), self.keys_for(v),
+                              pick, group, scale, with_lse=False)
         return self.rows_back(_unfold(out, group) if group > 1 else out, q.shape[1])
 
     def single_into(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float, group: int,
@@ -176,17 +271,17 @@ class _PieceRunner:
         if group == 1 or not plain:
             into.copy_(self.single(q, k, v, pick, scale, group))
             return
-        out = F.scaled_dot_product_attention(_fold(queries, group), self.keys_for(k), self.keys_for(v),
-                                             attn_mask=self._masks(pick, group)[0], scale=scale)
+        out, _ = self._kernel(_fold(queries, group), self.keys_for(k), self.keys_for(v), pick, group, scale,
+                              with_lse=False)
         target = into.view(heads // group, group, blocks, rows, -1).transpose(1, 2)  # (K, X, G, R, d), a view of into
         target.copy_(out.view(heads // group, blocks, group, rows, -1))
 
     def partial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pick: slice, scale: float,
                 group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         queries = self.queries_for(q)
-        bias, no_key = self._masks(pick, group)
-        out, lse = _attend_with_lse(_fold(queries, group) if group > 1 else queries, self.keys_for(k), self.keys_for(v),
-                                    bias, no_key, scale)
+        out, lse = self._kernel(_fold(queries, group) if group > 1 else queries, self.keys_for(k), self.keys_for(v),
+                                pick, group, scale, with_lse=True)
+        assert lse is not None
         if group > 1:
             out, lse = _unfold(out, group), _unfold(lse, group)
         return self.rows_back(out, q.shape[1]), self.rows_back(lse, q.shape[1])
@@ -248,8 +343,13 @@ class _SparseAttention:
         element = torch.empty((), dtype=dtype).element_size()
         shape = source, head_dim, element
         self.heads_per_chunk = max(1, CHUNK_BYTES // max(r.bytes_per_head(*shape) for r in self.runners))
+        if any(r.bias is None and r.segments is None and r.mod is not None for r in self.runners):
+            # each chunk makes its heads' additive masks: they count against the chunk too
+            self.heads_per_chunk = min(self.heads_per_chunk,
+                                       max(1, CHUNK_BYTES // max(r.bias_bytes_per_group() for r in self.runners)))
         # The backward's temporaries are several times the forward's: it goes through fewer heads at a time.
         self.backward_heads_per_chunk = max(1, CHUNK_BYTES // max(r.backward_bytes_per_head(*shape) for r in self.runners))
+        self.backward_heads_per_chunk = min(self.backward_heads_per_chunk, self.heads_per_chunk)
         self.fused_backward = True  # False: the autograd surrogate (what other devices use), for tests
 
     def dense_bias_of(self, pick: slice, mod: AppliedMod | None = None) -> torch.Tensor:
@@ -408,11 +508,12 @@ class _SparseAttention:
         length = q.shape[1]
         for index, runner in enumerate(self.runners):
             lse_p = runner.queries_for(lse[..., None])[..., 0].contiguous()
-            gq, gk, gv = backward(
-                runner.queries_for(grad_out), runner.queries_for(q), runner.keys_for(k), runner.keys_for(v),
-                runner.queries_for(out), lse_p, 0.0, False,
-                attn_mask=runner.bias_of(pick), scale=self.scale,
-            )
+            layouts = (runner.queries_for(grad_out), runner.queries_for(q), runner.keys_for(k), runner.keys_for(v),
+                       runner.queries_for(out), lse_p)
+            parts = [backward(*(x[:, run] for x in layouts[:5]), layouts[5][:, run].contiguous(), 0.0, False,
+                              attn_mask=bias, scale=self.scale)
+                     for run, bias in runner.runs(pick, 1)]
+            gq, gk, gv = parts[0] if len(parts) == 1 else (torch.cat(p, dim=1) for p in zip(*parts))
             part = runner.rows_back(gq, length)
             dq.copy_(part) if index == 0 else dq.add_(part)
             runner.keys_back_into(gk, dk, first=index == 0)

@@ -38,6 +38,7 @@ def alibi_slopes(heads: int) -> list[float]:
 class Alibi(ScoreMod):
     NAME = "alibi"
     Settings = AlibiSettings
+    RELATIVE = True
     FLOPS_PER_SCORE = 2  # a multiply and an add
     FORMULA = "S' = S + m_h (j - i)"
 

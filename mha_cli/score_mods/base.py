@@ -47,6 +47,9 @@ class ScoreMod(NamedTuple):
     Settings = None  # the settings model (a class attribute: annotated, it would be a field)
     FORMULA = ""
     FLOPS_PER_SCORE = 1  # floating-point operations per (query, key) score, as explain counts them
+    # It reads the positions only through j - i (and b, h): the same term wherever a pair sits, so blocked makes
+    # it once for all the windows of a band.
+    RELATIVE = False
     # Its function is code the config names: only known by importing it, which `mha validate` never does.
     IMPORTS_USER_CODE = False
 

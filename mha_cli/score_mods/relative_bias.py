@@ -31,6 +31,7 @@ class RelativeBiasSettings(Section):
 class RelativeBias(ScoreMod):
     NAME = "relative_bias"
     Settings = RelativeBiasSettings
+    RELATIVE = True
     FLOPS_PER_SCORE = 1  # an add (the table look-up is not counted)
     FORMULA = "S' = S + B[h, clip(j - i, -D, D)]"
 
