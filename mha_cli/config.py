@@ -721,6 +721,15 @@ def without_tags(loc: PathKey) -> PathKey:
                  if not (index and part in _UNION_SECTIONS.get(loc[index - 1], {})))
 
 
+def tag_choices(path: str) -> list[str] | None:
+    """The names a union section's tag may take ("sparse.pattern": the patterns, "score_mod.kind": the mods), or
+    None when `path` is no such tag: each member's own field allows only its own name."""
+    section, _, key = path.partition(".")
+    if section in _UNION_SECTIONS and key == _TAG_KEYS[section]:
+        return list(_UNION_SECTIONS[section])
+    return None
+
+
 def field_at(path: str) -> Any:
     """The pydantic FieldInfo at a dotted path such as "local.window" or "sparse.stride", or None."""
     *parents, name = path.split(".")

@@ -370,3 +370,15 @@ def test_the_run_header_and_json_name_the_mod(tmp_path) -> None:  # type: ignore
     assert report["config"]["score_mod"] == {"kind": "softcap", "cap": 50.0}
     reasons = {r["impl"]: r.get("reason") for r in report["results"] if r["status"] == "skipped"}
     assert set(reasons) == {"torch", "sdpa"} and all("softcap" in reason for reason in reasons.values())
+
+
+def test_a_sweep_over_score_mods_and_their_kinds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "mods.yaml"
+    config.write_text("seq_len: 16\nimpls: [manual, sdpa]\ntiming: {repetitions: 1, min_run_time: 0.01}\n"
+                      "score_mod: alibi\nsweep:\n  score_mod.kind: [alibi, softcap]\n")
+    result = runner.invoke(app, ["sweep", str(config), "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "score_mod.kind=softcap" in result.output and "not an additive bias" in result.output.replace("\n", " ")
+    config.write_text(config.read_text().replace("[alibi, softcap]", "[alibi, sofcap]"))
+    refused = runner.invoke(app, ["sweep", str(config), "--output-dir", str(tmp_path / "again")])
+    assert refused.exit_code == 2 and "choose one of: alibi, softcap, relative_bias, custom" in refused.output

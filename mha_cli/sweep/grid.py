@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Config, describe_error, field_at, field_paths, validate_data
+from ..config import Config, describe_error, field_at, field_paths, tag_choices, validate_data
 from ..errors import ConfigError, UsageError
 from ..yaml_source import PathKey
 
@@ -103,6 +103,11 @@ def check_axes(axes: list[Axis]) -> None:
 
     problems = []
     for axis in axes:
+        choices = tag_choices(axis.path)
+        if choices is not None:  # a union section's tag: any member's name (sparse.pattern, score_mod.kind)
+            problems += [f"{axis.path} = {value!r}: {value!r} is not allowed; choose one of: {', '.join(choices)}"
+                         for value in axis.values if value not in choices]
+            continue
         info = field_at(axis.path)
         if info is None:
             close = difflib.get_close_matches(axis.path, field_paths(), n=1)
