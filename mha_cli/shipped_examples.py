@@ -106,6 +106,11 @@ def with_own_code_found(data: Any) -> Any:
     sparse = data.get("sparse")
     if isinstance(sparse, dict) and "mask_mod" in sparse:
         sparse["mask_mod"] = located(sparse["mask_mod"])
+    score_mod = data.get("score_mod")
+    if isinstance(score_mod, dict) and "function" in score_mod:
+        score_mod["function"] = located(score_mod["function"])
+    elif isinstance(score_mod, str):  # the shorthand `score_mod: configs/FILE.py:name`
+        data["score_mod"] = located(score_mod)
     implementations = data.get("implementations")
     if isinstance(implementations, dict):
         for key, value in implementations.items():

@@ -163,12 +163,14 @@ def test_blocked_applies_a_bias_per_piece_on_every_pattern(mod: str) -> None:
 def test_blocked_shares_one_mask_across_a_bands_interior(mod: dict, timed: str) -> None:
     from mha_cli.attention import blocked
 
-    config = small_config(seq_len=160, num_heads=4, num_kv_heads=2, embed_dim=16, variant="local", local={"window": 6},
-                          mask={"causal": True, "key_padding": {"lengths": [160, 101]}}, score_mod=mod,
+    config = small_config(seq_len=400, num_heads=4, num_kv_heads=2, embed_dim=16, variant="local", local={"window": 6},
+                          mask={"causal": True, "key_padding": {"lengths": [400, 201]}}, score_mod=mod,
                           impls=["manual", "blocked"], timing={**FAST_TIMING, "scope": "core", "pass": timed})
     runs = blocked.build_core(workload(config))[0].engine.runners[0].segments
-    # the interior's one mask (G, 1, rows, keys) serves several problems; the ends have their own
-    assert runs is not None and any(bias.shape[1] == 1 and run.stop - run.start > 1 for run, bias in runs)
+    # one mask (G, 1, rows, keys) serves each run of alike problems (the interior, the stretch past item 1's
+    # padding); the ends and the change between have their own
+    assert runs is not None and sum(bias.shape[1] == 1 and run.stop - run.start > 1 for run, bias in runs) == 2
+    assert [run.start for run, _ in runs][0] == 0 and runs[-1][0].stop == 25
     for result in run_experiment(config).results:
         if result.impl == "manual" and timed != "forward" and not result.ok:
             continue  # a plain softmax's NaN rows under key padding, as without a mod

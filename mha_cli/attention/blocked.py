@@ -98,6 +98,9 @@ class _Groups:
         return (item if self.batch > 1 else 0) * self.heads + (head if self.heads > 1 else 0)
 
 
+# Problems whose masks are alike share one mask when there are at least this many in a row (fewer: each its own,
+# and one kernel call less).
+REPEATED_RUN = 8
 # A score mod's biases are made once for every piece while they take at most this many bytes together; beyond,
 # each chunk of heads makes its own on every call (slower, but no L x keys-per-query x H tensor is kept).
 MOD_BIAS_BYTES = 256 * 2**20
@@ -154,25 +157,30 @@ class _PieceRunner:
             self.bias = self.bias_of(slice(0, len(groups.plan_group)))
 
     def _made_segments(self, mod: AppliedMod) -> list[tuple[slice, torch.Tensor]]:
-        """The problems cut into runs, each with its additive mask for every mask group: the run around the
-        middle whose masks all equal the middle problem's (a band's interior: all but a few problems at either
-        end) holds one (G, 1, rows, keys) mask, read through a view that repeats it; the ends hold their own."""
+        """The problems cut into runs, each with its additive mask for every mask group. A run of at least
+        REPEATED_RUN problems whose masks are all alike (a band's interior; the stretch past a short item's
+        padding) holds one (G, 1, rows, keys) mask, read through a view that repeats it; the problems between
+        such runs (the ends of a band) hold their own."""
         allowed, problems = self.allowed, self.allowed.shape[1]
-        middle = problems // 2
-        same = torch.empty(problems, dtype=torch.bool, device=allowed.device)
-        for start in range(0, problems, 256):
+        like_previous = torch.zeros(problems, dtype=torch.bool, device=allowed.device)
+        for start in range(1, problems, 256):
             stop = min(start + 256, problems)
-            same[start:stop] = (allowed[:, start:stop] == allowed[:, middle:middle + 1]).flatten(2).all(dim=-1).all(dim=0)
-        differ = (~same).nonzero().flatten()
-        lo = int(differ[differ < middle].max()) + 1 if bool((differ < middle).any()) else 0
-        hi = int(differ[differ > middle].min()) if bool((differ > middle).any()) else problems
+            like_previous[start:stop] = (allowed[:, start:stop] == allowed[:, start - 1:stop - 1]).flatten(2).all(
+                dim=-1).all(dim=0)
+        starts = [*(~like_previous).nonzero().flatten().tolist(), problems]
         everything = slice(0, len(self.groups.plan_group))  # type: ignore[union-attr]
         fixed = mod.with_tables({name: table.detach() for name, table in mod.tables.items()})
-        runs = []
-        for run in (slice(0, lo), slice(lo, hi), slice(hi, problems)):
-            if run.stop > run.start:
-                shown = slice(middle, middle + 1) if run.start == lo else run  # the interior: its one mask
-                runs.append((run, self.bias_of(everything, fixed, shown)))
+        runs: list[tuple[slice, torch.Tensor]] = []
+        own = 0  # the first problem not yet in a run: those before a repeated run get their own masks
+        for first, end in zip(starts, starts[1:]):
+            if end - first < REPEATED_RUN:
+                continue
+            if first > own:
+                runs.append((slice(own, first), self.bias_of(everything, fixed, slice(own, first))))
+            runs.append((slice(first, end), self.bias_of(everything, fixed, slice(first, first + 1))))
+            own = end
+        if own < problems:
+            runs.append((slice(own, problems), self.bias_of(everything, fixed, slice(own, problems))))
         return runs
 
     def bias_of(self, pick: slice, mod: AppliedMod | None = None, problems: slice = slice(None)) -> torch.Tensor:
