@@ -44,6 +44,7 @@ def backward_rows(work: Workload, steps: Steps) -> tuple[list[tuple], float]:
     # A score mod: the gradient of the scores before it, dS' times its derivative (1 for a bias), elementwise.
     mod = work.score_mod
     d_raw = _through_mod(mod.apply, steps.scores, d_s) if mod is not None else d_s
+    d_table = _table_gradient(work, steps.scores, d_s) if mod is not None and mod.mod.learned else None
     with torch.inference_mode():
         d_q_heads = d_raw @ k_heads / math.sqrt(d)
         d_k_heads = group_sum(d_raw.transpose(-2, -1) @ steps.q_heads / math.sqrt(d), sizes.kv_heads)
@@ -64,13 +65,18 @@ def backward_rows(work: Workload, steps: Steps) -> tuple[list[tuple], float]:
          2 * pairs * d),
         ("dP", "dP = dO_h V_h^T", d_p, "N H L S", "one L x S map per head again: why a textbook backward is quadratic in memory", 0,
          2 * pairs * d),
-        ("softmax, backward", "dS = P * (dP - rowsum(dO_h * O_h))", d_s, "N H L S",
+        ("softmax, backward", "dS = P * (dP - rowsum(dO_h * O_h))" if mod is None else
+         "dS' = P * (dP - rowsum(dO_h * O_h))", d_s, "N H L S",
          "masked pairs have P = 0 and so dS = 0; rowsum(dO_h * O_h) is FlashAttention's D, no L x S needed for it", 0,
          3 * pairs + 2 * n * h * length * d),
-        *([("score mod, backward", "dS = dS' * dS'/dS  (elementwise)", d_raw, "N H L S",
+        *([("score mod, backward", "dS = dS' * (dS'/dS)  (elementwise, S' = the modified scores)", d_raw, "N H L S",
             "a bias adds a term that does not depend on the score, so dS = dS'" if mod.is_bias else
             f"through {mod.name}: each score's gradient times the mod's derivative at that score", 0, pairs)]
           if mod is not None else []),
+        *([("learned table, backward", "dB[h, t] = sum of dS' over the pairs that read entry t of head h", d_table,
+            "H T", f"the gradient of the {mod.name} table (T = {d_table.shape[-1]} entries per head): each entry "
+            "collects the score gradients of every pair whose clipped distance reads it", 0, pairs)]
+          if d_table is not None else []),
         ("dQ, dK", "dQ_h = dS K_h / sqrt(d);  dK_h = dS^T Q_h / sqrt(d)", d_k_heads, kv_axes,
          f"dQ_h is {tuple(d_q_heads.shape)}; FlashAttention recomputes P from the saved log-sum-exp instead of keeping it"
          + summed, 0,
@@ -79,6 +85,17 @@ def backward_rows(work: Workload, steps: Steps) -> tuple[list[tuple], float]:
          "with self attention x_q = x_k = x_v, so their three gradients add up", 0, 2 * projections),
     ]
     return rows, error
+
+
+def _table_gradient(work: Workload, scores: torch.Tensor, d_modified: torch.Tensor) -> torch.Tensor:
+    """A learned score mod's table gradient: the vector-Jacobian product of the mod in its table at these scores."""
+    mod = work.score_mod
+    assert mod is not None
+    with torch.enable_grad():
+        tables = {name: table.detach().clone().requires_grad_() for name, table in mod.tables.items()}
+        modified = mod.with_tables(tables).apply(scores.clone())
+        (d_table,) = torch.autograd.grad(modified, list(tables.values()), d_modified.clone())
+    return d_table
 
 
 def _through_mod(modify: Callable[[torch.Tensor], torch.Tensor], scores: torch.Tensor,

@@ -649,6 +649,8 @@ def _apply_override(
         child = node.get(part)
         if child is None:
             child = node[part] = {}
+        if depth == 0 and part in _SHORTHANDS and isinstance(child, str):  # `score_mod: softcap`, then score_mod.cap=5
+            child = node[part] = _SHORTHANDS[part](child)
         if not isinstance(child, dict):
             return Problem(source, ".".join(parts[: depth + 1]), "is not a section, so it has no sub-keys")
         node = child
@@ -713,6 +715,8 @@ def _models_at(parent: PathKey) -> list[type[BaseModel]]:
 # Sections that are one of several models, chosen by a tag: the settings of each pattern and of each score mod.
 _UNION_SECTIONS: dict[str, dict[str, Any]] = {"sparse": SPARSE_SETTINGS, "score_mod": SCORE_MOD_SETTINGS}
 _TAG_KEYS = {"sparse": "pattern", "score_mod": "kind"}
+# Sections that may be written as one string, and the section it stands for (`score_mod: alibi`).
+_SHORTHANDS: dict[str, Callable[[Any], Any]] = {"score_mod": shorthand}
 
 
 def without_tags(loc: PathKey) -> PathKey:
@@ -801,6 +805,13 @@ def describe_error(error: dict[str, Any]) -> str:
             return f"{error['input']!r} is not {described}"
         return f"{error['input']!r} may only hold letters, digits, '.', '_' and '-' (it names the output folder)"
     message = error["msg"][0].lower() + error["msg"][1:]
+    section = {"sparse_pattern": "sparse", "score_mod_kind": "score_mod"}.get(kind)
+    if section is not None and isinstance(error["input"], dict):  # a union section's tag: name it, suggest one
+        given = error["input"].get(_TAG_KEYS[section])
+        if given is None:
+            return f"{message} (no {_TAG_KEYS[section]} given)"
+        close = difflib.get_close_matches(str(given), list(_UNION_SECTIONS[section]), n=1, cutoff=0.6)
+        return f"{message} (got {given!r})" + (f"; did you mean '{close[0]}'?" if close else "")
     if kind == "model_type" or kind == "dict_type":
         return f"{message} (a section of keys, e.g. `causal: true`), got {type(error['input']).__name__}"
     return f"{message} (got {error['input']!r})"

@@ -170,7 +170,8 @@ def _forward_steps(experiment: Experiment, steps: Steps, allowed: torch.Tensor) 
         *([_mod_row(experiment, steps)] if experiment.score_mod is not None else []),
         ("mask applied", "S[~allowed] = -inf" if experiment.score_mod is None else "S'[~allowed] = -inf", steps.masked,
          "N H L S", _mask_note(allowed), 0, 0),
-        ("softmax", "P = softmax(S, over keys)", steps.weights, "N H L S", _weights_note(experiment), 0, 5 * pairs),
+        ("softmax", "P = softmax(S, over keys)" if experiment.score_mod is None else "P = softmax(S', over keys)",
+         steps.weights, "N H L S", _weights_note(experiment), 0, 5 * pairs),
         ("weighted sum", "O_h = P V", steps.heads, "N H L d", "each query row mixes the value rows by its weights", 0, 2 * pairs * d),
         ("concatenate heads", "O = O_h.transpose(1, 2).reshape(N, L, E)", steps.concat, "N L E",
          "the heads side by side again; a copy (transpose makes the tensor non-contiguous)", 0, 0),
@@ -185,9 +186,9 @@ def _mod_row(experiment: Experiment, steps: Steps) -> tuple:
     """The score mod as its own step: what it does, where, and which implementations apply it how."""
     mod = experiment.score_mod
     assert mod is not None
-    where = ("a bias: manual, flex and the float64 reference add it to the scores; sdpa and nn.MultiheadAttention get "
-             "it as an additive float mask (N or 1, H, L, S) with -inf where masked; blocked builds it per piece from "
-             "positions (no L x S)" if mod.is_bias else
+    where = ("a bias: manual, flex and the float64 reference add it to the scores; sdpa gets it as an additive float "
+             "mask (N or 1, H, L, S) with -inf where masked, nn.MultiheadAttention as its float attn_mask (N*H, L, S); "
+             "blocked builds it per piece from positions (no L x S)" if mod.is_bias else
              "not a bias: only manual, flex and the float64 reference can apply a function of the scores; sdpa, "
              "nn.MultiheadAttention and blocked are skipped saying so")
     offset = experiment.mask.query_offset

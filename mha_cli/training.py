@@ -25,7 +25,7 @@ from .check import CheckResult, Reference, Tolerance
 from .dtypes import torch_dtype
 from .errors import Unsupported
 from .experiment import Experiment
-from .inputs import Inputs, Weights, project_heads, repeat_kv
+from .inputs import Weights, project_heads, repeat_kv
 from .masks import fully_masked_rows
 from .workload import Workload
 
@@ -176,7 +176,7 @@ def _reference_grads(work: Workload, reference: Reference, rows: torch.Tensor,
 def gradient_reference(work: Workload, reference: Reference, upstream: torch.Tensor) -> GradientReference:
     """Float64 gradients on the checked rows with an allowed key, and a tolerance sized like the forward's:
     the same math in the run dtype shows how far that dtype alone moves the gradients."""
-    experiment, inputs = work.experiment, work.inputs
+    experiment = work.experiment
     defined = ~fully_masked_rows(reference.allowed).any(dim=0)  # (R,): a key in every item and head
     rows = reference.rows[defined]
     upstream = upstream.detach().cpu().double()

@@ -80,3 +80,29 @@ def _dense(q, k, v, spec, modify):  # type: ignore[no-untyped-def]
     if spec.mask.masked:
         scores = scores.masked_fill(~spec.mask.dense(), float("-inf"))
     return torch.softmax(scores, dim=-1).nan_to_num(0.0) @ v
+
+
+def no_head_bias(score: torch.Tensor, b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor,
+                 kv_idx: torch.Tensor) -> torch.Tensor:
+    """A bias the same for every head and item (the commonest kind of your own)."""
+    return score - 0.1 * (q_idx - kv_idx).abs()
+
+
+def in_place_bias(score: torch.Tensor, b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor,
+                  kv_idx: torch.Tensor) -> torch.Tensor:
+    """A bias added in place to the scores it is given."""
+    score += 0.05 * (kv_idx - q_idx)
+    return score
+
+
+def summed(score: torch.Tensor, b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+    return score.sum()
+
+
+def nan_scores(score: torch.Tensor, b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+    return score + float("nan")
+
+
+def table_through_apply(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Your own implementation applying spec.score_mod inside the call, as the contract asks."""
+    return _dense(q, k, v, spec, spec.score_mod.apply)

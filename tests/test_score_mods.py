@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -280,16 +280,19 @@ def test_the_generator_form_with_args() -> None:
     ("wrong_shape", None, False, "returned shape (3, 3, 3, 3, 3)"),
     ("squared", None, True, "what it adds depends on the score"),
     ("scaled", {"nope": 1}, False, "calling"),
+    ("summed", None, False, "it must return one score per score it gets"),
+    ("nan_scores", None, False, "returned NaN or +inf for finite scores"),
     ("scaled", None, False, "is it a generator that needs score_mod.args?"),
 ])
 def test_a_bad_score_mod_is_exit_2_naming_the_field(name: str, args: dict | None, bias: bool, message: str) -> None:
-    overrides = [f"score_mod.kind=custom", f"score_mod.function={score_mod_fns.reference(name)}", f"score_mod.bias={str(bias).lower()}",
+    overrides = ["score_mod.kind=custom", f"score_mod.function={score_mod_fns.reference(name)}", f"score_mod.bias={str(bias).lower()}",
                  "impls=[manual]", *FAST_OVERRIDES]
     if args is not None:
         overrides.append(f"score_mod.args={json.dumps(args)}")
     result = runner.invoke(app, ["run", *overrides, "--no-save"])
     assert result.exit_code == 2, result.output
-    assert "score_mod.function" in result.output and message in result.output.replace("\n", " ")
+    field = "score_mod.args" if args is not None else "score_mod.function"
+    assert field in result.output and message in result.output.replace("\n", " ")
     assert "Traceback" not in result.output
 
 
@@ -384,3 +387,40 @@ def test_a_sweep_over_score_mods_and_their_kinds(tmp_path) -> None:  # type: ign
     config.write_text(config.read_text().replace("[alibi, softcap]", "[alibi, sofcap]"))
     refused = runner.invoke(app, ["sweep", str(config), "--output-dir", str(tmp_path / "again")])
     assert refused.exit_code == 2 and "choose one of: alibi, softcap, relative_bias, custom" in refused.output
+
+
+@pytest.mark.parametrize("name", ["no_head_bias", "in_place_bias"])
+def test_a_bias_the_same_for_every_head_or_added_in_place_reaches_every_kernel(name: str) -> None:
+    mod = {"kind": "custom", "function": score_mod_fns.reference(name), "bias": True}
+    for variant in ({"variant": "full"}, {"variant": "local", "local": {"window": 3}}):
+        config = small_config(seq_len=10, num_heads=2, score_mod=mod, impls=["torch", "manual", "sdpa", "blocked"],
+                              **variant)
+        for result in run_experiment(config).results:
+            assert result.ok, (name, variant, result.impl, result.reason)
+
+
+def test_your_implementation_trains_a_learned_table_through_spec_score_mod() -> None:
+    config = small_config(seq_len=10, mask={"causal": True}, score_mod={"kind": "relative_bias", "max_distance": 4},
+                          impls=["manual", "mine"], implementations={"mine": score_mod_fns.reference("table_through_apply")},
+                          timing={**FAST_TIMING, "scope": "core", "pass": "backward"})
+    for result in run_experiment(config).results:
+        assert result.ok, (result.impl, result.reason)
+
+
+def test_the_shorthand_takes_its_settings_after_it() -> None:
+    assert load_config(None, ["score_mod=softcap", "score_mod.cap=5"]).score_mod.cap == 5.0
+    result = runner.invoke(app, ["validate", "score_mod=alibii"])
+    assert result.exit_code == 2 and "did you mean 'alibi'?" in result.output
+    result = runner.invoke(app, ["validate", "score_mod=configs/mods.py"])  # a file without its :attribute
+    assert result.exit_code == 2 and "score_mod.function" in result.output
+    result = runner.invoke(app, ["validate", "score_mod=mods.py:f"])
+    assert result.exit_code == 0 and "the score_mod mods.py:f is imported and checked by `mha run`, not here" in \
+        result.output.replace("\n", " ")
+
+
+def test_explain_backward_shows_the_learned_tables_gradient() -> None:
+    explanation = explain(small_config(seq_len=6, score_mod={"kind": "relative_bias", "max_distance": 2}), backward=True)
+    row = next(s for s in explanation.backward if s.step == "learned table, backward")
+    assert row.shape == [2, 5]
+    softmax = next(s for s in explanation.backward if s.step == "softmax, backward")
+    assert softmax.formula.startswith("dS' =")

@@ -53,8 +53,8 @@ def build(work: Workload) -> Forward:
     def per_item_and_head() -> torch.Tensor | None:
         if additive is None:
             return attn_mask
-        made = additive()  # (N or 1, H, L, S)
-        return made.expand(sizes.batch_size, *made.shape[1:]).reshape(-1, *made.shape[-2:])
+        made = additive()  # (N or 1, H or 1, L, S): 1 where neither the mask nor the bias differs
+        return made.expand(sizes.batch_size, sizes.num_heads, *made.shape[-2:]).reshape(-1, *made.shape[-2:])
 
     if additive is not None and not work.score_mod.trained:  # type: ignore[union-attr]
         attn_mask = per_item_and_head()  # made once: only a trained table's mask is made on every call

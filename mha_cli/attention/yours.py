@@ -99,7 +99,10 @@ class Yours:
         reason = self.unsupported(work.experiment)
         if reason is not None:
             raise Unsupported(reason)
-        core = self.built if self.built is not None else self.core(work.spec)
+        # The core probe() built reads the run's spec; a training pass's spec holds a learned score mod's table as
+        # a leaf that requires grad, which only a core built from that spec reaches.
+        trained = work.score_mod is not None and work.score_mod.trained
+        core = self.built if self.built is not None and not trained else self.core(work.spec)
         if work.experiment.timing.scope == "core":
             # Its own copies of q, k, v (leaves kept for a training pass): whatever it does to them in place
             # cannot change what the other implementations read.

@@ -71,6 +71,9 @@ def _checked_by_run(experiment) -> list[str]:  # type: ignore[no-untyped-def]
         notes.append(f"; device {experiment.device} is checked by `mha run` (it needs torch)")
     if experiment.pattern is not None and experiment.pattern.IMPORTS_USER_CODE:
         notes.append(f"; the mask_mod {experiment.pattern.settings.mask_mod} is imported and checked by `mha run`, not here")
+    mod = experiment.score_mod
+    if mod is not None and mod.IMPORTS_USER_CODE:
+        notes.append(f"; the score_mod {mod.brief(mod.settings)} is imported and checked by `mha run`, not here")
     from ..registry import BUILTIN_IMPLS
 
     yours = [name for name in experiment.impls if name not in BUILTIN_IMPLS]

@@ -45,7 +45,8 @@ ScoreModConfig = Annotated[
 def shorthand(value: Any) -> Any:
     """`score_mod: alibi` for {kind: alibi}; `score_mod: my_mods.py:bias` for your own (kind: custom)."""
     if isinstance(value, str):
-        return {"kind": value} if ":" not in value else {"kind": CustomMod.NAME, "function": value}
+        code = ":" in value or value.endswith(".py") or "/" in value  # a reference, perhaps missing its :attribute
+        return {"kind": CustomMod.NAME, "function": value} if code else {"kind": value}
     return value
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import torch
 
 FIELD = "score_mod.function"
+ARGS_FIELD = "score_mod.args"
 
 
 class CustomModSettings(Section):
@@ -53,7 +54,7 @@ def load_score_mod(reference: str, args: dict[str, Any] | None) -> ScoreFunction
         try:
             target = target(**args)
         except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code: name it, do not crash
-            raise config_problem(FIELD, f"calling {reference}(**score_mod.args) failed: {failure(error)}") from None
+            raise config_problem(ARGS_FIELD, f"calling {reference}(**score_mod.args) failed: {failure(error)}") from None
     if not callable(target):
         what = f"{reference}(**score_mod.args) returned" if args is not None else f"{reference!r} is"
         raise config_problem(FIELD, f"{what} {a_kind(target)}, not a score_mod function (score, b, h, q_idx, kv_idx) -> score")
@@ -93,12 +94,17 @@ def probe(function: ScoreFunction, sizes: Any, declared_bias: bool) -> tuple[boo
         if not result.is_floating_point():
             raise config_problem(FIELD, f"the score_mod returned a {result.dtype} tensor; a score_mod returns the "
                                  "scores (float)")
+        full = score.dim() > 0  # a score per pair: the result has its shape (a score of 0 leaves the term's own)
         try:
-            shape = torch.broadcast_shapes(result.shape, expected)
+            fits = torch.broadcast_shapes(result.shape, expected) == expected and result.dim() <= 4
         except RuntimeError:
-            shape = None
-        if shape != expected or result.dim() > 4:
-            raise config_problem(FIELD, f"the score_mod returned shape {tuple(result.shape)} for scores of shape {expected}")
+            fits = False
+        if not fits or (full and tuple(result.shape) != expected):
+            raise config_problem(FIELD, f"the score_mod returned shape {tuple(result.shape)} for scores of shape "
+                                 f"{expected}: it must return one score per score it gets")
+        if full and bool((result.isnan() | (result == float("inf"))).any()):
+            raise config_problem(FIELD, "the score_mod returned NaN or +inf for finite scores (-inf is allowed: it "
+                                 "masks a pair)")
         return result
 
     first, second = (call(score) for score in scores)
@@ -107,10 +113,11 @@ def probe(function: ScoreFunction, sizes: Any, declared_bias: bool) -> tuple[boo
     if not torch.allclose(first - scores[0], second - scores[1], rtol=1e-4, atol=1e-4):
         raise config_problem(FIELD, "declared a bias (score_mod.bias: true), but what it adds depends on the score: "
                              "a bias returns score + f(b, h, q_idx, kv_idx); set bias: false")
-    # On a score of 0 the result is the term alone, with the dimensions of the indices it reads.
-    term = call(torch.zeros(()))
-    padded = (1,) * (4 - term.dim()) + tuple(term.shape)
-    return padded[0] > 1, padded[1] > 1
+    # On scores of 0 the result is the term alone.
+    term = call(torch.zeros(expected))
+    by_batch = bool((term != term[:1]).any()) if term.shape[0] > 1 else False
+    by_head = bool((term != term[:, :1]).any()) if term.shape[1] > 1 else False
+    return by_batch, by_head
 
 
 def _call(settings: CustomModSettings) -> str:
@@ -148,8 +155,16 @@ class CustomMod(ScoreMod):
     def bias_function(self, loaded: Any, tables: Tables) -> BiasFunction | None:
         if not self.is_bias:
             return None
-        zero = tables["zero"]
-        return lambda b, h, i, j: loaded(zero, b, h, i, j)
+        import torch
+
+        dtype = tables["zero"].dtype
+
+        def bias(b: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+            # Scores of 0 of the pairs' shape (not one 0-d zero): a mod that adds in place still works.
+            zero = torch.zeros(torch.broadcast_shapes(b.shape, h.shape, i.shape, j.shape), dtype=dtype, device=i.device)
+            return loaded(zero, b, h, i, j)
+
+        return bias
 
     def varies(self, loaded: Any) -> tuple[bool, bool]:
         return probe(loaded, self.sizes, self.is_bias)
