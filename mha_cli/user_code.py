@@ -99,6 +99,26 @@ def _import(reference: str, field: str) -> Any:
     return target
 
 
+def import_function(reference: str, args: dict[str, Any] | None, field: str, args_name: str, what: str,
+                    args_field: str | None = None) -> Any:
+    """The function a reference names, or, with `args`, what calling it with them returns (a generator such as
+    attention-gym's generate_*), checked to be callable: a sparse.mask_mod, a score_mod.function. Every problem is a
+    ConfigError on `field` (calling it with its arguments: on `args_field`, when they have a field of their own);
+    `args_name` is how its arguments are written in messages, `what` what it should be ("a mask_mod function ...")."""
+    target = import_target(reference, field)
+    if args is not None:
+        if not callable(target):
+            raise config_problem(field, f"{reference!r} is {a_kind(target)}, not a function to call with {args_name}")
+        try:
+            target = target(**args)
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code: name it, do not crash
+            raise config_problem(args_field or field, f"calling {reference}(**{args_name}) failed: {failure(error)}") from None
+    if not callable(target):
+        given = f"{reference}(**{args_name}) returned" if args is not None else f"{reference!r} is"
+        raise config_problem(field, f"{given} {a_kind(target)}, not {what}")
+    return target
+
+
 def reference_of(value: Any) -> str:
     """How code is written down: its reference, or module:qualified name for an object given from Python."""
     if isinstance(value, str):

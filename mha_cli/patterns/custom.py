@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from ..config_fields import Section
-from ..user_code import REFERENCE_PATTERN, a_kind, config_problem, failure, import_target, takes_positional
+from ..user_code import REFERENCE_PATTERN, a_kind, config_problem, failure, import_function, takes_positional
 from .base import Pattern
 
 if TYPE_CHECKING:
@@ -42,17 +42,8 @@ class CustomSettings(Section):
 
 def load_mask_mod(reference: str, args: dict[str, Any] | None) -> PatternRule:
     """The rule a reference (and its arguments) names, checked to be callable with (b, h, q_idx, kv_idx)."""
-    target = import_target(reference, FIELD)
-    if args is not None:
-        if not callable(target):
-            raise config_problem(FIELD, f"{reference!r} is {a_kind(target)}, not a function to call with mask_mod_args")
-        try:
-            target = target(**args)
-        except (Exception, SystemExit) as error:  # noqa: BLE001
-            raise config_problem(FIELD, f"calling {reference}(**mask_mod_args) failed: {failure(error)}") from None
-    if not callable(target):
-        what = f"{reference}(**mask_mod_args) returned" if args is not None else f"{reference!r} is"
-        raise config_problem(FIELD, f"{what} {a_kind(target)}, not a mask_mod function (b, h, q_idx, kv_idx) -> bool tensor")
+    target = import_function(reference, args, FIELD, "mask_mod_args",
+                             "a mask_mod function (b, h, q_idx, kv_idx) -> bool tensor")
     if not takes_positional(target, 4):
         hint = " (is it a generator that needs mask_mod_args?)" if args is None else ""
         raise config_problem(FIELD, f"the rule must take (b, h, q_idx, kv_idx), FlexAttention's mask_mod signature{hint}")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from ..config_fields import Section, StrictBool
-from ..user_code import REFERENCE_PATTERN, a_kind, config_problem, failure, import_target, takes_positional
+from ..user_code import REFERENCE_PATTERN, a_kind, config_problem, failure, import_function, takes_positional
 from .base import BiasFunction, ScoreFunction, ScoreMod, Tables
 
 if TYPE_CHECKING:
@@ -47,17 +47,8 @@ class CustomModSettings(Section):
 
 def load_score_mod(reference: str, args: dict[str, Any] | None) -> ScoreFunction:
     """The score_mod a reference (and its arguments) names, checked to take (score, b, h, q_idx, kv_idx)."""
-    target = import_target(reference, FIELD)
-    if args is not None:
-        if not callable(target):
-            raise config_problem(FIELD, f"{reference!r} is {a_kind(target)}, not a function to call with score_mod.args")
-        try:
-            target = target(**args)
-        except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code: name it, do not crash
-            raise config_problem(ARGS_FIELD, f"calling {reference}(**score_mod.args) failed: {failure(error)}") from None
-    if not callable(target):
-        what = f"{reference}(**score_mod.args) returned" if args is not None else f"{reference!r} is"
-        raise config_problem(FIELD, f"{what} {a_kind(target)}, not a score_mod function (score, b, h, q_idx, kv_idx) -> score")
+    target = import_function(reference, args, FIELD, "score_mod.args",
+                             "a score_mod function (score, b, h, q_idx, kv_idx) -> score", args_field=ARGS_FIELD)
     if not takes_positional(target, 5):
         hint = " (is it a generator that needs score_mod.args?)" if args is None else ""
         hint += " (a mask_mod takes four: name it as sparse.mask_mod)" if takes_positional(target, 4) else ""
