@@ -142,7 +142,9 @@ def test_sigterm_and_sighup_keep_the_points_and_mark_the_summary(tmp_path: Path,
     folder = tmp_path / "sweep"
     process = mha_process("sweep", "--heads", "1,2,4,8", "impls=[sdpa]", "timing.min_run_time=0.5", "--no-plot",
                           "--output-dir", str(folder))
-    wait_for_line(process, ": done in")
+    # While the points are being timed: their "done" lines come only after the last repetition, so a signal sent
+    # on one of those can reach a process that has already finished (a race CI lost once).
+    wait_for_line(process, "repetition 3/")
     process.send_signal(signum)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, rest
