@@ -191,6 +191,18 @@ def parse_value(text: str, source: str) -> Any:
     return load_yaml_text(text, source).data
 
 
+def value_text(value: Any) -> str:
+    """A value as an override writes it: `null`, `true`, `[1, 2]`, `{kind: softcap, cap: 5.0}`; a swept value in
+    labels, tables and pictures (never Python's repr)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6).strip()
+    return str(value)
+
+
 def format_path(path: PathKey) -> str:
     out = ""
     for part in path:

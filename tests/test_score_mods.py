@@ -424,3 +424,13 @@ def test_explain_backward_shows_the_learned_tables_gradient() -> None:
     assert row.shape == [2, 5]
     softmax = next(s for s in explanation.backward if s.step == "softmax, backward")
     assert softmax.formula.startswith("dS' =")
+
+
+def test_a_sweep_labels_whole_sections_as_an_override_writes_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "mods.yaml"
+    config.write_text("seq_len: 8\nimpls: [manual]\ntiming: {repetitions: 1, min_run_time: 0.01}\n"
+                      "sweep:\n  score_mod: [null, {kind: softcap, cap: 5}]\n")
+    result = runner.invoke(app, ["sweep", str(config), "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "score_mod=null" in result.output and "score_mod={kind: softcap, cap: 5}" in result.output
+    assert "'kind'" not in result.output and "None" not in result.output

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..yaml_source import value_text
 from .time_axis import set_time_scale, spans_widely, time_unit
 
 MAX_PANELS = 16  # 4 x 4: beyond that each panel is too small to read
@@ -107,7 +108,7 @@ def sweep_layout(summary: dict[str, Any]) -> SweepLayout | None:
 def panel_title(layout: SweepLayout, combination: tuple[Any, ...]) -> str:
     """'embed_dim=256, batch_size=1, dtype=float32', wrapped after a comma when longer than PANEL_TITLE_CHARS."""
     lines: list[str] = []
-    for part in (f"{path}={value}" for path, value in zip(layout.panel_axes, combination, strict=True)):
+    for part in (f"{path}={value_text(value)}" for path, value in zip(layout.panel_axes, combination, strict=True)):
         if lines and len(lines[-1]) + 2 + len(part) <= PANEL_TITLE_CHARS:
             lines[-1] += ", " + part
         else:
@@ -151,7 +152,7 @@ def sweep_figure(summary: dict[str, Any]):  # type: ignore[no-untyped-def]
     scale, unit = time_unit(times.values())
     log_y = spans_widely(times.values())
     colours = dict(zip(layout.impls, distinct_colours(len(layout.impls)), strict=True))
-    tick_labels = [str(v) for v in layout.x_values]
+    tick_labels = [value_text(v) for v in layout.x_values]
     count = len(layout.panels)
     columns = layout.columns
     grid_rows = math.ceil(count / columns)
@@ -256,7 +257,7 @@ def _numeric_x(axes: Any, values: list[Any]) -> None:
 def _title(summary: dict[str, Any], layout: SweepLayout) -> str:
     title = f"mha sweep {summary['name']}: median time against {layout.x}"
     if layout.fixed:
-        title += "; " + ", ".join(f"{path}={value}" for path, value in layout.fixed.items())
+        title += "; " + ", ".join(f"{path}={value_text(value)}" for path, value in layout.fixed.items())
     if layout.left_out:
         shown = len(layout.panels)
         title += (f"\nshowing the first {shown} of {shown + layout.left_out} panels "

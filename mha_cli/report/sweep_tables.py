@@ -8,6 +8,7 @@ from typing import Any
 
 from ..machine_load import BUSY_SHARE
 from ..results import MIN_RUNS, NOISY_IQR_RATIO
+from ..yaml_source import value_text
 from .rows import GBS_HEADER, bound_by_memory, format_seconds, gbs_text, gflops_cell, iqr_cell, machine_cell
 
 Table = tuple[str, list[str], list[list[str]]]  # title, headers, rows
@@ -47,8 +48,8 @@ def impl_tables(summary: dict[str, Any]) -> list[Table]:
         if len(axes) == 2:
             first, second = summary["axes"]
             cells = {(r[first["path"]], r[second["path"]]): _cell(r) for r in rows}
-            headers = [f"{first['path']} \\ {second['path']}"] + [str(v) for v in second["values"]]
-            body = [[str(a)] + [cells.get((a, b), "-") for b in second["values"]] for a in first["values"]]
+            headers = [f"{first['path']} \\ {second['path']}"] + [value_text(v) for v in second["values"]]
+            body = [[value_text(a)] + [cells.get((a, b), "-") for b in second["values"]] for a in first["values"]]
             tables.append((f"{impl}: median time", headers, body))
         else:
             # The bound that matters for these shapes, as `mha run` shows it: GB/s when every timed point is memory-bound.
@@ -58,7 +59,7 @@ def impl_tables(summary: dict[str, Any]) -> list[Table]:
             headers = axes + ["status", "median", "IQR", "reps", "runs", "machine",
                               GBS_HEADER if by_memory else "GFLOP/s (% peak)", "peak mem"]
             body = [
-                [str(r[a]) for a in axes]
+                [value_text(r[a]) for a in axes]
                 + [
                     r["status"],
                     _cell(r) if r["status"] == "ok" else "-",
@@ -78,7 +79,7 @@ def impl_tables(summary: dict[str, Any]) -> list[Table]:
 
 def fastest_table(summary: dict[str, Any]) -> Table:
     axes = [a["path"] for a in summary["axes"]]
-    body = [[str(f[a]) for a in axes] + [f["impl"], format_seconds(f["median_s"])] for f in summary["fastest"]]
+    body = [[value_text(f[a]) for a in axes] + [f["impl"], format_seconds(f["median_s"])] for f in summary["fastest"]]
     return ("fastest implementation per point", axes + ["fastest", "median"], body)
 
 
@@ -100,7 +101,7 @@ def skipped_lines(summary: dict[str, Any]) -> list[str]:
             key = (row["point"], row["reason"])
             if key not in seen:
                 seen.add(key)
-                params = " ".join(f"{a['path']}={row[a['path']]}" for a in summary["axes"])
+                params = " ".join(f"{a['path']}={value_text(row[a['path']])}" for a in summary["axes"])
                 lines.append(f"point {row['point']} ({params}) {row['impl']}: {row['status']}: {row['reason']}")
     return lines
 
@@ -108,7 +109,7 @@ def skipped_lines(summary: dict[str, Any]) -> list[str]:
 def headline(summary: dict[str, Any]) -> str:
     """One line: which sweep (or shard of it), its status, and what became of its points."""
     c = summary["counts"]
-    axes = ", ".join(f"{a['path']} in {a['values']}" for a in summary["axes"])
+    axes = ", ".join(f"{a['path']} in {value_text(a['values'])}" for a in summary["axes"])
     busy = sum(1 for row in summary["rows"] if row.get("busy"))
     axes += f"; BUSY MACHINE: {busy} row(s) timed while other processes used the CPUs" if busy else ""
     parts = [f"{c['done']} done"] + [f"{c[k]} {k}" for k in ("skipped", "crashed", "timeout", "pending") if c.get(k)]

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import Config, describe_error, field_at, field_paths, tag_choices, validate_data
 from ..errors import ConfigError, UsageError
-from ..yaml_source import PathKey
+from ..yaml_source import PathKey, value_text
 
 # CLI flag -> (config field path, type of one value)
 FLAG_FIELDS: dict[str, tuple[str, type]] = {
@@ -58,7 +58,7 @@ class Point:
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.params.items())
+        return " ".join(f"{k}={value_text(v)}" for k, v in self.params.items())
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
