@@ -27,6 +27,7 @@ from .errors import Unsupported
 from .experiment import Experiment
 from .inputs import Weights, project_heads, repeat_kv
 from .masks import fully_masked_rows
+from .score_mods import ScoreMod
 from .workload import Workload
 
 Leaves = dict[str, torch.Tensor]  # what the gradients are taken with respect to, by name
@@ -38,22 +39,21 @@ def mod_leaf_name(mod_name: str, table: str) -> str:
     return f"d({mod_name}.{table})"
 
 
-def _learned_tables(work: Workload) -> tuple[dict[str, torch.Tensor], Leaves]:
-    """A learned score mod's tables as leaves that require grad (the mod is a parameter of the layer), by table
-    name and by gradient name; both empty otherwise."""
-    mod = work.experiment.score_mod
+def _table_leaves(mod: ScoreMod | None, tables: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Leaves]:
+    """A learned score mod's tables as fresh leaves that require grad (the mod is a parameter of the layer), by
+    table name and by gradient name; the tables as they are, and no leaves, otherwise."""
     if mod is None or not mod.learned:
-        return {}, {}
-    tables = {name: table.detach().clone().requires_grad_() for name, table in work.inputs.mod_tables.items()}
-    return tables, {mod_leaf_name(mod.NAME, name): table for name, table in tables.items()}
+        return tables, {}
+    leaves = {name: table.detach().clone().requires_grad_() for name, table in tables.items()}
+    return leaves, {mod_leaf_name(mod.NAME, name): table for name, table in leaves.items()}
 
 
 def training_workload(work: Workload) -> tuple[Workload, Leaves]:
     """A copy of the workload whose differentiable tensors are leaves that require grad: the core's
     projected q, k, v, or for the whole layer its inputs and every parameter of a copy of the module;
     and a learned score mod's table, in both."""
-    tables, table_leaves = _learned_tables(work)
-    inputs = replace(work.inputs, mod_tables=tables) if tables else work.inputs
+    tables, table_leaves = _table_leaves(work.experiment.score_mod, work.inputs.mod_tables)
+    inputs = replace(work.inputs, mod_tables=tables) if table_leaves else work.inputs
     if work.experiment.timing.scope == "core":
         q, k, v = (x.detach().clone().requires_grad_() for x in inputs.projected())
         return work.with_inputs(inputs.with_projected(q, k, v)), {"dq": q, "dk": k, "dv": v, **table_leaves}
@@ -151,11 +151,8 @@ def _reference_grads(work: Workload, reference: Reference, rows: torch.Tensor,
     allowed = reference.allowed[:, :, torch.isin(reference.rows, rows)]
     masters = (inputs.master_query.to(dtype), inputs.master_key.to(dtype), inputs.master_value.to(dtype))
     # The score mod on the masters' numbers in this dtype; a learned table is a leaf like the weights.
-    tables = {name: table.to(dtype) for name, table in inputs.master_mod_tables.items()}
-    table_leaves: Leaves = {}
-    if experiment.score_mod is not None and experiment.score_mod.learned:
-        tables = {name: table.requires_grad_() for name, table in tables.items()}
-        table_leaves = {mod_leaf_name(experiment.score_mod.NAME, name): table for name, table in tables.items()}
+    tables, table_leaves = _table_leaves(experiment.score_mod,
+                                         {name: table.to(dtype) for name, table in inputs.master_mod_tables.items()})
     mod = work.prepared.applied_mod(tables)
     modify = (lambda scores: mod.apply(scores, rows)) if mod is not None else None
     if experiment.timing.scope == "core":
